@@ -1,0 +1,3 @@
+from lablease.cli import app
+
+app()

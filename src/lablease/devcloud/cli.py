@@ -1,0 +1,9 @@
+"""Commands of the devcloud component."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this component's commands to the `lablease` app."""

@@ -1,0 +1,1 @@
+"""lockapi component."""
