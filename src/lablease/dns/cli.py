@@ -1,9 +1,64 @@
-"""Commands of the dns component."""
+"""Commands of the dns component: `lablease dns serve --config dns.yaml` and `lablease dns hash-token`."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
+from pathlib import Path
+
 import typer
+
+from lablease.config import ConfigError
+
+dns_app = typer.Typer(no_args_is_help=True, help="The DNS update service (nsupdate-web compatible).")
+
+_CONFIG_ENV = "LABLEASE_DNS_CONFIG"
+
+
+def app_from_env():
+    """uvicorn factory for multi-worker mode: each worker process loads the config itself."""
+    from lablease.dns.config import load_dns_config
+    from lablease.dns.service import create_app
+
+    return create_app(load_dns_config(os.environ[_CONFIG_ENV]))
+
+
+@dns_app.command()
+def serve(config: Path = typer.Option(..., "--config", "-c", help="dns.yaml")) -> None:
+    """Serve the DNS update API until interrupted."""
+    import uvicorn
+
+    from lablease.dns.config import load_dns_config
+    from lablease.dns.service import create_app
+    from lablease.logs import setup_logging
+
+    try:
+        cfg = load_dns_config(config)
+        app = create_app(cfg)  # also proves the key and token files are readable before we listen
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(cfg.log_level)
+    common = dict(host=cfg.listen_host, port=cfg.listen_port, access_log=False, log_level=cfg.log_level.lower(),
+                  log_config=None, timeout_graceful_shutdown=5)
+    if cfg.workers == 1:
+        uvicorn.run(app, **common)
+    else:
+        os.environ[_CONFIG_ENV] = str(config.resolve())
+        uvicorn.run("lablease.dns.cli:app_from_env", factory=True, workers=cfg.workers, **common)
+
+
+@dns_app.command("hash-token")
+def hash_token() -> None:
+    """Read a token on stdin and print its SHA-256, the value for `tokens[].sha256` in dns.yaml."""
+    token = sys.stdin.readline().strip()
+    if not token:
+        typer.echo("error: no token on stdin (printf %s TOKEN | lablease dns hash-token)", err=True)
+        raise typer.Exit(2)
+    typer.echo(hashlib.sha256(token.encode()).hexdigest())
 
 
 def register(app: typer.Typer) -> None:
     """Add this component's commands to the `lablease` app."""
+    app.add_typer(dns_app, name="dns")

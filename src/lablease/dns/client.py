@@ -1,0 +1,105 @@
+"""Client of the DNS service for the rest of lablease (the provisioning engine): update, delete, lookup.
+
+Retries a bounded number of times on 5xx answers and connection errors (the DNS server or the
+service may be restarting); never on 4xx, which will not get better by asking again.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+
+class DNSClientError(Exception):
+    """The service refused or failed a request; the message names the host and the service's answer."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class _Retryable(Exception):
+    def __init__(self, error: DNSClientError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _base_url(update_url: str) -> str:
+    """``http://h:p/prefix/update`` -> ``http://h:p/prefix`` (the other paths hang off the same prefix)."""
+    url = update_url.rstrip("/")
+    if url.endswith("/update"):
+        url = url[: -len("/update")]
+    return url
+
+
+class DNSClient:
+    """Talks to `lablease dns serve` at ``update_url`` (teuthology's `nsupdate_url`)."""
+
+    def __init__(self, update_url: str, token: str | None = None, timeout: float = 5.0, retries: int = 3):
+        self.update_url = update_url.rstrip("/")
+        self.base_url = _base_url(update_url)
+        self._retries = max(1, retries)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(timeout=timeout, headers=headers)
+
+    def __repr__(self) -> str:  # keeps the token out of logs
+        return f"DNSClient(update_url={self.update_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "DNSClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, what: str, method: str, url: str, params: dict | None = None) -> httpx.Response:
+        def attempt() -> httpx.Response:
+            try:
+                response = self._http.request(method, url, params=params)
+            except httpx.HTTPError as exc:
+                raise _Retryable(DNSClientError(f"{what}: DNS service at {self.base_url} unreachable ({type(exc).__name__})")) from None
+            if response.status_code >= 500:
+                raise _Retryable(DNSClientError(f"{what}: DNS service answered {response.status_code}: {_answer(response)}", response.status_code))
+            if response.status_code >= 400:
+                raise DNSClientError(f"{what}: DNS service answered {response.status_code}: {_answer(response)}", response.status_code)
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retries),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise exc.error from None
+
+    def update(self, name: str, ips: list[str]) -> str:
+        """Make ``ips`` the only addresses of ``name``; return "success" or "no-change"."""
+        response = self._request(f"update of {name}", "GET", self.update_url, params={"name": name, "ip": list(ips)})
+        result = response.text.strip()
+        if result not in ("success", "no-change"):
+            raise DNSClientError(f"update of {name}: unexpected answer from DNS service: {result[:200]}", response.status_code)
+        return result
+
+    def delete(self, name: str) -> None:
+        """Remove the A and AAAA records of ``name``; an absent name is not an error."""
+        self._request(f"delete of {name}", "DELETE", f"{self.base_url}/records/{quote(name, safe='')}")
+
+    def lookup(self, name: str) -> list[str]:
+        """The addresses the DNS server holds for ``name`` now."""
+        response = self._request(f"lookup of {name}", "GET", f"{self.base_url}/records/{quote(name, safe='')}")
+        try:
+            return list(response.json()["addresses"])
+        except (ValueError, KeyError, TypeError):
+            raise DNSClientError(f"lookup of {name}: unexpected answer from DNS service: {response.text[:200]}", response.status_code) from None
+
+
+def _answer(response: httpx.Response) -> str:
+    """The service's one-line answer, shortened; it never contains the token (we never send it back)."""
+    return " ".join(response.text.split())[:300] or response.reason_phrase
