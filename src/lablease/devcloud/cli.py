@@ -1,9 +1,46 @@
-"""Commands of the devcloud component."""
+"""Commands of the devcloud component: `lablease devcloud serve`."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+devcloud_app = typer.Typer(no_args_is_help=True, help="devcloud: an OpenStack-compatible local cloud.")
+
+
+@devcloud_app.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (default: the documented default cloud)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (keep it on loopback)"),
+    port: int = typer.Option(8780, "--port", help="port for every API (Keystone, Nova, Cinder, Glance, Neutron)"),
+) -> None:
+    """Serve devcloud until interrupted; every API on one port."""
+    import uvicorn
+
+    from lablease.config import ConfigError
+    from lablease.devcloud.app import create_app
+    from lablease.devcloud.config import load_config
+    from lablease.logs import setup_logging
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(cfg.log_level)
+    workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="devcloud-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        uvicorn.run(create_app(cfg, workdir), host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        if not cfg.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this component's commands to the `lablease` app."""
+    app.add_typer(devcloud_app, name="devcloud")

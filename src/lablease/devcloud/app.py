@@ -1,0 +1,77 @@
+"""Wires devcloud together: one FastAPI app serving every OpenStack API on one port."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lablease.devcloud import admin, compute, identity, images, keypairs, network, nova_proxies, volumes
+from lablease.devcloud.config import DevcloudConfig
+from lablease.devcloud.errors import CloudError, render, style_for_path
+from lablease.devcloud.faults import count, guard
+from lablease.devcloud.lifecycle import Lifecycle
+from lablease.devcloud.state import Cloud
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
+    """Build the app; the ticker thread and sshd processes live as long as its lifespan."""
+    cloud = Cloud(config, workdir)
+    life = Lifecycle(cloud)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        life.start()
+        log.info("devcloud started regions=%s ssh=%s", ",".join(config.regions), config.ssh.enabled)
+        try:
+            yield
+        finally:
+            life.stop()
+            log.info("devcloud stopped")
+
+    app = FastAPI(title="devcloud", lifespan=lifespan, openapi_url="/devcloud/openapi.json", docs_url=None,
+                  redoc_url=None)
+    app.state.cloud = cloud
+    app.state.lifecycle = life
+
+    async def guard_dep(request: Request) -> None:
+        await guard(cloud, request)
+
+    def auth_dep(request: Request):
+        return identity.authenticate(cloud, request)
+
+    auth = Depends(auth_dep)
+    guarded = [Depends(guard_dep)]
+    app.include_router(identity.make_router(cloud), dependencies=guarded)
+    app.include_router(compute.make_router(cloud, life, auth), dependencies=guarded)
+    app.include_router(keypairs.make_router(cloud, auth), dependencies=guarded)
+    app.include_router(nova_proxies.make_router(cloud, life, auth), dependencies=guarded)
+    for version in ("v3", "v2"):
+        app.include_router(volumes.make_router(cloud, life, auth, version), dependencies=guarded)
+    app.include_router(images.make_router(cloud, auth), dependencies=guarded)
+    app.include_router(network.make_router(cloud, auth), dependencies=guarded)
+    app.include_router(admin.make_router(cloud, life))
+
+    @app.exception_handler(CloudError)
+    async def cloud_error(request: Request, exc: CloudError):
+        return render(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # No route matched (404) or the method is not served (405): answer in the service's style.
+        count(cloud, f"{request.method} <unmatched>")
+        message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
+        return render(CloudError(exc.status_code, message, style_for_path(request.url.path)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("devcloud handler failed path=%s", request.url.path)
+        return render(CloudError(500, "Unexpected API Error. Please report this at the devcloud issue tracker.",
+                                 style_for_path(request.url.path)))
+
+    return app

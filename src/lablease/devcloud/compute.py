@@ -1,0 +1,370 @@
+"""Nova 2.1: servers (create, list with filters, get, delete, metadata, actions), flavors, images."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+
+from lablease.devcloud.errors import CloudError, json_body
+from lablease.devcloud.faults import resource_fault
+from lablease.devcloud.identity import base_url
+from lablease.devcloud.lifecycle import Lifecycle
+from lablease.devcloud.quotas import check_compute_quota
+from lablease.devcloud.state import Cloud, Server, Token, iso, new_id, utcnow
+
+log = logging.getLogger(__name__)
+PREFIX = "/compute/v2.1"
+
+
+def _links(request: Request, kind: str, rid: str) -> list[dict[str, str]]:
+    base = base_url(request)
+    return [{"rel": "self", "href": f"{base}{PREFIX}/{kind}/{rid}"},
+            {"rel": "bookmark", "href": f"{base}/compute/{kind}/{rid}"}]
+
+
+def flavor_view(request: Request, f) -> dict[str, Any]:
+    return {"id": f.id, "name": f.name, "ram": f.ram, "disk": f.disk, "vcpus": f.vcpus, "swap": "",
+            "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False, "rxtx_factor": 1.0,
+            "os-flavor-access:is_public": True, "links": _links(request, "flavors", f.id)}
+
+
+def image_view(request: Request, i) -> dict[str, Any]:
+    return {"id": i.id, "name": i.name, "status": "ACTIVE", "progress": 100, "created": "2024-01-01T00:00:00Z",
+            "updated": "2024-01-01T00:00:00Z", "minDisk": i.min_disk, "minRam": i.min_ram,
+            "metadata": {k: v for k, v in (("os_distro", i.os_distro), ("os_version", i.os_version)) if v},
+            "OS-EXT-IMG-SIZE:size": 2361393152, "links": _links(request, "images", i.id)}
+
+
+def server_view(cloud: Cloud, request: Request, s: Server) -> dict[str, Any]:
+    nets = {n.name: n for n in cloud.networks.values()}
+    addresses: dict[str, list[dict[str, Any]]] = {}
+    for net_name, addr in s.addresses:
+        public = nets[net_name].public if net_name in nets else False
+        mac = "fa:16:3e:" + ":".join(f"{int(x):02x}" for x in addr.split(".")[1:])
+        addresses.setdefault(net_name, []).append(
+            {"version": 4, "addr": addr, "OS-EXT-IPS:type": "floating" if public else "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": mac})
+    vol_ids = [v.id for v in cloud.volumes.values() if any(a.server_id == s.id for a in v.attachments)]
+    view: dict[str, Any] = {
+        "id": s.id, "name": s.name, "status": s.status, "tenant_id": s.project_id, "user_id": s.user_id,
+        "metadata": dict(s.metadata), "hostId": "" if s.status == "BUILD" else f"devcloud-{s.project_id[:8]}",
+        "image": {"id": s.image_id, "links": _links(request, "images", s.image_id)[1:]},
+        "flavor": {"id": s.flavor_id, "links": _links(request, "flavors", s.flavor_id)[1:]},
+        "created": iso(s.created), "updated": iso(s.updated), "addresses": addresses,
+        "accessIPv4": "", "accessIPv6": "", "links": _links(request, "servers", s.id),
+        "key_name": s.key_name, "config_drive": "", "progress": 0 if s.status == "BUILD" else 100,
+        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": "nova",
+        "OS-EXT-STS:task_state": s.task_state, "OS-EXT-STS:vm_state": _VM_STATE.get(s.status, "active"),
+        "OS-EXT-STS:power_state": 1 if s.status == "ACTIVE" else 0,
+        "OS-SRV-USG:launched_at": None if s.status == "BUILD" else iso(s.updated).replace("Z", ".000000"),
+        "OS-SRV-USG:terminated_at": None,
+        "os-extended-volumes:volumes_attached": [{"id": v} for v in vol_ids],
+        "security_groups": [{"name": n} for n in s.security_groups],
+    }
+    if s.fault:
+        view["fault"] = {"code": s.fault["code"], "message": s.fault["message"], "created": iso(s.fault["created"])}
+    return view
+
+
+_VM_STATE = {"BUILD": "building", "ACTIVE": "active", "ERROR": "error", "SHUTOFF": "stopped"}
+
+
+def get_server(cloud: Cloud, token: Token, server_id: str) -> Server:
+    server = cloud.servers.get(server_id)
+    if server is None or server.project_id != token.project.id:
+        raise CloudError(404, f"Instance {server_id} could not be found.", "nova")
+    return server
+
+
+def _filtered(cloud: Cloud, request: Request, token: Token) -> tuple[list[Server], str | None]:
+    q = request.query_params
+    servers = [s for s in cloud.servers.values() if s.project_id == token.project.id]
+    servers.sort(key=lambda s: (s.created, s.id), reverse=True)
+    try:
+        if "name" in q:
+            servers = [s for s in servers if re.search(q["name"], s.name)]
+        if "ip" in q:
+            servers = [s for s in servers if any(re.search(q["ip"], a) for _, a in s.addresses)]
+    except re.error:
+        raise CloudError(400, "Invalid regular expression in filter.", "nova") from None
+    if "status" in q:
+        servers = [s for s in servers if s.status == q["status"].upper()]
+    for key, attr in (("image", "image_id"), ("flavor", "flavor_id")):
+        if key in q:
+            servers = [s for s in servers if getattr(s, attr) == q[key].rstrip("/").rsplit("/", 1)[-1]]
+    if "marker" in q:
+        ids = [s.id for s in servers]
+        if q["marker"] not in ids:
+            raise CloudError(400, f"marker [{q['marker']}] not found", "nova")
+        servers = servers[ids.index(q["marker"]) + 1:]
+    next_marker = None
+    if "limit" in q:
+        try:
+            limit = int(q["limit"])
+            if limit < 0:
+                raise ValueError
+        except ValueError:
+            raise CloudError(400, "Invalid input for query parameters limit.", "nova") from None
+        if len(servers) > limit:
+            servers = servers[:limit]
+            next_marker = servers[-1].id if servers else None
+    return servers, next_marker
+
+
+def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
+    router = APIRouter(prefix=PREFIX)
+
+    @router.get("")
+    @router.get("/")
+    async def version(request: Request):
+        return {"version": {"id": "v2.1", "status": "CURRENT", "version": "2.1", "min_version": "2.1",
+                            "updated": "2013-07-23T11:33:21Z",
+                            "links": [{"rel": "self", "href": f"{base_url(request)}{PREFIX}/"}]}}
+
+    @router.get("/flavors")
+    async def list_flavors(request: Request, token: Token = auth):
+        return {"flavors": [{"id": f.id, "name": f.name, "links": _links(request, "flavors", f.id)}
+                            for f in cloud.config.flavors]}
+
+    @router.get("/flavors/detail")
+    async def list_flavors_detail(request: Request, token: Token = auth):
+        return {"flavors": [flavor_view(request, f) for f in cloud.config.flavors]}
+
+    @router.get("/flavors/{flavor_id}")
+    async def get_flavor(flavor_id: str, request: Request, token: Token = auth):
+        flavor = cloud.flavor(flavor_id)
+        if flavor is None:
+            raise CloudError(404, f"Flavor {flavor_id} could not be found.", "nova")
+        return {"flavor": flavor_view(request, flavor)}
+
+    @router.get("/images")
+    async def list_images(request: Request, token: Token = auth):
+        return {"images": [{"id": i.id, "name": i.name, "links": _links(request, "images", i.id)}
+                           for i in cloud.config.images]}
+
+    @router.get("/images/detail")
+    async def list_images_detail(request: Request, token: Token = auth):
+        return {"images": [image_view(request, i) for i in cloud.config.images]}
+
+    @router.get("/images/{image_id}")
+    async def get_image(image_id: str, request: Request, token: Token = auth):
+        image = cloud.image(image_id)
+        if image is None:
+            raise CloudError(404, "Image not found.", "nova")
+        return {"image": image_view(request, image)}
+
+    @router.post("/servers", status_code=202)
+    async def create_server(request: Request, token: Token = auth):
+        body = await json_body(request, "nova", "server")
+        with cloud.lock:
+            server, admin_pass = _create(cloud, life, request, token, body)
+        return {"server": {"id": server.id, "links": _links(request, "servers", server.id),
+                           "OS-DCF:diskConfig": "MANUAL", "adminPass": admin_pass,
+                           "security_groups": [{"name": n} for n in server.security_groups]}}
+
+    @router.get("/servers")
+    async def list_servers(request: Request, token: Token = auth):
+        with cloud.lock:
+            servers, marker = _filtered(cloud, request, token)
+            body: dict[str, Any] = {"servers": [{"id": s.id, "name": s.name,
+                                                 "links": _links(request, "servers", s.id)} for s in servers]}
+        return _with_next(body, request, "servers", marker)
+
+    @router.get("/servers/detail")
+    async def list_servers_detail(request: Request, token: Token = auth):
+        with cloud.lock:
+            servers, marker = _filtered(cloud, request, token)
+            body = {"servers": [server_view(cloud, request, s) for s in servers]}
+        return _with_next(body, request, "servers/detail", marker)
+
+    @router.get("/servers/{server_id}")
+    async def show_server(server_id: str, request: Request, token: Token = auth):
+        with cloud.lock:
+            return {"server": server_view(cloud, request, get_server(cloud, token, server_id))}
+
+    @router.delete("/servers/{server_id}", status_code=204)
+    async def delete_server(server_id: str, token: Token = auth):
+        with cloud.lock:
+            server = get_server(cloud, token, server_id)
+            if resource_fault(cloud, cloud.faults.delete_error, server.name):
+                # A delete that fails as clouds fail them: accepted, then the server sits in ERROR.
+                server.status, server.task_state = "ERROR", None
+                server.fault = {"code": 500, "message": cloud.faults.delete_error.message
+                                or "Failed to delete instance: timed out waiting for the hypervisor",
+                                "created": utcnow()}
+                return Response(status_code=204)
+            del cloud.servers[server_id]
+            for net_name, addr in server.addresses:
+                for net in cloud.networks.values():
+                    if net.name == net_name:
+                        cloud.pools[net.id].release(addr)
+            for volume in cloud.volumes.values():
+                if any(a.server_id == server_id for a in volume.attachments):
+                    volume.attachments = [a for a in volume.attachments if a.server_id != server_id]
+                    volume.status = "available" if not volume.attachments else volume.status
+        life.server_deleted(server)
+        log.info("server deleted id=%s name=%s", server_id, server.name)
+        return Response(status_code=204)
+
+    @router.get("/servers/{server_id}/metadata")
+    async def get_metadata(server_id: str, token: Token = auth):
+        with cloud.lock:
+            return {"metadata": dict(get_server(cloud, token, server_id).metadata)}
+
+    @router.put("/servers/{server_id}/metadata")
+    @router.post("/servers/{server_id}/metadata")
+    async def set_metadata(server_id: str, request: Request, token: Token = auth):
+        body = await json_body(request, "nova", "metadata")
+        meta = _check_metadata(body)
+        with cloud.lock:
+            server = get_server(cloud, token, server_id)
+            if request.method == "PUT":
+                server.metadata = meta
+            else:
+                server.metadata.update(meta)
+            return {"metadata": dict(server.metadata)}
+
+    @router.get("/servers/{server_id}/metadata/{key}")
+    async def get_metadata_item(server_id: str, key: str, token: Token = auth):
+        with cloud.lock:
+            server = get_server(cloud, token, server_id)
+            if key not in server.metadata:
+                raise CloudError(404, "Metadata item was not found", "nova")
+            return {"meta": {key: server.metadata[key]}}
+
+    @router.put("/servers/{server_id}/metadata/{key}")
+    async def set_metadata_item(server_id: str, key: str, request: Request, token: Token = auth):
+        meta = _check_metadata(await json_body(request, "nova", "meta"))
+        if list(meta) != [key]:
+            raise CloudError(400, "Request body and URI mismatch", "nova")
+        with cloud.lock:
+            get_server(cloud, token, server_id).metadata.update(meta)
+        return {"meta": meta}
+
+    @router.delete("/servers/{server_id}/metadata/{key}", status_code=204)
+    async def delete_metadata_item(server_id: str, key: str, token: Token = auth):
+        with cloud.lock:
+            server = get_server(cloud, token, server_id)
+            if server.metadata.pop(key, None) is None:
+                raise CloudError(404, "Metadata item was not found", "nova")
+        return Response(status_code=204)
+
+    @router.post("/servers/{server_id}/action", status_code=202)
+    async def server_action(server_id: str, request: Request, token: Token = auth):
+        body = await json_body(request, "nova")
+        with cloud.lock:
+            server = get_server(cloud, token, server_id)
+            action = next(iter(body), None)
+            allowed = {"reboot": ("ACTIVE", "ACTIVE"), "os-stop": ("ACTIVE", "SHUTOFF"),
+                       "os-start": ("SHUTOFF", "ACTIVE")}
+            if action not in allowed:
+                raise CloudError(400, f"There is no such action: {action}", "nova")
+            before, after = allowed[action]
+            if server.status != before:
+                raise CloudError(409, f"Cannot '{action}' instance {server_id} while it is in vm_state "
+                                      f"{_VM_STATE.get(server.status, server.status.lower())}", "nova")
+            server.status, server.updated = after, utcnow()
+        return Response(status_code=202)
+
+    return router
+
+
+def _with_next(body: dict[str, Any], request: Request, path: str, marker: str | None) -> dict[str, Any]:
+    if marker:
+        params = dict(request.query_params)
+        params["marker"] = marker
+        body[f"{path.split('/')[0]}_links"] = [
+            {"rel": "next", "href": f"{base_url(request)}{PREFIX}/{path}?{urlencode(params)}"}]
+    return body
+
+
+def _check_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    for k, v in meta.items():
+        if not isinstance(v, str) or not k or len(k) > 255 or len(v) > 255:
+            raise CloudError(400, f"Invalid input for field/attribute metadata. Value: {k}. "
+                                  "Keys and values must be strings of 1 to 255 characters", "nova")
+    return dict(meta)
+
+
+def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body: dict[str, Any]):
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise CloudError(400, "Invalid input for field/attribute name. 'name' is a required property "
+                              "(a string of 1 to 255 characters)", "nova")
+    if "flavorRef" not in body:
+        raise CloudError(400, "Invalid input for field/attribute server. 'flavorRef' is a required property", "nova")
+    flavor = cloud.flavor(str(body["flavorRef"]))
+    if flavor is None:
+        raise CloudError(400, "Invalid flavorRef provided.", "nova")
+    image = cloud.image(str(body.get("imageRef") or ""))
+    if image is None:
+        raise CloudError(400, "Can not find requested image", "nova")
+    user_data = None
+    if body.get("user_data") is not None:
+        try:
+            raw = base64.b64decode(str(body["user_data"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise CloudError(400, "Invalid input for field/attribute user_data. User data needs to be valid "
+                                  "base 64.", "nova") from None
+        if len(str(body["user_data"])) > 65535:
+            raise CloudError(400, "Invalid input for field/attribute user_data. It is longer than 65535", "nova")
+        user_data = raw.decode("utf-8", errors="replace")
+    metadata = _check_metadata(body.get("metadata") or {}) if isinstance(body.get("metadata") or {}, dict) \
+        else _check_metadata({"": ""})
+    key_name = body.get("key_name")
+    if key_name is not None and (token.user_id, key_name) not in cloud.keypairs:
+        raise CloudError(400, "Invalid key_name provided.", "nova")
+    groups = []
+    for item in body.get("security_groups") or [{"name": "default"}]:
+        ref = item.get("name") if isinstance(item, dict) else None
+        sg = next((g for g in cloud.security_groups.values()
+                   if g.project_id == token.project.id and ref in (g.name, g.id)), None)
+        if sg is None:
+            raise CloudError(400, f"Unable to find security_group with name or id '{ref}'", "nova")
+        groups.append(sg.name)
+    networks = _pick_networks(cloud, body.get("networks"))
+    check_compute_quota(cloud, token.project.id, flavor)
+    now = utcnow()
+    server = Server(id=new_id(), name=name, project_id=token.project.id, user_id=token.user_id,
+                    flavor_id=flavor.id, image_id=image.id, key_name=key_name, metadata=metadata,
+                    user_data=user_data, security_groups=groups, addresses=[], created=now, updated=now)
+    fails = resource_fault(cloud, cloud.faults.server_error, name)
+    message = cloud.faults.server_error.message
+    for net in networks:
+        addr = cloud.pools[net.id].allocate()
+        if addr is None:
+            fails, message = True, f"Build of instance {server.id} aborted: No more IP addresses in {net.name}"
+            break
+        server.addresses.append((net.name, addr))
+    server.root = life.server_root(server.id)
+    cloud.servers[server.id] = server
+    life.server_created(server, fails, message)
+    log.info("server created id=%s name=%s flavor=%s image=%s", server.id, name, flavor.name, image.name)
+    return server, secrets.token_urlsafe(9)
+
+
+def _pick_networks(cloud: Cloud, requested: Any):
+    nets = list(cloud.networks.values())
+    if requested in (None, "auto", []):
+        if len(nets) > 1:
+            raise CloudError(409, "Multiple possible networks found, use a Network ID to be more specific.", "nova")
+        return nets
+    if requested == "none":
+        return []
+    if not isinstance(requested, list):
+        raise CloudError(400, "Invalid input for field/attribute networks.", "nova")
+    picked = []
+    for item in requested:
+        ref = item.get("uuid") if isinstance(item, dict) else None
+        net = cloud.networks.get(str(ref))
+        if net is None:
+            raise CloudError(400, f"Network {ref} could not be found.", "nova")
+        picked.append(net)
+    return picked

@@ -1,0 +1,171 @@
+"""devcloud's configuration: a pydantic model whose defaults are the documented default cloud."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lablease.config import load_yaml_file, validate_section
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserConfig(_Strict):
+    name: str
+    password: str = Field(repr=False)
+    projects: list[str] = ["demo"]
+    domain: str = "Default"
+
+
+class FlavorConfig(_Strict):
+    id: str
+    name: str
+    vcpus: int = Field(ge=1)
+    ram: int = Field(ge=1, description="MiB")
+    disk: int = Field(ge=0, description="GB")
+
+
+class ImageConfig(_Strict):
+    id: str
+    name: str
+    os_distro: str | None = None
+    os_version: str | None = None
+    min_disk: int = 0
+    min_ram: int = 0
+
+
+class NetworkConfig(_Strict):
+    name: str
+    cidr: str = "127.100.0.0/16"
+    public: bool = True  # address type "floating" when true, "fixed" when false
+
+    @field_validator("cidr")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        net = ipaddress.ip_network(value, strict=False)
+        if net.version != 4 or not net.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+            raise ValueError("must be an IPv4 range inside 127.0.0.0/8 (devcloud never leaves loopback)")
+        if net.num_addresses < 4:
+            raise ValueError("must hold at least 4 addresses")
+        return str(net)
+
+
+class QuotaConfig(_Strict):
+    instances: int = 10
+    cores: int = 20
+    ram: int = 51200
+    volumes: int = 10
+    gigabytes: int = 1000
+    key_pairs: int = 100
+
+
+class SshConfig(_Strict):
+    enabled: bool = False
+    port: int = Field(2222, ge=1, le=65535)
+    delay: float = Field(1.0, ge=0, description="seconds after ACTIVE until sshd listens")
+    runcmd_delay: float = Field(0.5, ge=0, description="seconds after sshd starts until runcmd is done")
+    sshd_path: str = "/usr/sbin/sshd"
+
+
+class RateLimitFault(_Strict):
+    match: str = "*"  # fnmatch pattern against "METHOD /path/{template}"
+    requests: int = Field(ge=0)
+    per_seconds: float = Field(60, gt=0)
+    status: Literal[413, 429] = 413
+    retry_after: int = Field(1, ge=0)
+
+
+class ErrorFault(_Strict):
+    match: str = "*"
+    probability: float = Field(ge=0, le=1)
+
+
+class LatencyFault(_Strict):
+    match: str = "*"
+    seconds: float = Field(ge=0)
+
+
+class ResourceFault(_Strict):
+    probability: float = Field(0.0, ge=0, le=1)
+    match_name: str = "*"  # fnmatch pattern against the resource's name
+    message: str | None = None
+
+
+class FaultConfig(_Strict):
+    seed: int = 0
+    rate_limits: list[RateLimitFault] = []
+    errors: list[ErrorFault] = []
+    latency: list[LatencyFault] = []
+    server_error: ResourceFault = ResourceFault()
+    volume_error: ResourceFault = ResourceFault()
+    attach_error: ResourceFault = ResourceFault()
+    delete_error: ResourceFault = ResourceFault()
+
+
+def _default_flavors() -> list[FlavorConfig]:
+    return [
+        FlavorConfig(id="1", name="m1.tiny", vcpus=1, ram=512, disk=1),
+        FlavorConfig(id="2", name="m1.small", vcpus=1, ram=2048, disk=20),
+        FlavorConfig(id="3", name="m1.medium", vcpus=2, ram=4096, disk=40),
+        FlavorConfig(id="4", name="m1.large", vcpus=4, ram=8192, disk=80),
+        FlavorConfig(id="5", name="win-m1.large", vcpus=4, ram=8192, disk=80),
+    ]
+
+
+def _default_images() -> list[ImageConfig]:
+    return [
+        ImageConfig(id="2f1a1a38-0c7e-4a4c-9c9f-2204a0e22040", name="Ubuntu 22.04",
+                    os_distro="ubuntu", os_version="22.04"),
+        ImageConfig(id="6b1c5a3e-6d3a-4f38-9e0e-2004a0e22004", name="ubuntu-20.04-server",
+                    os_distro="ubuntu", os_version="20.04"),
+        ImageConfig(id="c9e6d1a2-90b3-4e51-8d7c-9c9c9c9c9c09", name="CentOS-9-Stream",
+                    os_distro="centos", os_version="9"),
+    ]
+
+
+class DevcloudConfig(_Strict):
+    """Everything devcloud serves; with no file, the documented default cloud."""
+
+    users: list[UserConfig] = [UserConfig(name="demo", password="demo-password", projects=["demo"])]
+    projects: list[str] = ["demo"]
+    regions: list[str] = ["RegionOne"]
+    token_lifetime: float = Field(3600, gt=0, description="seconds")
+    boot_delay: float = Field(2.0, ge=0)
+    volume_delay: float = Field(0.3, ge=0, description="seconds in 'creating', 'attaching', 'detaching'")
+    flavors: list[FlavorConfig] = Field(default_factory=_default_flavors)
+    images: list[ImageConfig] = Field(default_factory=_default_images)
+    networks: list[NetworkConfig] = [NetworkConfig(name="public")]
+    security_groups: list[str] = ["default"]
+    quotas: QuotaConfig = QuotaConfig()
+    ssh: SshConfig = SshConfig()
+    faults: FaultConfig = FaultConfig()
+    workdir: str | None = None  # per-server roots, sshd configs; a temp dir when unset
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DevcloudConfig":
+        if not self.regions:
+            raise ValueError("regions: at least one region is needed")
+        if not self.networks:
+            raise ValueError("networks: at least one network is needed")
+        for user in self.users:
+            for project in user.projects:
+                if project not in self.projects:
+                    raise ValueError(f"users: project {project!r} of user {user.name!r} is not in projects")
+        for kind, items in (("flavors", self.flavors), ("images", self.images), ("networks", self.networks)):
+            ids = [getattr(i, "id", getattr(i, "name", None)) for i in items]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{kind}: ids must be unique")
+        return self
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> DevcloudConfig:
+    """Load the config file (or the default cloud) and apply overrides; errors name the key."""
+    data: dict[str, Any] = load_yaml_file(path) if path else {}
+    data.update(overrides or {})
+    return validate_section(DevcloudConfig, data, file=str(path) if path else None)

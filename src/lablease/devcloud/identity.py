@@ -1,0 +1,209 @@
+"""Keystone v2.0 and v3: password tokens, service catalog, version discovery, token checks."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from lablease.devcloud.errors import CloudError, json_body
+from lablease.devcloud.state import Cloud, Project, Token, iso, utcnow
+
+log = logging.getLogger(__name__)
+
+# (catalog type, catalog name, path under the base URL; {project} is the project id)
+SERVICES = [
+    ("compute", "nova", "/compute/v2.1"),
+    ("volumev3", "cinderv3", "/volume/v3/{project}"),
+    ("volumev2", "cinderv2", "/volume/v2/{project}"),
+    ("block-storage", "cinder", "/volume/v3/{project}"),
+    ("image", "glance", "/image"),
+    ("network", "neutron", "/network"),
+]
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _v3_time(ts) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+
+def catalog_v2(cloud: Cloud, base: str, project: Project) -> list[dict[str, Any]]:
+    entries = []
+    for stype, name, path in SERVICES + [("identity", "keystone", "/v2.0")]:
+        url = base + path.format(project=project.id)
+        entries.append({"type": stype, "name": name, "endpoints_links": [], "endpoints": [
+            {"region": r, "publicURL": url, "internalURL": url, "adminURL": url, "id": f"{name}-{r}"}
+            for r in cloud.config.regions]})
+    return entries
+
+
+def catalog_v3(cloud: Cloud, base: str, project: Project) -> list[dict[str, Any]]:
+    entries = []
+    for stype, name, path in SERVICES + [("identity", "keystone", "/v3")]:
+        url = base + path.format(project=project.id)
+        entries.append({"type": stype, "name": name, "id": f"svc-{name}", "endpoints": [
+            {"id": f"{name}-{r}-{iface}", "interface": iface, "region": r, "region_id": r, "url": url}
+            for r in cloud.config.regions for iface in ("public", "internal", "admin")]})
+    return entries
+
+
+def _check_password(cloud: Cloud, username: str | None, password: str | None):
+    for user in cloud.config.users:
+        if user.name == username and password is not None and hmac.compare_digest(
+                user.password.encode(), str(password).encode()):
+            return user
+    return None
+
+
+def _issue(cloud: Cloud, user, project: Project | None) -> Token:
+    now = utcnow()
+    token = Token(id="gAAAA" + secrets.token_urlsafe(48), user_id=_user_id(user.name), user_name=user.name,
+                  project=project, issued=now,  # type: ignore[arg-type]
+                  expires=now + timedelta(seconds=cloud.config.token_lifetime))
+    with cloud.lock:
+        for tid in [t for t, tok in cloud.tokens.items() if tok.expired()]:
+            del cloud.tokens[tid]
+        cloud.tokens[token.id] = token
+    log.info("token issued user=%s project=%s", user.name, project.name if project else "-")
+    return token
+
+
+def _user_id(name: str) -> str:
+    import uuid
+    return uuid.uuid5(uuid.NAMESPACE_DNS, f"user.{name}").hex
+
+
+def authenticate(cloud: Cloud, request: Request) -> Token:
+    """The token of this request, or 401 as keystonemiddleware answers (unknown, expired, unscoped)."""
+    token_id = request.headers.get("x-auth-token")
+    with cloud.lock:
+        token = cloud.tokens.get(token_id or "")
+    if token is None or token.expired() or token.project is None:
+        raise CloudError(401, "The request you have made requires authentication.", "keystone",
+                         headers={"WWW-Authenticate": f'Keystone uri="{base_url(request)}/v3"'})
+    return token
+
+
+def versions_document(base: str) -> dict[str, Any]:
+    def version(vid: str, status: str, path: str, media: str) -> dict[str, Any]:
+        return {"id": vid, "status": status, "updated": "2023-01-01T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{base}{path}/"}],
+                "media-types": [{"base": "application/json", "type": media}]}
+    return {"versions": {"values": [
+        version("v3.14", "stable", "/v3", "application/vnd.openstack.identity-v3+json"),
+        version("v2.0", "deprecated", "/v2.0", "application/vnd.openstack.identity-v2.0+json"),
+    ]}}
+
+
+def make_router(cloud: Cloud) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/")
+    async def root_versions(request: Request):
+        return JSONResponse(versions_document(base_url(request)), status_code=300)
+
+    @router.get("/v3")
+    async def v3_version(request: Request):
+        return {"version": versions_document(base_url(request))["versions"]["values"][0]}
+
+    @router.get("/v2.0")
+    async def v2_version(request: Request):
+        return {"version": versions_document(base_url(request))["versions"]["values"][1]}
+
+    async def v2_tokens(request: Request):
+        auth = await json_body(request, "keystone", "auth")
+        creds = auth.get("passwordCredentials")
+        if not isinstance(creds, dict) or "username" not in creds or "password" not in creds:
+            raise CloudError(400, "Expecting to find passwordCredentials with username and password in auth.",
+                             "keystone")
+        user = _check_password(cloud, creds.get("username"), creds.get("password"))
+        if user is None:
+            raise CloudError(401, "The request you have made requires authentication.", "keystone")
+        tenant = auth.get("tenantName") or auth.get("tenantId")
+        project = None
+        if tenant:
+            project = next((p for p in cloud.projects.values()
+                            if tenant in (p.name, p.id) and p.name in user.projects), None)
+            if project is None:
+                raise CloudError(401, f"The user is not authorized for tenant {tenant}.", "keystone")
+        token = _issue(cloud, user, project)
+        access: dict[str, Any] = {
+            "token": {"id": token.id, "issued_at": iso(token.issued), "expires": iso(token.expires)},
+            "user": {"id": token.user_id, "name": user.name, "username": user.name,
+                     "roles": [{"name": "member"}], "roles_links": []},
+            "serviceCatalog": catalog_v2(cloud, base_url(request), project) if project else [],
+            "metadata": {"is_admin": 0, "roles": []},
+        }
+        if project:
+            access["token"]["tenant"] = {"id": project.id, "name": project.name, "enabled": True,
+                                         "description": None}
+        return {"access": access}
+
+    async def v3_tokens(request: Request):
+        auth = await json_body(request, "keystone", "auth")
+        identity = auth.get("identity") if isinstance(auth.get("identity"), dict) else {}
+        pw_user = (identity.get("password") or {}).get("user") if "password" in identity.get("methods", []) else None
+        if not isinstance(pw_user, dict):
+            raise CloudError(400, "Expecting to find identity.password.user in auth (only the password method "
+                                  "is supported).", "keystone")
+        user = _check_password(cloud, pw_user.get("name"), pw_user.get("password"))
+        if user is None or (pw_user.get("domain") or {}).get("name", user.domain) not in (user.domain, "default"):
+            raise CloudError(401, "The request you have made requires authentication.", "keystone")
+        scope = auth.get("scope") or {}
+        project = None
+        if isinstance(scope, dict) and "project" in scope:
+            want = scope["project"] or {}
+            key = want.get("name") or want.get("id")
+            project = next((p for p in cloud.projects.values()
+                            if key in (p.name, p.id) and p.name in user.projects), None)
+            if project is None:
+                raise CloudError(401, f"User {user.name} has no access to project {key}.", "keystone")
+        token = _issue(cloud, user, project)
+        domain = {"id": "default", "name": user.domain}
+        body: dict[str, Any] = {"token": {
+            "methods": ["password"], "audit_ids": [token.id[-22:]],
+            "user": {"id": token.user_id, "name": user.name, "domain": domain, "password_expires_at": None},
+            "issued_at": _v3_time(token.issued), "expires_at": _v3_time(token.expires),
+        }}
+        if project:
+            body["token"].update({
+                "project": {"id": project.id, "name": project.name, "domain": domain},
+                "roles": [{"id": "member-role", "name": "member"}, {"id": "reader-role", "name": "reader"}],
+                "catalog": catalog_v3(cloud, base_url(request), project), "is_domain": False,
+            })
+        return JSONResponse(body, status_code=201, headers={"X-Subject-Token": token.id})
+
+    # libcloud appends its own path to ex_force_auth_url, so a seed-style URL ending in
+    # /v2.0/tokens (or /v3/auth/tokens) arrives doubled; serve that spelling too.
+    for path in ("/v2.0/tokens", "/v2.0/tokens/v2.0/tokens"):
+        router.add_api_route(path, v2_tokens, methods=["POST"])
+    for path in ("/v3/auth/tokens", "/v3/auth/tokens/v3/auth/tokens"):
+        router.add_api_route(path, v3_tokens, methods=["POST"])
+
+    @router.get("/v3/auth/tokens")
+    async def v3_validate(request: Request):
+        authenticate(cloud, request)
+        subject = request.headers.get("x-subject-token", "")
+        with cloud.lock:
+            token = cloud.tokens.get(subject)
+        if token is None or token.expired():
+            raise CloudError(404, "Could not find token.", "keystone")
+        body = {"token": {"methods": ["password"], "expires_at": _v3_time(token.expires),
+                          "issued_at": _v3_time(token.issued),
+                          "user": {"id": token.user_id, "name": token.user_name,
+                                   "domain": {"id": "default", "name": "Default"}}}}
+        if token.project:
+            body["token"]["project"] = {"id": token.project.id, "name": token.project.name,
+                                        "domain": {"id": "default", "name": "Default"}}
+            body["token"]["catalog"] = catalog_v3(cloud, base_url(request), token.project)
+        return JSONResponse(body, headers={"X-Subject-Token": subject})
+
+    return router

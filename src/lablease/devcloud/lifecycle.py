@@ -1,0 +1,145 @@
+"""Delayed transitions of a real cloud: BUILD → ACTIVE/ERROR, sshd start, cloud-init runcmd, volume states."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from lablease.devcloud.sshd import SshdManager, login_users
+from lablease.devcloud.state import Cloud, Server, Volume, utcnow
+from lablease.devcloud.userdata import parse_user_data
+
+log = logging.getLogger(__name__)
+
+NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
+
+
+class Lifecycle:
+    """Owns the ticker thread that runs due events and the sshd processes of the servers."""
+
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+        ssh = cloud.config.ssh
+        self.sshd = SshdManager(ssh.sshd_path, ssh.port)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="devcloud-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sshd.stop_all()
+
+    def _run(self) -> None:
+        # sshd processes are started from this long-lived thread, because their parent-death
+        # signal fires when the thread that started them ends.
+        while not self._stop.wait(0.02):
+            for action in self.cloud.due_events():
+                try:
+                    action()
+                except Exception:  # one failed transition must not stop the cloud's clock
+                    log.exception("devcloud event failed")
+
+    # --- servers ----------------------------------------------------------------------------
+    def server_created(self, server: Server, fails: bool, message: str | None) -> None:
+        self.cloud.schedule(self.cloud.config.boot_delay, lambda: self._boot(server.id, fails, message))
+
+    def _boot(self, server_id: str, fails: bool, message: str | None) -> None:
+        cloud = self.cloud
+        with cloud.lock:
+            server = cloud.servers.get(server_id)
+            if server is None or server.status != "BUILD":
+                return
+            server.updated = utcnow()
+            server.task_state = None
+            if fails:
+                server.status = "ERROR"
+                server.fault = {"code": 500, "message": message or NO_VALID_HOST, "created": server.updated}
+                log.info("server error id=%s", server_id)
+                return
+            server.status = "ACTIVE"
+        log.info("server active id=%s name=%s", server_id, server.name)
+        ssh = cloud.config.ssh
+        if ssh.enabled:
+            cloud.schedule(ssh.delay, lambda: self._start_sshd(server_id))
+        else:
+            cloud.schedule(ssh.runcmd_delay, lambda: self._runcmd(server_id))
+
+    def _start_sshd(self, server_id: str) -> None:
+        cloud = self.cloud
+        with cloud.lock:
+            server = cloud.servers.get(server_id)
+            if server is None or server.status != "ACTIVE":
+                return
+            ud = parse_user_data(server.user_data)
+            keys = list(ud.authorized_keys)
+            if server.key_name:
+                kp = cloud.keypairs.get((server.user_id, server.key_name))
+                if kp and kp.public_key.strip() not in keys:
+                    keys.append(kp.public_key.strip())
+            address = server.addresses[0][1]
+            root = server.root
+        assert root is not None
+        self.sshd.start(server_id, address, root.parent / "ssh", keys, login_users(ud.users), root)
+        with cloud.lock:
+            if server_id not in cloud.servers:  # deleted while sshd was starting
+                self.sshd.stop(server_id)
+                return
+            cloud.servers[server_id].ssh_up = True
+        cloud.schedule(cloud.config.ssh.runcmd_delay, lambda: self._runcmd(server_id))
+
+    def _runcmd(self, server_id: str) -> None:
+        """What cloud-init's runcmd would leave behind: the files that `touch` commands name."""
+        with self.cloud.lock:
+            server = self.cloud.servers.get(server_id)
+            if server is None or server.root is None:
+                return
+            paths = parse_user_data(server.user_data).touch_paths
+            root = server.root
+        for path in paths:
+            target = root / path.lstrip("/")
+            if root.resolve() not in target.resolve().parents:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+            log.info("runcmd touch server=%s path=%s", server_id, path)
+
+    def server_deleted(self, server: Server) -> None:
+        self.sshd.stop(server.id)
+        if server.root is not None:
+            shutil.rmtree(server.root.parent, ignore_errors=True)
+
+    def server_root(self, server_id: str) -> Path:
+        root = self.cloud.workdir / "servers" / server_id / "root"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    # --- volumes ----------------------------------------------------------------------------
+    def volume_created(self, volume: Volume, fails: bool) -> None:
+        self._later(volume.id, "creating", "error" if fails else "available")
+
+    def _later(self, volume_id: str, expect: str, status: str, clear_attachments: bool = False) -> None:
+        def transition() -> None:
+            with self.cloud.lock:
+                volume = self.cloud.volumes.get(volume_id)
+                if volume is None or volume.status != expect:
+                    return
+                volume.status = status
+                if clear_attachments:
+                    volume.attachments.clear()
+                log.info("volume id=%s status=%s", volume_id, status)
+        self.cloud.schedule(self.cloud.config.volume_delay, transition)
+
+    def volume_attaching(self, volume: Volume, fails: bool) -> None:
+        # A failed attach ends as Nova leaves it: the volume back to available, not attached.
+        if fails:
+            self._later(volume.id, "attaching", "available", clear_attachments=True)
+        else:
+            self._later(volume.id, "attaching", "in-use")
+
+    def volume_detaching(self, volume: Volume) -> None:
+        self._later(volume.id, "detaching", "available", clear_attachments=True)

@@ -1,0 +1,118 @@
+"""One OpenSSH sshd per ACTIVE server, bound to the server's address, accepting its cloud-config keys."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # sshd runs in its own session (so its group can be stopped alone); the parent-death
+    # signal makes it exit even when devcloud itself is killed with SIGKILL.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def login_users(cloud_config_users: list[str]) -> list[str]:
+    """Accounts sshd lets in: devcloud's own account, and as root also existing user-data users."""
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    users = [me]
+    if os.geteuid() == 0:
+        for name in cloud_config_users:
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                log.info("ssh user=%s does not exist here; logins go to %s", name, me)
+                continue
+            if name not in users:
+                users.append(name)
+    return users
+
+
+class SshdManager:
+    """Starts and stops the per-server sshd processes; all of them stop when devcloud stops."""
+
+    def __init__(self, sshd_path: str, port: int):
+        self.sshd_path = sshd_path
+        self.port = port
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self, server_id: str, address: str, directory: Path, authorized_keys: list[str],
+              users: list[str], root: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        host_key = directory / "ssh_host_ed25519_key"
+        if not host_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"devcloud-{server_id}",
+                            "-f", str(host_key)], check=True, capture_output=True)
+        keys_file = directory / "authorized_keys"
+        keys_file.write_text("".join(k + "\n" for k in authorized_keys))
+        keys_file.chmod(0o644)
+        config = directory / "sshd_config"
+        config.write_text("\n".join([
+            f"ListenAddress {address}:{self.port}",
+            f"HostKey {host_key}",
+            f"AuthorizedKeysFile {keys_file}",
+            f"PidFile {directory / 'sshd.pid'}",
+            "UsePAM no",
+            "StrictModes no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            f"AllowUsers {' '.join(users)}",
+            f"SetEnv DEVCLOUD_ROOT={root}",
+            "PrintMotd no",
+            "LogLevel INFO",
+            "",
+        ]))
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        log_file = open(directory / "sshd.log", "ab")
+        try:
+            proc = subprocess.Popen([self.sshd_path, "-D", "-e", "-f", str(config)], stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            log_file.close()
+        with self._lock:
+            self._procs[server_id] = proc
+        log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, address, self.port, proc.pid)
+
+    def stop(self, server_id: str) -> None:
+        with self._lock:
+            proc = self._procs.pop(server_id, None)
+        if proc is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.info("sshd stopped server=%s", server_id)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            ids = list(self._procs)
+        for server_id in ids:
+            self.stop(server_id)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return [sid for sid, p in self._procs.items() if p.poll() is None]

@@ -1,0 +1,126 @@
+"""Start devcloud as a subprocess on a free loopback port and drive its admin API (tests, demo, bench)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from lablease.netutil import free_port
+from lablease.testing.processes import ServerProcess
+
+ADMIN = "/devcloud/admin"
+
+
+@dataclass
+class DevcloudHandle:
+    """A running devcloud: where it is, how libcloud reaches it, and its admin operations."""
+
+    url: str  # http://127.0.0.1:PORT
+    config: dict[str, Any]
+    workdir: Path
+    process: ServerProcess = field(repr=False)
+    username: str = "demo"
+    password: str = field(default="demo-password", repr=False)
+    project: str = "demo"
+    region: str = "RegionOne"
+
+    @property
+    def auth_url_v2(self) -> str:
+        """What libcloud's ex_force_auth_url needs for 2.0_password: the base URL (libcloud appends /v2.0/tokens)."""
+        return self.url
+
+    @property
+    def auth_url_v3(self) -> str:
+        """What libcloud's ex_force_auth_url needs for 3.x_password: the base URL (libcloud appends /v3/auth/tokens)."""
+        return self.url
+
+    def driver_args(self, auth_version: str = "2.0_password", api_version: str | None = None) -> dict[str, Any]:
+        """A seed-style `driver_args` dict for libcloud's OpenStack driver."""
+        args: dict[str, Any] = {
+            "username": self.username, "password": self.password,
+            "ex_force_auth_url": self.auth_url_v3 if auth_version.startswith("3") else self.auth_url_v2,
+            "ex_force_auth_version": auth_version, "ex_tenant_name": self.project,
+            "ex_force_service_region": self.region,
+        }
+        if api_version is not None:
+            args["api_version"] = api_version
+        return args
+
+    def driver(self, auth_version: str = "2.0_password", api_version: str | None = None):
+        """A libcloud OpenStack driver built from driver_args (username and password positional)."""
+        from libcloud.compute.providers import get_driver
+        from libcloud.compute.types import Provider
+
+        args = self.driver_args(auth_version, api_version)
+        return get_driver(Provider.OPENSTACK)(args.pop("username"), args.pop("password"), **args)
+
+    def _admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        resp = httpx.request(method, f"{self.url}{ADMIN}{path}", json=json, timeout=10)
+        resp.raise_for_status()
+        return resp
+
+    def resources(self) -> dict[str, Any]:
+        return self._admin("GET", "/resources").json()
+
+    def request_counts(self) -> dict[str, int]:
+        return self._admin("GET", "/requests").json()["counts"]
+
+    def reset_counts(self) -> None:
+        self._admin("DELETE", "/requests")
+
+    def set_faults(self, spec: dict[str, Any]) -> None:
+        self._admin("PUT", "/faults", json=spec)
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/faults")
+
+    def server_internals(self, server_id: str) -> dict[str, Any]:
+        """devcloud's view of one server: its root directory (readiness markers), ssh state, addresses."""
+        return self._admin("GET", f"/servers/{server_id}").json()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.process.log_tail(chars)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout: float = 30.0) -> DevcloudHandle:
+    """Run `python -m lablease devcloud serve --config <file> --port <free>` and wait until it answers."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = _merge({"workdir": str(workdir / "state")}, config or {})
+    config_file = workdir / "devcloud.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = ServerProcess([sys.executable, "-m", "lablease", "devcloud", "serve", "--config", str(config_file),
+                          "--host", "127.0.0.1", "--port", str(port)], log_path=workdir / "devcloud.log", env=env)
+    proc.start()
+    try:
+        proc.wait_for_port("127.0.0.1", port, timeout=timeout)
+    except Exception:
+        proc.stop()
+        raise
+    user = (cfg.get("users") or [{}])[0]
+    handle = DevcloudHandle(url=f"http://127.0.0.1:{port}", config=cfg, workdir=workdir, process=proc)
+    if user.get("name"):
+        handle.username, handle.password = user["name"], user.get("password", "")
+        handle.project = (user.get("projects") or ["demo"])[0]
+    if cfg.get("regions"):
+        handle.region = cfg["regions"][0]
+    return handle
