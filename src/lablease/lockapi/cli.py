@@ -1,9 +1,187 @@
-"""Commands of the lockapi component."""
+"""Commands of the lock server: ``lablease serve`` and ``lablease nodes add|remove|list``."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from lablease.config import ConfigError, load_yaml_file
+from lablease.hostnames import canonicalize_hostname, numbered_names
+from lablease.lockapi.client import LockClient, LockClientError
+from lablease.lockapi.settings import DEFAULT_PORT, LockSettings
+
+nodes_app = typer.Typer(no_args_is_help=True, help="Manage the node inventory of a lock server (as its client).")
+USER_CONFIG = Path("~/.teuthology.yaml")
+TOKEN_ENV = "LABLEASE_ADMIN_TOKEN"
+
+
+def _fail(text: str) -> None:
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(2)
+
+
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="teuthology.yaml-style file with a lablease: section."),
+    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help=f"Port to listen on (default {DEFAULT_PORT})."),
+    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default 1)."),
+) -> None:
+    """Serve the paddles-compatible /nodes lock API."""
+    from lablease.lockapi.serve import serve as run
+
+    try:
+        settings = LockSettings.load(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    run(settings)
+
+
+def _user_config(config: Optional[Path]) -> tuple[dict[str, Any], Optional[str]]:
+    path = (config or USER_CONFIG).expanduser()
+    if config is None and not path.exists():
+        return {}, None
+    try:
+        return load_yaml_file(path), str(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    raise AssertionError  # pragma: no cover
+
+
+def _client(server: Optional[str], config: Optional[Path], token: Optional[str]) -> tuple[LockClient, Optional[str]]:
+    """A client for ``--server``, else the config's ``lock_server``; the token from flag, env or config."""
+    data, file = _user_config(config)
+    url = server or data.get("lock_server") or f"http://127.0.0.1:{DEFAULT_PORT}"
+    if token is None:
+        token = os.environ.get(TOKEN_ENV)
+    if token is None and data.get("lablease"):
+        try:
+            settings = LockSettings.from_mapping(data, file=file)
+        except ConfigError as exc:
+            _fail(str(exc))
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    return LockClient(url, admin_token=token), data.get("lab_domain")
+
+
+ServerOpt = typer.Option(None, "--server", help="Lock server URL (default: lock_server of the config).")
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default ~/.teuthology.yaml).")
+TokenOpt = typer.Option(None, "--token", help=f"Admin token (or set {TOKEN_ENV}; or lablease.admin_token in the config).")
+
+
+@nodes_app.command("add")
+def add(
+    names: list[str] = typer.Argument(None, help="Node names; or use --count with --machine-type."),
+    machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m"),
+    count: Optional[int] = typer.Option(None, help="Create MACHINE_TYPE001 … MACHINE_TYPE<count>."),
+    start: int = typer.Option(1, help="First number with --count."),
+    vm: bool = typer.Option(False, "--vm/--no-vm", help="Mark the nodes as virtual machines (is_vm)."),
+    up: bool = typer.Option(True, "--up/--down", help="Lockable right away (up) or not (down)."),
+    os_type: Optional[str] = typer.Option(None), os_version: Optional[str] = typer.Option(None),
+    arch: Optional[str] = typer.Option(None), description: Optional[str] = typer.Option(None),
+    server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt, token: Optional[str] = TokenOpt,
+) -> None:
+    """Create nodes in the lab domain; all of them or none (created ones are removed on failure)."""
+    if count is not None:
+        if names:
+            _fail("give node names or --count, not both")
+        if not machine_type:
+            _fail("--count needs --machine-type: names are <machine type>001, <machine type>002, …")
+        try:
+            names = numbered_names(machine_type, count, start=start)
+        except ValueError as exc:
+            _fail(str(exc))
+    if not names:
+        _fail("nothing to add: give node names or --machine-type TYPE --count N")
+    client, lab_domain = _client(server, config, token)
+    full = [canonicalize_hostname(n, lab_domain) for n in names]
+    fields = {k: v for k, v in dict(machine_type=machine_type, is_vm=vm, up=up, os_type=os_type,
+                                     os_version=os_version, arch=arch, description=description).items()
+              if v is not None}
+    with client:
+        try:
+            existing = {n["name"] for n in client.list()}
+        except LockClientError as exc:
+            _fail(str(exc))
+        clash = sorted(set(full) & existing)
+        if clash:
+            _fail(f"already in the inventory: {', '.join(clash[:10])}{' …' if len(clash) > 10 else ''}; nothing added")
+        created: list[str] = []
+        try:
+            for name in full:
+                client.create(name, **fields)
+                created.append(name)
+        except LockClientError as exc:
+            for name in created:
+                try:
+                    client.delete(name)
+                except LockClientError:
+                    pass
+            undo = f"; removed the {len(created)} node(s) created before it" if created else "; nothing added"
+            _fail(f"{exc}{undo}")
+    typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
+
+
+@nodes_app.command("remove")
+def remove(
+    names: list[str] = typer.Argument(..., help="Node names (short names get the lab domain)."),
+    force: bool = typer.Option(False, help="Also remove locked nodes."),
+    server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt, token: Optional[str] = TokenOpt,
+) -> None:
+    """Delete nodes; refuses (and deletes nothing) when one is missing or locked, unless --force."""
+    client, lab_domain = _client(server, config, token)
+    full = [canonicalize_hostname(n, lab_domain) for n in names]
+    with client:
+        try:
+            known = {n["name"]: n for n in client.list()}
+        except LockClientError as exc:
+            _fail(str(exc))
+        missing = [n for n in full if n not in known]
+        if missing:
+            _fail(f"not in the inventory: {', '.join(missing)}; nothing removed")
+        locked = [n for n in full if known[n]["locked"]]
+        if locked and not force:
+            _fail(f"locked: {', '.join(locked)}; unlock them first or pass --force; nothing removed")
+        for name in full:
+            try:
+                client.delete(name)
+            except LockClientError as exc:
+                _fail(str(exc))
+    typer.echo(f"removed {len(full)} node(s)")
+
+
+@nodes_app.command("list")
+def list_nodes(
+    machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m"),
+    locked: Optional[bool] = typer.Option(None, "--locked/--unlocked", help="Only locked or only free nodes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON records."),
+    server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt,
+) -> None:
+    """List nodes with their lock and provisioning state."""
+    client, _ = _client(server, config, None)
+    with client:
+        try:
+            rows = client.list(machine_type=machine_type, locked=locked)
+        except LockClientError as exc:
+            _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "type", "up", "locked by", "since", "state", "description")
+    for n in rows:
+        table.add_row(n["name"], n.get("machine_type") or "", str(n.get("up")), n.get("locked_by") or "",
+                      n.get("locked_since") or "", n.get("state") or "", n.get("description") or "")
+    Console(width=200).print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this component's commands to the `lablease` app."""
+    """Add ``serve`` and ``nodes`` to the ``lablease`` app."""
+    app.command("serve")(serve)
+    app.add_typer(nodes_app, name="nodes")

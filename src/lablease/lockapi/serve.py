@@ -1,0 +1,55 @@
+"""Run the lock server under uvicorn: migrate once, then serve with one or more workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from lablease.lockapi.app import create_app
+from lablease.lockapi.settings import LockSettings
+from lablease.logs import setup_logging
+from lablease.store import NodeStore
+
+log = logging.getLogger(__name__)
+
+# Workers are separate processes: they re-read the same config file named here.
+_CONFIG_ENV = "LABLEASE_LOCKAPI_CONFIG"
+_DATA_DIR_ENV = "LABLEASE_LOCKAPI_DATA_DIR"
+
+
+def safe_url(url: str) -> str:
+    """The database URL with any password hidden, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def worker_app() -> FastAPI:
+    """App factory for uvicorn workers (``--workers`` > 1); the parent already migrated."""
+    config = os.environ.get(_CONFIG_ENV) or None
+    data_dir = os.environ.get(_DATA_DIR_ENV) or None
+    settings = LockSettings.load(config)
+    if data_dir and config is None:
+        settings = LockSettings.defaults(Path(data_dir))
+    return create_app(settings, run_migrations=False)
+
+
+def serve(settings: LockSettings) -> None:
+    """Migrate the database, then serve until interrupted."""
+    setup_logging(settings.log_level)
+    store = NodeStore.open(settings.database_url, run_migrations=True, pool_size=1)
+    store.close()
+    log.info("lock server starting url=http://%s:%d database=%s workers=%d admin_token=%s lab_domain=%s",
+             settings.host, settings.port, safe_url(settings.database_url), settings.workers,
+             "set" if settings.admin_token else "none", settings.lab_domain or "none")
+    common = dict(host=settings.host, port=settings.port, access_log=False,
+                  log_level=settings.log_level.lower(), timeout_keep_alive=30, backlog=2048)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, run_migrations=False), **common)
+        return
+    os.environ[_CONFIG_ENV] = str(settings.config_file or "")
+    os.environ[_DATA_DIR_ENV] = str(settings.data_dir)
+    uvicorn.run("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)

@@ -1,0 +1,31 @@
+"""Store errors; each maps to one HTTP status of the paddles API."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base: ``status`` is the HTTP status the lock API answers with."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(StoreError):
+    status = 400
+
+
+class Forbidden(StoreError):
+    status = 403
+
+
+class NotFound(StoreError):
+    status = 404
+
+
+class Unavailable(StoreError):
+    """Too few free nodes, or the database kept failing after retries."""
+
+    status = 503
