@@ -1,0 +1,131 @@
+"""Benchmark: DNS updates per second and latency, through the HTTP service and with bare dnspython.
+
+Starts a real BIND 9 and `lablease dns serve` on loopback, then for 1 and 8 concurrent clients:
+  - bare:  dnspython RFC 2136 + TSIG over TCP straight to BIND (one connection per update), the limit;
+  - http:  `GET /update?name=nodeN&ip=...` through the service (keep-alive HTTP/1.1 client per thread).
+Every update changes the address, so each one is a real query + update at BIND (never "no-change").
+Prints a table and writes JSON under bench/results/.
+
+    .venv/bin/python bench/bench_dns.py [--seconds 5] [--clients 1,8] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import dns.query
+import dns.tsigkeyring
+import dns.update
+
+from lablease.testing.bind import BindServer, start_bind
+from lablease.testing.dns import start_dns_service
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _address(client: int, i: int) -> str:
+    return f"10.{client}.{(i >> 8) & 255}.{i & 255}"
+
+
+def bare_worker(bind: BindServer, client: int, stop_at: float, latencies: list[float]) -> None:
+    keyring = dns.tsigkeyring.from_file(bind.key_file)
+    i = 0
+    while time.perf_counter() < stop_at:
+        i += 1
+        msg = dns.update.UpdateMessage(bind.zone, keyring=keyring)
+        msg.replace(f"node{client}", 300, "A", _address(client, i))
+        start = time.perf_counter()
+        answer = dns.query.tcp(msg, bind.host, port=bind.port, timeout=5)
+        latencies.append(time.perf_counter() - start)
+        assert answer.rcode() == 0, answer.rcode()
+
+
+def http_worker(update_url: str, client: int, stop_at: float, latencies: list[float]) -> None:
+    # http.client keeps the client's own CPU cost low on a 2-core machine shared with the server and BIND.
+    parts = urlsplit(update_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    i = 0
+    while time.perf_counter() < stop_at:
+        i += 1
+        path = f"{parts.path}?{urlencode({'name': f'node{client}', 'ip': _address(client, i)})}"
+        start = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200 or body != b"success":
+            raise RuntimeError(f"update failed: {response.status} {body[:200]!r}")
+    conn.close()
+
+
+def run(kind: str, target, clients: int, seconds: float) -> dict:
+    worker = bare_worker if kind == "bare" else http_worker
+    per_client: list[list[float]] = [[] for _ in range(clients)]
+    stop_at = time.perf_counter() + seconds
+    threads = [threading.Thread(target=worker, args=(target, c + 1, stop_at, per_client[c])) for c in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    latencies = sorted(x for lat in per_client for x in lat)
+    return {
+        "path": kind, "clients": clients, "updates": len(latencies), "seconds": round(elapsed, 2),
+        "updates_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
+    parser.add_argument("--clients", default="1,8", help="comma-separated client counts")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the service")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="bench-dns-") as tmp:
+        bind = start_bind(Path(tmp) / "bind")
+        service = None
+        try:
+            service = start_dns_service(Path(tmp), bind, allow_pattern=r"node[0-9]+", workers=args.workers,
+                                        log_level="WARNING")
+            time.sleep(0.5 if args.workers == 1 else 2.0)  # let every worker process finish starting
+            rows = []
+            for clients in counts:
+                rows.append(run("bare", bind, clients, args.seconds))
+                rows.append(run("http", service.update_url, clients, args.seconds))
+        finally:
+            if service:
+                service.stop()
+            bind.stop()
+
+    print(f"{'path':6} {'clients':>7} {'updates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'updates':>8}")
+    for r in rows:
+        print(f"{r['path']:6} {r['clients']:>7} {r['updates_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['updates']:>8}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"dns-{stamp}.json"
+    out.write_text(json.dumps({
+        "when": stamp, "python": sys.version.split()[0], "machine": platform.machine(),
+        "seconds_per_run": args.seconds, "service_workers": args.workers, "rows": rows,
+    }, indent=2) + "\n")
+    print(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
