@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ class DevcloudHandle:
         args = self.driver_args(auth_version, api_version)
         return get_driver(Provider.OPENSTACK)(args.pop("username"), args.pop("password"), **args)
 
+    @property
+    def ssh_port(self) -> int:
+        return int((self.config.get("ssh") or {}).get("port", 2222))
+
     def _admin(self, method: str, path: str, json: Any = None) -> httpx.Response:
         resp = httpx.request(method, f"{self.url}{ADMIN}{path}", json=json, timeout=10)
         resp.raise_for_status()
@@ -103,6 +108,11 @@ def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = _merge({"workdir": str(workdir / "state")}, config or {})
+    if "networks" not in cfg:
+        # Devclouds of parallel test runs must not hand out the same address: their sshd
+        # processes would fight over ADDRESS:PORT. A random /24 inside 127/8 keeps them apart.
+        rnd = random.SystemRandom()
+        cfg["networks"] = [{"name": "public", "cidr": f"127.{rnd.randint(101, 254)}.{rnd.randint(0, 255)}.0/24"}]
     config_file = workdir / "devcloud.yaml"
     config_file.write_text(yaml.safe_dump(cfg))
     port = free_port()
