@@ -1,0 +1,224 @@
+"""The lab's teuthology.yaml as lablease reads it: lab keys, `libcloud.providers`, global hints.
+
+The file is the lab's shared teuthology.yaml, so unknown top-level keys belong to teuthology and
+are kept; inside a provider every key is known, so a typo is an error with a fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lablease.config.errors import ConfigError
+from lablease.config.loader import load_yaml_file, validate_section
+
+# Where teuthology looks for its config, in order.
+DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
+
+DEFAULT_READY_COMMAND = "test -e /.teuth_provisioned"
+SUPPORTED_DRIVERS = ("openstack",)
+
+_USERDATA_KEY = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.]+$")
+
+
+def _as_patterns(value: Any) -> list[str]:
+    """teuthology accepts a regex or a list of them; lablease keeps a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a regular expression or a list of them")
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            # The regex error names the position, not the pattern text.
+            raise ValueError(f"not a valid regular expression ({exc.msg} at position {exc.pos})") from None
+    return value
+
+
+class MachineHints(BaseModel):
+    """Resources of one node; None means "no opinion" and loses to any other value."""
+
+    model_config = ConfigDict(extra="forbid")
+    disk: int | None = Field(default=None, ge=0, description="root disk, GB")
+    ram: int | None = Field(default=None, ge=0, description="memory, MB")
+    cpus: int | None = Field(default=None, ge=0)
+
+
+class VolumeHints(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int | None = Field(default=None, ge=0, le=26)
+    size: int | None = Field(default=None, ge=0, description="GB each")
+
+
+class Hints(BaseModel):
+    """`openstack: {machine: ..., volumes: ...}` as a job or teuthology.yaml carries it.
+
+    Other keys of teuthology's `openstack:` section (its own OpenStack backend) are kept.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    machine: MachineHints = Field(default_factory=MachineHints)
+    volumes: VolumeHints = Field(default_factory=VolumeHints)
+
+
+class ProviderConfig(BaseModel):
+    """One `libcloud.providers.<machine_type>` entry: teuthology's keys plus lablease's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # teuthology's keys
+    driver: str
+    driver_args: dict[str, Any] = Field(default_factory=dict)
+    ssh_interface: Literal["public_ips", "private_ips"] = "public_ips"
+    exclude_image: list[str] = Field(default_factory=list)
+    allow_sizes: list[str] = Field(default_factory=lambda: [".*"])
+    exclude_sizes: list[str] = Field(default_factory=lambda: ["win-.*"])
+    allow_networks: list[str] = Field(default_factory=lambda: [".*"])
+    security_groups: list[str] | None = None
+    userdata: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # lablease's keys
+    max_parallel: int = Field(default=10, ge=1, le=200)
+    launch_retries: int = Field(default=3, ge=1, le=20)
+    boot_timeout: float = Field(default=600.0, gt=0)
+    ready_timeout: float = Field(default=600.0, gt=0)
+    ssh_user: str = "ubuntu"
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_key_file: str | None = None
+    ssh_key_passphrase: str | None = None
+    authorized_keys: list[str] = Field(default_factory=list)
+    ready_command: str = DEFAULT_READY_COMMAND
+    rate: float = Field(default=0.0, ge=0, description="minimum seconds between API calls")
+    tags: dict[str, str] = Field(default_factory=dict)
+    listing_ttl: float = Field(default=300.0, ge=0)
+    api_timeout: float = Field(default=60.0, gt=0)
+    api_retry_time: float = Field(default=120.0, gt=0)
+    volume_timeout: float = Field(default=300.0, gt=0)
+    delete_timeout: float = Field(default=300.0, gt=0)
+
+    @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> list[str]:
+        return _as_patterns(value)
+
+    @field_validator("security_groups", mode="before")
+    @classmethod
+    def _groups(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("driver")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        if value.lower() not in SUPPORTED_DRIVERS:
+            raise ValueError(f"unsupported driver; lablease supports: {', '.join(SUPPORTED_DRIVERS)}")
+        return value.lower()
+
+    @field_validator("userdata")
+    @classmethod
+    def _userdata_keys(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key in value:
+            if not _USERDATA_KEY.match(key):
+                raise ValueError("keys must be <os_type>-<os_version>, e.g. ubuntu-22.04")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("lablease-"):
+                raise ValueError("tag names starting with 'lablease-' are reserved for lablease's own tags")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "ProviderConfig":
+        # The OpenStack driver takes username and password positionally, as teuthology passes them.
+        if self.driver == "openstack":
+            missing = [k for k in ("username", "password", "ex_force_auth_url") if not self.driver_args.get(k)]
+            if missing:
+                raise ValueError(f"driver_args needs {', '.join(missing)} for the openstack driver")
+        return self
+
+    def public_key_lines(self) -> list[str]:
+        """The extra authorized keys, one per line, blank entries dropped."""
+        return [k.strip() for k in self.authorized_keys if k.strip()]
+
+
+class LibcloudSection(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+
+class LabConfig(BaseModel):
+    """The keys of teuthology.yaml lablease reads; everything else is kept untouched."""
+
+    model_config = ConfigDict(extra="allow")
+    lab_domain: str = "front.sepia.ceph.com"
+    lock_server: str | None = None
+    nsupdate_url: str | None = None
+    libcloud: LibcloudSection = Field(default_factory=LibcloudSection)
+    openstack: Hints = Field(default_factory=Hints)
+
+    @field_validator("lab_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        value = value.strip().strip(".")
+        if not value or not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", value):
+            raise ValueError("must be a DNS domain such as front.example.com")
+        return value
+
+    @field_validator("nsupdate_url", "lock_server")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    def provider(self, machine_type: str, *, file: str | None = None) -> ProviderConfig:
+        """The provider for ``machine_type``, or a ConfigError listing the known ones."""
+        try:
+            return self.libcloud.providers[machine_type]
+        except KeyError:
+            known = ", ".join(sorted(self.libcloud.providers)) or "none"
+            raise ConfigError(
+                f"no provider for machine type {machine_type!r}", file=file, key="libcloud.providers",
+                fix=f"known machine types: {known}",
+            ) from None
+
+
+def default_config_path() -> Path:
+    """Where teuthology looks: ~/.teuthology.yaml, then /etc/teuthology.yaml."""
+    for candidate in DEFAULT_CONFIG_PATHS:
+        path = Path(os.path.expanduser(candidate))
+        if path.exists():
+            return path
+    return Path(os.path.expanduser(DEFAULT_CONFIG_PATHS[0]))
+
+
+def parse_lab_config(data: dict[str, Any], *, file: str | None = None) -> LabConfig:
+    """Validate an already loaded mapping; errors name ``file`` and the key path."""
+    config = validate_section(LabConfig, data, file=file)
+    for name, provider in config.libcloud.providers.items():
+        _check_key_file(provider, file=file, key=f"libcloud.providers.{name}.ssh_key_file")
+    return config
+
+
+def load_lab_config(path: str | Path | None = None) -> LabConfig:
+    """Load and validate the lab config from ``path`` (default: where teuthology looks)."""
+    p = Path(path).expanduser() if path else default_config_path()
+    return parse_lab_config(load_yaml_file(p), file=str(p))
+
+
+def _check_key_file(provider: ProviderConfig, *, file: str | None, key: str) -> None:
+    if provider.ssh_key_file is None:
+        return
+    path = Path(provider.ssh_key_file).expanduser()
+    if not path.is_file():
+        raise ConfigError("the lab's SSH private key file does not exist", file=file, key=key,
+                          fix="generate one with ssh-keygen -t ed25519 -f PATH -N '' or fix the path")

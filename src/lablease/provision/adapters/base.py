@@ -1,0 +1,153 @@
+"""The interface a cloud adapter implements: plain listings, one call per cloud operation, error triage.
+
+The engine owns lifecycle, waiting, retries, rollback and parallelism; an adapter only
+translates single calls to one libcloud driver family and says what an exception means.
+Adapter methods are called from many threads at once and must be safe for that.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ErrorKind(str, Enum):
+    TRANSIENT = "transient"      # 5xx, connection reset, timeout: retry the call with backoff
+    RATE_LIMIT = "rate_limit"    # 413/429 with or without Retry-After: wait, then retry the call
+    QUOTA = "quota"              # quota exceeded: retrying cannot help
+    AUTH = "auth"                # bad credentials: retrying cannot help
+    NOT_FOUND = "not_found"      # the thing is gone (deletes treat this as success)
+    FATAL = "fatal"              # anything else the cloud refused
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: ErrorKind
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Size:
+    id: str
+    name: str
+    ram: int    # MB
+    disk: int   # GB
+    vcpus: int
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    id: str
+    name: str
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Server:
+    """A server as the engine sees it; ``state`` is one of pending, running, error, deleted, other."""
+
+    id: str
+    name: str
+    state: str
+    public_ips: list[str] = field(default_factory=list)
+    private_ips: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Volume:
+    """A volume; ``state`` is one of creating, available, in-use, error, deleting, other."""
+
+    id: str
+    name: str
+    state: str
+    size: int
+    attached_to: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    image: Image
+    size: Size
+    networks: list[Network]
+    security_groups: list[SecurityGroup]
+    userdata: str
+    metadata: dict[str, str]
+
+
+class CloudAdapter(ABC):
+    """One cloud account; every method is one logical cloud operation and may raise driver errors."""
+
+    @abstractmethod
+    def authenticate(self) -> None:
+        """Make sure a valid token exists (shared by threads and, through the token cache, processes)."""
+
+    @abstractmethod
+    def list_images(self) -> list[Image]: ...
+
+    @abstractmethod
+    def list_sizes(self) -> list[Size]: ...
+
+    @abstractmethod
+    def list_networks(self) -> list[Network]: ...
+
+    @abstractmethod
+    def list_security_groups(self) -> list[SecurityGroup]: ...
+
+    @abstractmethod
+    def create_server(self, spec: ServerSpec) -> Server: ...
+
+    @abstractmethod
+    def get_server(self, server_id: str) -> Server | None:
+        """The server, or None when the cloud no longer knows it."""
+
+    @abstractmethod
+    def list_servers(self) -> list[Server]: ...
+
+    @abstractmethod
+    def delete_server(self, server_id: str) -> None: ...
+
+    @abstractmethod
+    def create_volume(self, name: str, size: int, metadata: dict[str, str]) -> Volume: ...
+
+    @abstractmethod
+    def get_volume(self, volume_id: str) -> Volume | None: ...
+
+    @abstractmethod
+    def list_volumes(self) -> list[Volume]: ...
+
+    @abstractmethod
+    def attach_volume(self, server_id: str, volume_id: str) -> None: ...
+
+    @abstractmethod
+    def detach_volume(self, volume: Volume) -> None: ...
+
+    @abstractmethod
+    def delete_volume(self, volume_id: str) -> None: ...
+
+    @abstractmethod
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        """Say what an exception raised by this adapter means for retrying."""

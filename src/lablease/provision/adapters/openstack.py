@@ -1,0 +1,279 @@
+"""The OpenStack adapter: libcloud's OpenStack driver (API 1.1 or 2.x), one call per operation.
+
+libcloud keeps the last HTTP response on its connection object, so a driver must not be used by
+two threads at once. Each worker thread gets its own driver built from the same ``driver_args``;
+all of them share one token through the token cache, and authentication is serialised, so a
+provider authenticates once per token lifetime however many threads or processes run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import socket
+import threading
+from typing import Any
+
+import requests
+from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
+from libcloud.common.types import InvalidCredsError, MalformedResponseError
+from libcloud.compute.base import Node, StorageVolume
+from libcloud.compute.providers import get_driver
+from libcloud.compute.types import NodeState, Provider
+
+from lablease.config.lab import ProviderConfig
+from lablease.provision.adapters.base import (
+    CloudAdapter,
+    ErrorInfo,
+    ErrorKind,
+    Image,
+    Network,
+    SecurityGroup,
+    Server,
+    ServerSpec,
+    Size,
+    Volume,
+)
+from lablease.provision.tokencache import MemoryTokenCache
+
+log = logging.getLogger(__name__)
+
+_STATES = {
+    NodeState.RUNNING: "running",
+    NodeState.PENDING: "pending",
+    NodeState.REBOOTING: "pending",
+    NodeState.STARTING: "pending",
+    NodeState.ERROR: "error",
+    NodeState.TERMINATED: "deleted",
+}
+_CODE_IN_BODY = re.compile(r"code:\s*(\d{3})")
+_QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
+_EXPIRY_MARGIN = dt.timedelta(seconds=30)
+
+
+class OpenStackAdapter(CloudAdapter):
+    def __init__(self, provider: ProviderConfig, token_cache=None):
+        self.provider = provider
+        args = dict(provider.driver_args)
+        self._username = args.pop("username")
+        self._password = args.pop("password")
+        self._args = args
+        self._args.setdefault("timeout", int(provider.api_timeout))
+        self._token_cache = token_cache if token_cache is not None else MemoryTokenCache()
+        self._ident = "|".join(str(args.get(k, "")) for k in ("ex_force_auth_url", "ex_tenant_name", "ex_domain_name"))
+        self._ident += "|" + self._username
+        self._local = threading.local()
+
+    def __repr__(self) -> str:  # never show driver_args: they hold the password
+        return f"OpenStackAdapter(auth_url={self._args.get('ex_force_auth_url')!r})"
+
+    # -- drivers and authentication -------------------------------------------------------
+
+    def _new_driver(self):
+        cls = get_driver(Provider.OPENSTACK)
+        return cls(self._username, self._password, ex_auth_cache=self._token_cache, **self._args)
+
+    @staticmethod
+    def _expiring(driver) -> bool:
+        expires = getattr(driver.connection, "auth_token_expires", None)
+        if expires is None:
+            return False
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.now(dt.timezone.utc) >= expires - _EXPIRY_MARGIN
+
+    def _driver(self):
+        """This thread's driver, authenticated (through the shared token) before first use."""
+        driver = getattr(self._local, "driver", None)
+        if driver is not None and not self._expiring(driver):
+            return driver
+        driver = self._new_driver()
+        # One thread (and one process) at a time asks the cache and, if it must, authenticates.
+        with self._token_cache.lock(self._ident):
+            driver.connection.get_service_catalog()
+        self._local.driver = driver
+        return driver
+
+    def authenticate(self) -> None:
+        self._driver()
+
+    @property
+    def _v2(self) -> bool:
+        from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver
+
+        return isinstance(self._driver(), OpenStack_2_NodeDriver)
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def list_images(self) -> list[Image]:
+        return [Image(i.id, i.name or "", raw=i) for i in self._driver().list_images()]
+
+    def list_sizes(self) -> list[Size]:
+        return [
+            Size(s.id, s.name or "", int(s.ram or 0), int(s.disk or 0), int(getattr(s, "vcpus", 0) or 0), raw=s)
+            for s in self._driver().list_sizes()
+        ]
+
+    def list_networks(self) -> list[Network]:
+        return [Network(n.id, n.name or "", raw=n) for n in self._driver().ex_list_networks()]
+
+    def list_security_groups(self) -> list[SecurityGroup]:
+        return [SecurityGroup(g.id, g.name or "", raw=g) for g in self._driver().ex_list_security_groups()]
+
+    # -- servers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _server(node) -> Server:
+        fault = node.extra.get("fault") if node.extra else None
+        if isinstance(fault, dict):
+            fault = fault.get("message") or str(fault)
+        return Server(
+            id=node.id, name=node.name, state=_STATES.get(node.state, "other"),
+            public_ips=list(node.public_ips or []), private_ips=list(node.private_ips or []),
+            metadata=dict((node.extra or {}).get("metadata") or {}), fault=fault, raw=node,
+        )
+
+    def create_server(self, spec: ServerSpec) -> Server:
+        node = self._driver().create_node(
+            name=spec.name, size=spec.size.raw, image=spec.image.raw, ex_userdata=spec.userdata,
+            networks=[n.raw for n in spec.networks], ex_security_groups=[g.raw for g in spec.security_groups],
+            ex_metadata=spec.metadata,
+        )
+        return self._server(node)
+
+    def get_server(self, server_id: str) -> Server | None:
+        node = self._driver().ex_get_node_details(server_id)
+        return None if node is None else self._server(node)
+
+    def list_servers(self) -> list[Server]:
+        return [self._server(n) for n in self._driver().list_nodes()]
+
+    def delete_server(self, server_id: str) -> None:
+        driver = self._driver()
+        try:
+            driver.destroy_node(Node(server_id, None, None, [], [], driver))
+        except BaseHTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    # -- volumes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _volume(vol) -> Volume:
+        extra = vol.extra or {}
+        state = str(extra.get("state") or vol.state or "other").lower()
+        attached = [a.get("serverId") or a.get("server_id") for a in extra.get("attachments") or []]
+        return Volume(id=vol.id, name=vol.name or "", state=state, size=int(vol.size or 0),
+                      attached_to=[a for a in attached if a], metadata=dict(extra.get("metadata") or {}), raw=vol)
+
+    def create_volume(self, name: str, size: int, metadata: dict[str, str]) -> Volume:
+        # libcloud's create_volume fixes the metadata to {"contents": name}; lablease needs its tags
+        # on volumes too (leak detection), so this posts the same request with them.
+        driver = self._driver()
+        if self._v2:
+            body = {"volume": {"name": name, "description": name, "size": size, "metadata": metadata}}
+            resp = driver._get_volume_connection().request("/volumes", method="POST", data=body)
+        else:
+            body = {"volume": {"display_name": name, "display_description": name, "size": size, "metadata": metadata}}
+            resp = driver.connection.request("/os-volumes", method="POST", data=body)
+        return self._volume(driver._to_volume(resp.object))
+
+    def get_volume(self, volume_id: str) -> Volume | None:
+        try:
+            return self._volume(self._driver().ex_get_volume(volume_id))
+        except BaseHTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def list_volumes(self) -> list[Volume]:
+        return [self._volume(v) for v in self._driver().list_volumes()]
+
+    def attach_volume(self, server_id: str, volume_id: str) -> None:
+        driver = self._driver()
+        driver.attach_volume(Node(server_id, None, None, [], [], driver),
+                             StorageVolume(volume_id, None, 0, driver), device=None)
+
+    def detach_volume(self, volume: Volume) -> None:
+        driver = self._driver()
+        raw = volume.raw if volume.raw is not None else driver.ex_get_volume(volume.id)
+        try:
+            driver.detach_volume(raw)
+        except BaseHTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    def delete_volume(self, volume_id: str) -> None:
+        driver = self._driver()
+        try:
+            driver.destroy_volume(StorageVolume(volume_id, None, 0, driver))
+        except BaseHTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> ErrorInfo:
+        return classify_error(exc)
+
+
+def classify_error(exc: BaseException) -> ErrorInfo:
+    """What a libcloud OpenStack exception means for retrying (usable without an adapter)."""
+    message = _message(exc)
+    if isinstance(exc, InvalidCredsError):
+        return ErrorInfo(ErrorKind.AUTH, message)
+    if isinstance(exc, RateLimitReachedError):
+        return ErrorInfo(ErrorKind.RATE_LIMIT, message, _retry_after(exc))
+    if isinstance(exc, BaseHTTPError):
+        return _classify_code(int(exc.code), message, _retry_after(exc))
+    if isinstance(exc, MalformedResponseError):
+        # libcloud's identity code reports any non-200 auth answer this way ("code: 500 body: ...").
+        match = _CODE_IN_BODY.search(str(getattr(exc, "body", "")))
+        if match:
+            return _classify_code(int(match.group(1)), message, None)
+        return ErrorInfo(ErrorKind.FATAL, message)
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                        socket.timeout, ConnectionError, TimeoutError)):
+        return ErrorInfo(ErrorKind.TRANSIENT, message)
+    return ErrorInfo(ErrorKind.FATAL, message)  # LibcloudError and anything else the cloud refused
+
+
+def _classify_code(code: int, message: str, retry_after: float | None) -> ErrorInfo:
+    if code == 429 or (code == 413 and retry_after is not None):
+        return ErrorInfo(ErrorKind.RATE_LIMIT, message, retry_after)
+    if code in (413, 403) and _QUOTA.search(message):
+        return ErrorInfo(ErrorKind.QUOTA, message)
+    if code == 413:  # Nova's overLimit without Retry-After: an absolute limit, i.e. a quota
+        return ErrorInfo(ErrorKind.QUOTA, message)
+    if code == 401:
+        return ErrorInfo(ErrorKind.AUTH, message)
+    if code == 404:
+        return ErrorInfo(ErrorKind.NOT_FOUND, message)
+    if code >= 500:
+        return ErrorInfo(ErrorKind.TRANSIENT, message)
+    return ErrorInfo(ErrorKind.FATAL, message)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers: dict[str, Any] = getattr(exc, "headers", None) or {}
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(exc: BaseException) -> str:
+    """The cloud's words, on one line and bounded; libcloud never puts credentials in these."""
+    if isinstance(exc, MalformedResponseError):
+        text = f"{exc.value}: {getattr(exc, 'body', '')}"
+    elif isinstance(exc, InvalidCredsError):
+        text = "invalid credentials (HTTP 401)"
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, (requests.exceptions.RequestException, OSError)):
+        text = f"{type(exc).__name__}: {text}"
+    return " ".join(text.split())[:500]

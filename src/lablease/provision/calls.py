@@ -1,0 +1,113 @@
+"""Every cloud call goes through here: rate spacing, bounded retries, errors named by stage.
+
+Rate limits (413/429) wait for Retry-After (or back off when the cloud gives none); 5xx and
+connection errors back off exponentially with jitter; quota, credential and other refusals
+fail at once. The whole retry loop of one call is bounded by ``max_time`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
+from tenacity.wait import wait_base
+
+from lablease.provision.adapters.base import ErrorInfo, ErrorKind
+from lablease.provision.errors import ProvisionError, Stage
+from lablease.provision.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_RETRY_KINDS = (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMIT)
+
+
+class _CloudWait(wait_base):
+    """Retry-After when the cloud gave one, else exponential backoff with full jitter."""
+
+    def __init__(self, classify: Callable[[BaseException], ErrorInfo], limiter: RateLimiter,
+                 base: float, cap: float):
+        self._classify = classify
+        self._limiter = limiter
+        self._backoff = wait_random_exponential(multiplier=base, max=cap)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        info = self._classify(exc) if exc else None
+        if info and info.kind is ErrorKind.RATE_LIMIT and info.retry_after is not None:
+            self._limiter.pause(info.retry_after)  # the limit is per account: hold every thread back
+            return max(0.0, info.retry_after)
+        return self._backoff(retry_state)
+
+
+class CloudCaller:
+    """Runs adapter calls for one provider with spacing, retries and stage-named errors."""
+
+    def __init__(self, classify: Callable[[BaseException], ErrorInfo], limiter: RateLimiter, *,
+                 max_time: float = 120.0, backoff_base: float = 0.5, backoff_cap: float = 30.0,
+                 sleep: Callable[[float], None] | None = None):
+        self.classify = classify
+        self.limiter = limiter
+        self.max_time = max_time
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+
+    def call(self, stage: Stage, node: str | None, fn: Callable[[], T], *, what: str = "",
+             idempotent: bool = True) -> T:
+        """Call ``fn`` until it succeeds, fails for good, or ``max_time`` runs out.
+
+        A call that creates something (``idempotent=False``) is repeated only after a rate-limit
+        answer, which means the cloud did not act; after a 5xx or a lost connection the cloud may
+        have created it, so the error goes up (retryable) and the attempt's rollback finds it by tag.
+        """
+
+        def attempt() -> T:
+            self.limiter.acquire()
+            return fn()
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            info = self.classify(exc) if exc else None
+            log.warning("cloud call retry stage=%s node=%s call=%s try=%d kind=%s wait=%.2f error=%s",
+                        stage.value, node, what, state.attempt_number, info.kind.value if info else "?",
+                        state.upcoming_sleep, info.message if info else exc)
+
+        retry_kinds = _RETRY_KINDS if idempotent else (ErrorKind.RATE_LIMIT,)
+        kwargs = dict(
+            stop=stop_before_delay(self.max_time),
+            wait=_CloudWait(self.classify, self.limiter, self.backoff_base, self.backoff_cap),
+            retry=retry_if_exception(lambda e: self.classify(e).kind in retry_kinds),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        try:
+            return Retrying(**kwargs)(attempt)
+        except ProvisionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every driver error becomes a named ProvisionError
+            raise self.to_error(stage, node, exc, what, idempotent=idempotent) from exc
+
+    def to_error(self, stage: Stage, node: str | None, exc: BaseException, what: str = "",
+                 idempotent: bool = True) -> ProvisionError:
+        info = self.classify(exc)
+        if not idempotent and info.kind is ErrorKind.TRANSIENT:
+            return ProvisionError(stage, node, f"{what + ': ' if what else ''}{info.message} (not repeated: the cloud "
+                                  "may have acted on it; the attempt is rolled back)", retryable=True, kind=info.kind.value)
+        if info.kind is ErrorKind.AUTH:
+            stage = Stage.AUTH
+        prefix = f"{what}: " if what else ""
+        if info.kind in _RETRY_KINDS:
+            text = f"{prefix}gave up after {self.max_time:.0f}s of retries ({info.kind.value}): {info.message}"
+        elif info.kind is ErrorKind.QUOTA:
+            text = f"{prefix}quota exceeded: {info.message}"
+        elif info.kind is ErrorKind.AUTH:
+            text = f"{prefix}the cloud refused the credentials in driver_args: {info.message}"
+        else:
+            text = f"{prefix}{info.message}"
+        # Transient errors already had api_retry_time of retries; a fresh attempt would only
+        # multiply the wait, and refusals will not change: neither is retried at attempt level.
+        return ProvisionError(stage, node, text, retryable=False, kind=info.kind.value)

@@ -1,0 +1,267 @@
+"""The provisioning engine: create and destroy nodes of one provider, many at a time, leaving nothing behind.
+
+Lifecycle, retries, rollback and parallelism live here once; the adapter below only speaks to
+one libcloud driver family. One ``Provisioner`` per provider (machine type) and process: it
+shares the token, the listings and the rate limiter among its worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable
+
+from lablease.config.errors import ConfigError
+from lablease.config.lab import LabConfig, ProviderConfig
+from lablease.provision.adapters import CloudAdapter, adapter_for
+from lablease.provision.calls import CloudCaller
+from lablease.provision.errors import ProvisionError, Stage
+from lablease.provision.hints import HintsError, merge_hints
+from lablease.provision.lifecycle import Lifecycle, Track, volume_pattern
+from lablease.provision.listings import ListingCache
+from lablease.provision.models import (
+    TAG_ATTEMPT,
+    TAG_LAB,
+    TAG_NODE,
+    CreateRequest,
+    NodeInfo,
+    Outcome,
+    OwnedResources,
+    OwnedServer,
+    OwnedVolume,
+    ProgressCallback,
+    ProgressEvent,
+)
+from lablease.provision.ratelimit import RateLimiter
+from lablease.provision.readiness import SSHProbe, load_private_key, public_key_line
+from lablease.provision.tokencache import FileTokenCache
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa")
+
+
+def _no_progress(event: ProgressEvent) -> None:
+    return None
+
+
+def _lab_key(provider: ProviderConfig, machine_type: str):
+    path = provider.ssh_key_file
+    if path is None:
+        path = next((p for p in _DEFAULT_KEYS if Path(p).expanduser().is_file()), None)
+    if path is None:
+        raise ConfigError("no SSH key pair for logging in to nodes", key=f"libcloud.providers.{machine_type}.ssh_key_file",
+                          fix="set ssh_key_file to the lab's private key (its public key is derived from it)")
+    try:
+        return load_private_key(path, provider.ssh_key_passphrase)
+    except Exception as exc:  # paramiko raises several types; never echo the passphrase
+        raise ConfigError(f"cannot read the SSH private key ({type(exc).__name__})",
+                          key=f"libcloud.providers.{machine_type}.ssh_key_file",
+                          fix="give an unencrypted key or the right ssh_key_passphrase") from None
+
+
+class Provisioner:
+    """Create, destroy and list the nodes of one provider.
+
+    ``dns_client`` is a ``lablease.dns.client.DNSClient`` (or None to skip DNS); ``on_progress``
+    gets a ``ProgressEvent`` for every stage of every node, from worker threads.
+    """
+
+    def __init__(self, config: LabConfig, machine_type: str, dns_client: Any = None, *,
+                 adapter: CloudAdapter | None = None, token_cache_dir: str | Path | None = "~/.cache/lablease/tokens",
+                 on_progress: ProgressCallback | None = None, lab: str | None = None,
+                 poll_first: float = 0.2, poll_cap: float = 5.0, ssh_connect_timeout: float = 10.0,
+                 probe: SSHProbe | None = None):
+        self.config = config
+        self.machine_type = machine_type
+        self.provider = config.provider(machine_type)
+        self.lab = lab or config.lab_domain
+        self.dns_client = dns_client
+        self.emit = on_progress or _no_progress
+        token_cache = FileTokenCache(token_cache_dir) if token_cache_dir else None
+        self.adapter = adapter or adapter_for(self.provider, token_cache=token_cache)
+        self.limiter = RateLimiter(self.provider.rate)
+        self.caller = CloudCaller(self.adapter.classify, self.limiter, max_time=self.provider.api_retry_time)
+        self.listings = ListingCache(self.provider.listing_ttl)
+        key = _lab_key(self.provider, machine_type)
+        probe = probe or SSHProbe(user=self.provider.ssh_user, key=key, port=self.provider.ssh_port,
+                                  command=self.provider.ready_command, connect_timeout=ssh_connect_timeout)
+        self.public_keys = [public_key_line(key, f"lablease@{self.lab}")] + self.provider.public_key_lines()
+        self.lifecycle = Lifecycle(
+            provider=self.provider, lab=self.lab, lab_domain=config.lab_domain, adapter=self.adapter,
+            caller=self.caller, listings=self.listings, dns_client=dns_client, probe=probe,
+            public_keys=self.public_keys, emit=self._emit, poll_first=poll_first, poll_cap=poll_cap,
+        )
+        self._auth_once = threading.Lock()
+
+    def _emit(self, event: ProgressEvent) -> None:
+        try:
+            self.emit(event)
+        except Exception:  # a broken progress bar must not break provisioning
+            log.exception("progress callback failed node=%s stage=%s", event.node, event.stage)
+
+    def short_name(self, name: str) -> str:
+        """``node1.front.example.com`` -> ``node1``; the server name and DNS name are the short name."""
+        name = name.split("@", 1)[-1].rstrip(".")
+        suffix = "." + self.config.lab_domain
+        return name[: -len(suffix)] if name.endswith(suffix) else name
+
+    def prepare(self) -> None:
+        """Authenticate once before the worker threads start, so they share one token."""
+        with self._auth_once:
+            self.caller.call(Stage.AUTH, None, self.adapter.authenticate, what="authenticate")
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def create(self, name: str, os_type: str, os_version: str, hints: Any = None) -> NodeInfo:
+        """Create one node, ready over SSH and named in DNS, or raise ProvisionError with nothing left behind."""
+        node = self.short_name(name)
+        try:
+            need = merge_hints(self.config.openstack, hints)
+        except HintsError as exc:
+            raise ProvisionError(Stage.SIZE, node, str(exc)) from None
+        retries = self.provider.launch_retries
+        for attempt in range(1, retries + 1):
+            track = Track(node=node, attempt=attempt, attempt_id=f"{attempt}-{uuid.uuid4().hex[:10]}")
+            try:
+                info = self.lifecycle.create(track, os_type, os_version, need)
+                self._emit(ProgressEvent(node, "ready", "done", attempt))
+                log.info("node ready node=%s server=%s address=%s attempt=%d seconds=%.1f",
+                         node, info.server_id, info.address, attempt, info.seconds)
+                return info
+            except BaseException as exc:  # noqa: BLE001 - roll back on anything, even Ctrl-C
+                error = exc if isinstance(exc, ProvisionError) else ProvisionError(
+                    track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind="bug")
+                problems = self.lifecycle.rollback(track)
+                if problems:
+                    # Something of this attempt may remain; do not pile more attempts on top of it.
+                    error = ProvisionError(error.stage, node, f"{error.message}; rollback incomplete: "
+                                           + "; ".join(problems), retryable=False, kind=error.kind)
+                if not isinstance(exc, Exception):
+                    raise
+                last = attempt == retries or not error.retryable
+                self._emit(ProgressEvent(node, error.stage.value, "failed" if last else "retry", attempt, error.message))
+                log.warning("create failed node=%s attempt=%d/%d stage=%s retry=%s error=%s", node, attempt,
+                            retries, error.stage.value, not last, error.message)
+                if last:
+                    if attempt > 1:
+                        error = ProvisionError(error.stage, node, f"{error.message} (after {attempt} attempts)",
+                                               retryable=error.retryable, kind=error.kind)
+                    raise error from None
+                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    def create_many(self, requests: Iterable[CreateRequest], *, all_or_nothing: bool = False) -> list[Outcome]:
+        """Create nodes up to ``max_parallel`` at a time; one Outcome per request, in order.
+
+        With ``all_or_nothing`` a single failure destroys the nodes that did come up.
+        """
+        requests = list(requests)
+        try:
+            self.prepare()
+        except ProvisionError as exc:
+            return [Outcome(r.name, False, error=ProvisionError(exc.stage, self.short_name(r.name), exc.message,
+                                                                 kind=exc.kind)) for r in requests]
+
+        def one(req: CreateRequest) -> Outcome:
+            try:
+                return Outcome(req.name, True, node=self.create(req.name, req.os_type, req.os_version, req.hints))
+            except ProvisionError as exc:
+                return Outcome(req.name, False, error=exc)
+
+        outcomes = self._map(one, requests)
+        if all_or_nothing and not all(o.ok for o in outcomes):
+            made = [o.name for o in outcomes if o.ok]
+            for undone in self.destroy_many(made):
+                if not undone.ok:
+                    log.error("all-or-nothing cleanup failed node=%s error=%s", undone.name, undone.error)
+            for o in outcomes:
+                if o.ok:
+                    o.ok, o.node = False, None
+                    o.error = ProvisionError(Stage.DESTROY, self.short_name(o.name),
+                                             "destroyed again because another node of the request failed")
+        return outcomes
+
+    def _map(self, fn, items: list) -> list:
+        if not items:
+            return []
+        workers = min(self.provider.max_parallel, len(items))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"prov-{self.machine_type}") as pool:
+            return list(pool.map(fn, items))
+
+    # -- destroy ---------------------------------------------------------------------------------
+
+    def _snapshot(self) -> tuple[list, list]:
+        servers = self.caller.call(Stage.DESTROY, None, self.adapter.list_servers, what="list servers")
+        volumes = self.caller.call(Stage.DESTROY, None, self.adapter.list_volumes, what="list volumes")
+        return servers, volumes
+
+    def _destroy(self, node: str, servers: list, volumes: list) -> None:
+        self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
+        pattern = volume_pattern(node)
+        mine_servers = [s.id for s in servers if s.name == node]  # after an outage there may be several
+        mine_volumes = [v for v in volumes if pattern.fullmatch(v.name)]
+        problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=True)
+        if problems:
+            self._emit(ProgressEvent(node, Stage.DESTROY.value, "failed", message="; ".join(problems)))
+            raise ProvisionError(Stage.DESTROY, node, "; ".join(problems))
+        self._emit(ProgressEvent(node, Stage.DESTROY.value, "done"))
+        log.info("node destroyed node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
+
+    def destroy(self, name: str) -> None:
+        """Detach and delete the node's volumes, delete every server of that name, delete its DNS name.
+
+        Destroying what is already gone succeeds.
+        """
+        self.prepare()
+        servers, volumes = self._snapshot()
+        self._destroy(self.short_name(name), servers, volumes)
+
+    def destroy_many(self, names: Iterable[str]) -> list[Outcome]:
+        """Destroy nodes up to ``max_parallel`` at a time from one listing of servers and volumes."""
+        names = list(names)
+        if not names:
+            return []
+        try:
+            self.prepare()
+            servers, volumes = self._snapshot()
+        except ProvisionError as exc:
+            return [Outcome(n, False, error=exc) for n in names]
+
+        def one(name: str) -> Outcome:
+            try:
+                self._destroy(self.short_name(name), servers, volumes)
+                return Outcome(name, True)
+            except ProvisionError as exc:
+                return Outcome(name, False, error=exc)
+
+        return self._map(one, names)
+
+    # -- inventory ---------------------------------------------------------------------------------
+
+    def list_owned(self) -> OwnedResources:
+        """Servers and volumes in the cloud carrying this lab's tag: what a reconciler compares with its records."""
+        self.prepare()
+        servers, volumes = self._snapshot()
+        return OwnedResources(
+            servers=[OwnedServer(s.id, s.name, s.metadata.get(TAG_NODE, ""), s.metadata.get(TAG_ATTEMPT, ""), s.state)
+                     for s in servers if s.metadata.get(TAG_LAB) == self.lab],
+            volumes=[OwnedVolume(v.id, v.name, v.metadata.get(TAG_NODE, ""), v.metadata.get(TAG_ATTEMPT, ""), v.state,
+                                 list(v.attached_to))
+                     for v in volumes if v.metadata.get(TAG_LAB) == self.lab],
+        )
+
+
+def provisioner_from_config(config: LabConfig, machine_type: str, **kwargs: Any) -> Provisioner:
+    """A Provisioner whose DNS client talks to the config's ``nsupdate_url`` (none when it is unset)."""
+    dns_client = kwargs.pop("dns_client", None)
+    if dns_client is None and config.nsupdate_url:
+        from lablease.dns.client import DNSClient
+
+        dns_client = DNSClient(config.nsupdate_url)
+    return Provisioner(config, machine_type, dns_client, **kwargs)

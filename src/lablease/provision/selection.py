@@ -1,0 +1,77 @@
+"""Choose image, size, networks and security groups from the cloud's listings, as teuthology does.
+
+Pure functions over the adapter's listings, so they are tested without a cloud.
+Patterns are matched with ``re.match`` (anchored at the start), like teuthology.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from lablease.provision.adapters.base import Image, Network, SecurityGroup, Size
+from lablease.provision.errors import ProvisionError, Stage
+from lablease.provision.hints import Resources
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(re.match(p, name) for p in patterns)
+
+
+def select_image(images: Sequence[Image], os_type: str, os_version: str, exclude: Sequence[str],
+                 node: str | None = None) -> Image:
+    """The first image whose lower-cased name contains "<type> <version>", else "<type>-<version>"."""
+    candidates = [i for i in images if not _matches(i.name, exclude)]
+    for wanted in (f"{os_type} {os_version}".lower(), f"{os_type}-{os_version}".lower()):
+        for image in candidates:
+            if wanted in image.name.lower():
+                return image
+    names = ", ".join(sorted(i.name for i in candidates)) or "none"
+    raise ProvisionError(
+        Stage.IMAGE, node,
+        f"no image for {os_type} {os_version} (a name containing '{os_type} {os_version}' or "
+        f"'{os_type}-{os_version}'); images after exclude_image: {names}",
+        retryable=False,
+    )
+
+
+def select_size(sizes: Sequence[Size], need: Resources, allow: Sequence[str], exclude: Sequence[str],
+                node: str | None = None) -> Size:
+    """The smallest size (by ram, disk, vcpus) that satisfies ``need`` among the allowed ones."""
+    allowed = [s for s in sizes if _matches(s.name, allow) and not _matches(s.name, exclude)]
+    fitting = [s for s in allowed if s.ram >= need.ram and s.disk >= need.disk and s.vcpus >= need.cpus]
+    if fitting:
+        return min(fitting, key=lambda s: (s.ram, s.disk, s.vcpus, s.name))
+    names = ", ".join(f"{s.name}({s.ram}MB/{s.disk}GB/{s.vcpus}cpu)" for s in sorted(allowed, key=lambda s: s.name))
+    raise ProvisionError(
+        Stage.SIZE, node,
+        f"no size fits ram>={need.ram}MB disk>={need.disk}GB cpus>={need.cpus} among the sizes "
+        f"allowed by allow_sizes/exclude_sizes: {names or 'none'}",
+        retryable=False,
+    )
+
+
+def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str | None = None) -> list[Network]:
+    """All networks matching ``allow_networks``; an empty listing lets the cloud pick its default."""
+    if not networks:
+        return []
+    chosen = [n for n in networks if _matches(n.name, allow)]
+    if not chosen:
+        names = ", ".join(sorted(n.name for n in networks))
+        raise ProvisionError(Stage.NETWORK, node, f"no network matches allow_networks; the cloud has: {names}")
+    return chosen
+
+
+def select_security_groups(groups: Sequence[SecurityGroup], wanted: Sequence[str] | None,
+                           node: str | None = None) -> list[SecurityGroup]:
+    """Security groups by name; a missing or ambiguous name is an error, not a silent default."""
+    if not wanted:
+        return []
+    chosen = []
+    for name in wanted:
+        found = [g for g in groups if g.name == name]
+        if len(found) != 1:
+            problem = "does not exist" if not found else f"is ambiguous ({len(found)} groups have that name)"
+            raise ProvisionError(Stage.NETWORK, node, f"security group {name!r} {problem}; use a unique existing name")
+        chosen.append(found[0])
+    return chosen
