@@ -1,0 +1,106 @@
+"""Real OpenSSH per ACTIVE server: keys from cloud-config, delays, readiness marker, clean stop."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+pytestmark = pytest.mark.integration
+
+READY = 'test -e "${DEVCLOUD_ROOT:-}/.teuth_provisioned"'
+SSH = {"ssh": {"enabled": True, "delay": 0.5, "runcmd_delay": 2.0}, "boot_delay": 1.0}
+
+
+def user_data(public_key: str) -> str:
+    return ("#cloud-config\nuser: ubuntu\nssh_authorized_keys:\n  - " + public_key + "\n"
+            "runcmd:\n  - [passwd, -d, ubuntu]\n  - touch /.teuth_provisioned\n")
+
+
+def refused(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((address, port)) != 0
+
+
+def login(address: str, port: int, key: paramiko.PKey) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect(address, port=port, username=getpass.getuser(), pkey=key, look_for_keys=False,
+                   allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5)
+    return client
+
+
+def run(client: paramiko.SSHClient, command: str) -> int:
+    _, stdout, _ = client.exec_command(command, timeout=5)
+    return stdout.channel.recv_exit_status()
+
+
+def test_server_accepts_its_cloud_config_key_only_after_boot_and_shows_the_marker_after_runcmd(devcloud_factory):
+    cloud = devcloud_factory(SSH)
+    key = paramiko.RSAKey.generate(2048)
+    other = paramiko.RSAKey.generate(2048)
+    driver = cloud.driver()
+    node = driver.create_node(name="ssh1", size=driver.list_sizes()[0], image=driver.list_images()[0],
+                              ex_userdata=user_data(f"{key.get_name()} {key.get_base64()} test@devcloud"))
+    address, port = driver.ex_get_node_details(node.id).public_ips[0], cloud.ssh_port
+    assert driver.ex_get_node_details(node.id).extra["vm_state"] == "building"
+    assert refused(address, port)  # before boot
+
+    deadline = time.monotonic() + 20
+    while refused(address, port):
+        assert time.monotonic() < deadline, cloud.log_tail()
+        time.sleep(0.05)
+    assert driver.ex_get_node_details(node.id).state == "running"  # sshd only comes after ACTIVE
+
+    with pytest.raises(paramiko.AuthenticationException):
+        login(address, port, other)
+    client = login(address, port, key)
+    try:
+        assert run(client, READY) == 1  # booted, but cloud-init's runcmd has not run yet
+        deadline = time.monotonic() + 20
+        while run(client, READY) != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert run(client, 'test -n "$DEVCLOUD_ROOT" && test -d "$DEVCLOUD_ROOT"') == 0
+    finally:
+        client.close()
+
+    driver.destroy_node(node)
+    assert refused(address, port)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_no_sshd_survives_devcloud_stopping(devcloud_factory, how):
+    cloud = devcloud_factory({**SSH, "ssh": {"enabled": True, "delay": 0, "runcmd_delay": 0}, "boot_delay": 0.1})
+    driver = cloud.driver()
+    node = driver.create_node(name="s", size=driver.list_sizes()[0], image=driver.list_images()[0],
+                              ex_userdata=user_data("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMu8pNzZ5Ww0 x"))
+    deadline = time.monotonic() + 20
+    while not cloud.server_internals(node.id)["ssh_up"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid_file = Path(cloud.server_internals(node.id)["root"]).parent / "ssh" / "sshd.pid"
+    deadline = time.monotonic() + 5
+    while not pid_file.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    os.kill(pid, 0)  # running
+    if how == "SIGKILL":  # no clean shutdown: the parent-death signal must still stop sshd
+        os.killpg(cloud.process.proc.pid, signal.SIGKILL)
+    cloud.stop()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "sshd outlived devcloud"
+        time.sleep(0.05)
