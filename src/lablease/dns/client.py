@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
 class DNSClientError(Exception):
@@ -70,7 +70,7 @@ class DNSClient:
 
         retrying = Retrying(
             stop=stop_after_attempt(self._retries),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            wait=wait_random_exponential(multiplier=0.2, max=2.0),
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             reraise=True,
         )

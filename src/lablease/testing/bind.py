@@ -19,6 +19,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.zone
 
 from lablease.netutil import free_port
 from lablease.testing.processes import ServerProcess
@@ -43,6 +44,7 @@ include "{key_file}";
 zone "{zone}" {{
   type primary;
   file "{zone_file}";
+  allow-transfer {{ 127.0.0.0/8; }};
   update-policy {{ grant {key_name}. wildcard {policy_names} A AAAA; }};
 }};
 """
@@ -79,6 +81,11 @@ class BindServer:
             for rrset in answer.answer:
                 found.update(rr.to_text() for rr in rrset)
         return found
+
+    def zone_dump(self) -> list[str]:
+        """Every record of the zone, SOA serial included, by zone transfer (AXFR): to prove nothing changed."""
+        zone = dns.zone.from_xfr(dns.query.xfr(self.host, self.zone, port=self.port, timeout=5, lifetime=10))
+        return sorted(zone.to_text(relativize=False).splitlines())
 
     def fqdn(self, name: str) -> str:
         """``name`` as an absolute name in this zone (a short name gets the zone appended)."""
