@@ -51,6 +51,7 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
     app.include_router(compute.make_router(cloud, life, auth), dependencies=guarded)
     app.include_router(keypairs.make_router(cloud, auth), dependencies=guarded)
     app.include_router(nova_proxies.make_router(cloud, life, auth), dependencies=guarded)
+    app.include_router(volumes.make_discovery_router(), dependencies=guarded)
     for version in ("v3", "v2"):
         app.include_router(volumes.make_router(cloud, life, auth, version), dependencies=guarded)
     app.include_router(images.make_router(cloud, auth), dependencies=guarded)
@@ -65,6 +66,7 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):
         # No route matched (404) or the method is not served (405): answer in the service's style.
         count(cloud, f"{request.method} <unmatched>")
+        log.info("unmatched method=%s path=%s status=%d", request.method, request.url.path, exc.status_code)
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
         return render(CloudError(exc.status_code, message, style_for_path(request.url.path)))
 

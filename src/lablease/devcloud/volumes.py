@@ -126,6 +126,36 @@ def cinder_view(request: Request, v: Volume, project_id: str, version: str) -> d
     }
 
 
+def make_discovery_router() -> APIRouter:
+    """Cinder's version documents (what keystoneauth asks for before it uses the volume endpoint)."""
+    router = APIRouter(prefix="/volume")
+
+    def versions(request: Request) -> list[dict[str, Any]]:
+        base = base_url(request)
+        return [{"id": vid, "status": status, "version": ver, "min_version": low, "updated": "2023-01-01T00:00:00Z",
+                 "links": [{"rel": "self", "href": f"{base}/volume/{vid.split('.')[0]}/"}],
+                 "media-types": [{"base": "application/json",
+                                  "type": f"application/vnd.openstack.volume+json;version={vid[1]}"}]}
+                for vid, status, ver, low in (("v3.0", "CURRENT", "3.70", "3.0"), ("v2.0", "DEPRECATED", "", ""))]
+
+    @router.get("/")
+    async def all_versions(request: Request):
+        from fastapi.responses import JSONResponse
+        return JSONResponse({"versions": versions(request)}, status_code=300)
+
+    @router.get("/v3/")
+    @router.get("/v3/{project_id}")
+    async def v3_version(request: Request):
+        return {"versions": versions(request)[:1]}
+
+    @router.get("/v2/")
+    @router.get("/v2/{project_id}")
+    async def v2_version(request: Request):
+        return {"versions": versions(request)[1:]}
+
+    return router
+
+
 def make_router(cloud: Cloud, life: Lifecycle, auth, version: str) -> APIRouter:
     router = APIRouter(prefix=f"/volume/{version}/{{project_id}}")
 
