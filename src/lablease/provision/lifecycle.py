@@ -180,13 +180,17 @@ class Lifecycle:
     def _wait_volume(self, node: str, volume_id: str, states: set[str], goal: str, server_id: str | None = None,
                      stage: Stage = Stage.VOLUME) -> Volume:
         last = {"state": "unknown"}
+        seen: set[str] = set()
 
         def check() -> Volume | None:
             vol = self.caller.call(stage, node, lambda: self.adapter.get_volume(volume_id), what="get volume")
             if vol is None:
                 raise ProvisionError(stage, node, f"volume {volume_id} disappeared", retryable=True)
             last["state"] = vol.state
-            if vol.state.startswith("error"):
+            seen.add(vol.state)
+            # Nova answers a failed attach by putting the volume back to available, unattached.
+            back = server_id is not None and vol.state == "available" and (seen - {"available"})
+            if vol.state.startswith("error") or back:
                 raise ProvisionError(stage, node, f"volume {vol.name or volume_id} failed to {goal} "
                                      f"(state {vol.state})", retryable=True, kind="error")
             if vol.state in states and (server_id is None or server_id in vol.attached_to):

@@ -28,3 +28,16 @@ def poll(check: Callable[[], T | None], timeout: float, on_timeout: Callable[[],
             raise on_timeout()
         sleep(min(delay * random.uniform(0.8, 1.2), remaining))
         delay = min(delay * factor, cap)
+
+
+def poll_bound(seconds: float, *, first: float = 0.2, factor: float = 1.5, cap: float = 5.0) -> int:
+    """The most requests ``poll`` makes before a wait of ``seconds`` is over (jitter at its shortest).
+
+    The request-count bound in docs/provisioning.md is built from this.
+    """
+    polls, elapsed, delay = 1, 0.0, first
+    while elapsed < seconds:
+        elapsed += delay * 0.8
+        delay = min(delay * factor, cap)
+        polls += 1
+    return polls

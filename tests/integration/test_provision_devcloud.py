@@ -1,0 +1,145 @@
+"""The engine end to end: libcloud over HTTP to devcloud (real sshd per server), the DNS service in front of a
+real BIND, readiness over real SSH with a lab key generated for the test. Destroy leaves nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import paramiko
+import pytest
+
+from lablease.dns.client import DNSClient
+from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
+from lablease.provision.engine import Provisioner
+from lablease.provision.models import CreateRequest
+from lablease.provision.waiting import poll_bound
+
+pytestmark = pytest.mark.integration
+
+BOOT_DELAY, SSH_DELAY, VOLUME_DELAY = 0.5, 0.3, 0.1
+CLOUD = {"boot_delay": BOOT_DELAY, "volume_delay": VOLUME_DELAY,
+         "ssh": {"enabled": True, "delay": SSH_DELAY, "runcmd_delay": 0.1},
+         "quotas": {"instances": 20, "volumes": 40, "cores": 200, "ram": 400000}}
+
+
+@pytest.fixture
+def lab(devcloud_factory, dns_service, tmp_path):
+    cloud = devcloud_factory(CLOUD)
+    key = generate_lab_key(tmp_path / "lab_key")
+    config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, max_parallel=10)
+    dns = DNSClient(dns_service.update_url)
+    prov = Provisioner(config, "dev", dns, token_cache_dir=tmp_path / "tokens", poll_cap=1.0)
+    yield prov, cloud, dns_service.bind, key
+    dns.close()
+
+
+def _assert_nothing_left(cloud, bind, names):
+    res = cloud.resources()
+    assert res["servers"] == [] and res["volumes"] == [], res
+    assert {n: bind.addresses(n) for n in names} == {n: set() for n in names}
+
+
+def _ssh_as_lab(node, key_path, user, port):
+    client = paramiko.SSHClient()
+    seen = {}
+
+    class Pin(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, _client, _host, key):
+            seen["key"] = f"{key.get_name()} {key.get_base64()}"
+
+    client.set_missing_host_key_policy(Pin())
+    client.connect(node.address, port=port, username=user, key_filename=str(key_path), look_for_keys=False,
+                   allow_agent=False, timeout=10)
+    try:
+        _, out, _ = client.exec_command("echo hello-from-$(hostname -s 2>/dev/null || echo node)")
+        text = out.read().decode()
+    finally:
+        client.close()
+    return text, seen["key"]
+
+
+def test_one_node_with_volumes_resolves_in_bind_answers_ssh_and_destroy_leaves_nothing(lab):
+    prov, cloud, bind, key = lab
+    node = prov.create("node1", "ubuntu", "22.04", {"volumes": {"count": 2, "size": 1}})
+    assert bind.addresses("node1") == {node.address}
+    servers = {s["id"]: s for s in cloud.resources()["servers"]}
+    assert set(servers) == {node.server_id}
+    vols = cloud.resources()["volumes"]
+    assert sorted(v["name"] for v in vols) == ["node1_0", "node1_1"]
+    assert all(v["status"] == "in-use" for v in vols)
+    text, host_key = _ssh_as_lab(node, key, prov.provider.ssh_user, prov.provider.ssh_port)
+    assert "hello-from" in text and host_key == node.host_key
+    prov.destroy("node1.lab.example")
+    _assert_nothing_left(cloud, bind, ["node1"])
+
+
+def test_ten_nodes_in_parallel_each_resolve_to_their_server_and_all_go_away(lab):
+    prov, cloud, bind, key = lab
+    names = [f"node{i}" for i in range(10)]
+    outcomes = prov.create_many([CreateRequest(n, "ubuntu", "22.04", {"volumes": {"count": 1, "size": 1}}) for n in names])
+    assert [o.error for o in outcomes] == [None] * 10
+    by_id = {s["id"]: s for s in cloud.resources()["servers"]}
+    assert set(by_id) == {o.node.server_id for o in outcomes}
+    for o in outcomes:
+        assert bind.addresses(o.name) == {o.node.address}
+    assert len({o.node.address for o in outcomes}) == 10
+    text, _ = _ssh_as_lab(outcomes[7].node, key, prov.provider.ssh_user, prov.provider.ssh_port)
+    assert "hello-from" in text
+    assert all(o.ok for o in prov.destroy_many(names))
+    _assert_nothing_left(cloud, bind, names)
+
+
+def _bound_per_node(volumes: int, nodes: int) -> int:
+    """The documented bound (docs/provisioning.md, "Request count") for one node's create and destroy."""
+    slack = 1.0  # the cloud's own scheduling under load, on top of its configured delays
+    boot = poll_bound(BOOT_DELAY + slack, cap=1.0)
+    vol_wait = poll_bound(VOLUME_DELAY + slack, cap=1.0)
+    gone = poll_bound(slack, cap=1.0)
+    create = 2 + boot + volumes * (2 + 2 * vol_wait)
+    destroy = 1 + gone + volumes * (2 + vol_wait + gone)
+    shared = 1 + 3 + 2  # token, three listings, one server and one volume listing for destroy_many
+    return create + destroy + -(-shared // nodes)
+
+
+def _count(cloud, prov, names, volumes):
+    cloud.reset_counts()
+    outcomes = prov.create_many([CreateRequest(n, "ubuntu", "22.04", {"volumes": {"count": volumes, "size": 1}})
+                                 for n in names])
+    assert all(o.ok for o in outcomes), [str(o.error) for o in outcomes]
+    assert all(o.ok for o in prov.destroy_many(names))
+    return Counter(cloud.request_counts())
+
+
+def test_requests_per_node_stay_within_the_documented_bound_and_do_not_grow_with_the_batch(lab, tmp_path):
+    prov, cloud, bind, _ = lab
+    one = _count(cloud, prov, ["node1"], volumes=1)
+    assert sum(one.values()) <= _bound_per_node(1, 1), one
+    # A fresh engine (cold listings and token cache) creating ten at once.
+    fresh = Provisioner(prov.config, "dev", prov.dns_client, token_cache_dir=tmp_path / "tokens2", poll_cap=1.0)
+    ten = _count(cloud, fresh, [f"node{i}" for i in range(10)], volumes=1)
+    per_node = sum(ten.values()) / 10
+    assert per_node <= _bound_per_node(1, 10), ten
+    # Shared things happen once per batch, not once per node.
+    assert ten["POST /v2.0/tokens"] == 1 and ten["GET /compute/v2.1/images/detail"] == 1
+    assert ten["GET /compute/v2.1/flavors/detail"] == 1 and ten["GET /compute/v2.1/servers/detail"] == 1
+    _assert_nothing_left(cloud, bind, ["node1"] + [f"node{i}" for i in range(10)])
+
+
+def test_separate_processes_share_the_token_through_the_disk_cache(lab, tmp_path):
+    prov, cloud, _, _ = lab
+    cloud.reset_counts()
+    prov.prepare()
+    code = ("import sys; from lablease.provision.adapters.openstack import OpenStackAdapter;"
+            "from lablease.provision.tokencache import FileTokenCache; from lablease.config.lab import LabConfig;"
+            "import json; cfg = LabConfig.model_validate(json.loads(sys.argv[1]));"
+            "a = OpenStackAdapter(cfg.provider('dev'), FileTokenCache(sys.argv[2])); a.authenticate();"
+            "print(len(a.list_sizes()))")
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code, prov.config.model_dump_json(), str(tmp_path / "tokens")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and int(out.stdout) >= 4, out.stderr
+    assert cloud.request_counts().get("POST /v2.0/tokens") == 1
+    assert all("demo-password" not in p.read_text() for p in (tmp_path / "tokens").iterdir() if p.is_file())
