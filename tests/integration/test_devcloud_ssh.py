@@ -104,3 +104,33 @@ def test_no_sshd_survives_devcloud_stopping(devcloud_factory, how):
             break
         assert time.monotonic() < deadline, "sshd outlived devcloud"
         time.sleep(0.05)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root sshd can log in other accounts")
+def test_as_root_the_user_data_user_may_log_in_if_that_account_exists(devcloud_factory):
+    cloud = devcloud_factory({"ssh": {"enabled": True, "delay": 0, "runcmd_delay": 0}, "boot_delay": 0.1})
+    key = paramiko.RSAKey.generate(2048)
+    driver = cloud.driver()
+    ud = f"#cloud-config\nuser: nobody\nssh_authorized_keys: ['{key.get_name()} {key.get_base64()}']\n"
+    node = driver.create_node(name="u", size=driver.list_sizes()[0], image=driver.list_images()[0], ex_userdata=ud)
+    address = driver.ex_get_node_details(node.id).public_ips[0]
+    deadline = time.monotonic() + 20
+    while refused(address, cloud.ssh_port):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    def authenticates(user: str) -> bool:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(address, port=cloud.ssh_port, username=user, pkey=key, look_for_keys=False,
+                           allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5)
+            return True
+        except paramiko.AuthenticationException:
+            return False
+        finally:
+            client.close()
+
+    assert authenticates("nobody")  # named in user-data and exists here
+    assert authenticates("root")  # devcloud's own account
+    assert not authenticates("daemon")  # exists, but the user-data does not name it

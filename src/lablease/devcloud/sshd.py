@@ -6,6 +6,7 @@ import ctypes
 import logging
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import threading
@@ -64,7 +65,7 @@ class SshdManager:
         config.write_text("\n".join([
             f"ListenAddress {address}:{self.port}",
             f"HostKey {host_key}",
-            f"AuthorizedKeysFile {keys_file}",
+            *self._key_lines(keys_file),
             f"PidFile {directory / 'sshd.pid'}",
             "UsePAM no",
             "StrictModes no",
@@ -89,6 +90,16 @@ class SshdManager:
         with self._lock:
             self._procs[server_id] = proc
         log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, address, self.port, proc.pid)
+
+    @staticmethod
+    def _key_lines(keys_file: Path) -> list[str]:
+        if os.geteuid() != 0:
+            return [f"AuthorizedKeysFile {keys_file}"]
+        # As root, sshd reads the keys file as the user logging in, who may not reach devcloud's
+        # private work directory; root reads it for them instead.
+        cat = shutil.which("cat") or "/usr/bin/cat"
+        return ["AuthorizedKeysFile none", f"AuthorizedKeysCommand {cat} {keys_file}",
+                "AuthorizedKeysCommandUser root"]
 
     def stop(self, server_id: str) -> None:
         with self._lock:
