@@ -138,3 +138,24 @@ def test_keypairs_can_be_imported_generated_listed_and_deleted(devcloud):
     assert sorted(k.name for k in driver.list_key_pairs()) == ["gen", "imp"]
     assert driver.delete_key_pair(imported)
     assert [k.name for k in driver.list_key_pairs()] == ["gen"]
+
+
+@pytest.mark.parametrize("auth_version,suffix", [("2.0_password", "/v2.0/tokens"), ("3.x_password", "/v3/auth/tokens")])
+def test_seed_style_auth_urls_ending_in_the_token_path_work_too(devcloud, auth_version, suffix):
+    from libcloud.compute.providers import get_driver
+    from libcloud.compute.types import Provider
+
+    args = devcloud.driver_args(auth_version)
+    args["ex_force_auth_url"] = devcloud.url + suffix
+    driver = get_driver(Provider.OPENSTACK)(args.pop("username"), args.pop("password"), **args)
+    assert len(driver.list_sizes()) >= 4
+
+
+def test_the_2_0_driver_sees_subnets_and_the_ports_of_a_server(devcloud):
+    driver = devcloud.driver("3.x_password", "2.0")
+    [subnet] = driver.ex_list_subnets()
+    node = driver.create_node(name="p", size=driver.list_sizes()[0], image=driver.list_images()[0])
+    [(node, ips)] = driver.wait_until_running([node], wait_period=0.1, timeout=15)
+    [port] = driver.ex_get_node_ports(node)
+    assert port.extra["fixed_ips"] == [{"subnet_id": subnet.id, "ip_address": ips[0]}]
+    assert port.id in {p.id for p in driver.ex_list_ports()}

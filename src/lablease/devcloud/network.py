@@ -111,6 +111,10 @@ def make_router(cloud: Cloud, auth) -> APIRouter:
     return router
 
 
+def server_ports(cloud: Cloud, token: Token, server_id: str) -> list[dict[str, Any]]:
+    return [p for p in _ports(cloud, token) if p["device_id"] == server_id]
+
+
 def _ports(cloud: Cloud, token: Token) -> list[dict[str, Any]]:
     by_name = {n.name: n for n in cloud.networks.values()}
     ports = []

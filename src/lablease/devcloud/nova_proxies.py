@@ -104,6 +104,16 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
             return {"security_groups": [sg_view(g) for g in cloud.security_groups.values()
                                         if g.project_id == token.project.id and g.name in server.security_groups]}
 
+    @router.get("/servers/{server_id}/os-interface")
+    async def server_interfaces(server_id: str, token: Token = auth):
+        from lablease.devcloud.network import server_ports
+
+        with cloud.lock:
+            get_server(cloud, token, server_id)
+            ports = server_ports(cloud, token, server_id)
+        return {"interfaceAttachments": [{"port_id": p["id"], "net_id": p["network_id"], "mac_addr": p["mac_address"],
+                                          "port_state": p["status"], "fixed_ips": p["fixed_ips"]} for p in ports]}
+
     @router.get("/os-networks")
     async def list_networks(token: Token = auth):
         with cloud.lock:
