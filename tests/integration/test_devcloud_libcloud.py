@@ -159,3 +159,14 @@ def test_the_2_0_driver_sees_subnets_and_the_ports_of_a_server(devcloud):
     [port] = driver.ex_get_node_ports(node)
     assert port.extra["fixed_ips"] == [{"subnet_id": subnet.id, "ip_address": ips[0]}]
     assert port.id in {p.id for p in driver.ex_list_ports()}
+
+
+def test_regions_come_from_config_and_an_unknown_region_has_no_endpoint(devcloud_factory):
+    from libcloud.common.types import LibcloudError
+
+    cloud = devcloud_factory({"regions": ["RegionOne", "RegionTwo"]})
+    cloud.region = "RegionTwo"
+    assert len(cloud.driver("3.x_password", "2.0").list_images()) == 3
+    cloud.region = "Nowhere"
+    with pytest.raises(LibcloudError, match="Could not find specified endpoint"):
+        cloud.driver().list_sizes()

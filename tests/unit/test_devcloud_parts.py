@@ -78,3 +78,11 @@ def test_fingerprint_is_nova_style_md5_and_rejects_non_keys():
     assert len(fingerprint(key).split(":")) == 16
     with pytest.raises(ValueError):
         fingerprint("not a key")
+
+
+def test_serve_refuses_to_listen_outside_loopback():
+    from lablease.cli import app
+
+    result = CliRunner().invoke(app, ["devcloud", "serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "loopback only" in result.output

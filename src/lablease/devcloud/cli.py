@@ -26,6 +26,10 @@ def serve(
     from lablease.devcloud.config import load_config
     from lablease.logs import setup_logging
 
+    if not _is_loopback(host):
+        typer.echo(f"error: --host {host}: devcloud serves loopback only (its admin API has no authentication); "
+                   "use an address in 127.0.0.0/8", err=True)
+        raise typer.Exit(2)
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -39,6 +43,17 @@ def serve(
     finally:
         if not cfg.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def register(app: typer.Typer) -> None:
