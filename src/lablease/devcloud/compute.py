@@ -316,8 +316,10 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
         if len(str(body["user_data"])) > 65535:
             raise CloudError(400, "Invalid input for field/attribute user_data. It is longer than 65535", "nova")
         user_data = raw.decode("utf-8", errors="replace")
-    metadata = _check_metadata(body.get("metadata") or {}) if isinstance(body.get("metadata") or {}, dict) \
-        else _check_metadata({"": ""})
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise CloudError(400, "Invalid input for field/attribute metadata. It must be an object", "nova")
+    metadata = _check_metadata(metadata)
     key_name = body.get("key_name")
     if key_name is not None and (token.user_id, key_name) not in cloud.keypairs:
         raise CloudError(400, "Invalid key_name provided.", "nova")

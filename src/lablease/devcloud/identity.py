@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -66,7 +67,7 @@ def _check_password(cloud: Cloud, username: str | None, password: str | None):
 def _issue(cloud: Cloud, user, project: Project | None) -> Token:
     now = utcnow()
     token = Token(id="gAAAA" + secrets.token_urlsafe(48), user_id=_user_id(user.name), user_name=user.name,
-                  project=project, issued=now,  # type: ignore[arg-type]
+                  project=project, issued=now,
                   expires=now + timedelta(seconds=cloud.config.token_lifetime))
     with cloud.lock:
         for tid in [t for t, tok in cloud.tokens.items() if tok.expired()]:
@@ -77,7 +78,6 @@ def _issue(cloud: Cloud, user, project: Project | None) -> Token:
 
 
 def _user_id(name: str) -> str:
-    import uuid
     return uuid.uuid5(uuid.NAMESPACE_DNS, f"user.{name}").hex
 
 

@@ -40,7 +40,7 @@ def _generate() -> tuple[str, str]:
 def _view(kp: Keypair, detail: bool = False) -> dict[str, Any]:
     view = {"name": kp.name, "public_key": kp.public_key, "fingerprint": kp.fingerprint, "type": kp.type}
     if detail:
-        view.update({"user_id": kp.user_id, "created_at": iso(kp.created), "deleted": False, "id": 1})
+        view.update({"user_id": kp.user_id, "created_at": iso(kp.created), "deleted": False})
     return view
 
 

@@ -45,7 +45,7 @@ class Token:
     id: str = field(repr=False)
     user_id: str
     user_name: str
-    project: Project
+    project: Project | None  # None: an unscoped token, refused by every service
     issued: datetime
     expires: datetime
 
