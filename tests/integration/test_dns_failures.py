@@ -82,3 +82,13 @@ def test_serve_with_a_bad_config_exits_naming_the_key(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lablease", "dns", "serve", "--config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "key_file" in result.stderr
+
+
+def test_pooled_connections_to_a_restarted_bind_are_replaced_without_an_error(dns_service):
+    bind = dns_service.bind
+    for i in range(3):
+        assert httpx.get(dns_service.update_url, params={"name": "node1", "ip": f"10.0.0.{i + 1}"}).text == "success"
+        bind.restart()  # every pooled connection is now closed by the server
+    assert httpx.get(dns_service.update_url, params={"name": "node1", "ip": "10.0.0.9"}).text == "success"
+    assert bind.addresses("node1") == {"10.0.0.9"}
+    assert "lablease_dns_errors_total{" not in httpx.get(f"{dns_service.url}/metrics").text

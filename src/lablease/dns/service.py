@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 
 from lablease.dns.auth import Authenticator, Caller
 from lablease.dns.config import DnsConfig
@@ -69,7 +68,7 @@ class _Handlers:
         caller = self.caller(request)
         host = self.name(name, caller)
         addresses = check_addresses(ips, self.config.max_addresses)
-        old, changed = await run_in_threadpool(self.updater.replace, host.fqdn, addresses)
+        old, changed = await self.updater.replace(host.fqdn, addresses)
         if not changed:
             self.metrics.updates.labels("no-change").inc()
             return PlainTextResponse("no-change")
@@ -80,7 +79,7 @@ class _Handlers:
     async def delete(self, request: Request, name: str | None) -> Response:
         caller = self.caller(request)
         host = self.name(name, caller)
-        old = await run_in_threadpool(self.updater.delete, host.fqdn)
+        old = await self.updater.delete(host.fqdn)
         self.metrics.deletes.labels("deleted" if old else "absent").inc()
         if old:
             audit.info("audit op=delete %s name=%s old=%s new=-", caller.who, host.fqdn, ",".join(old))
@@ -89,12 +88,12 @@ class _Handlers:
     async def lookup(self, name: str) -> Response:
         # Reading is what DNS itself offers to anyone, so it needs no token and no allow pattern.
         host = check_name(name, self.config.zone, _ANY)
-        addresses = await run_in_threadpool(self.updater.addresses, host.fqdn)
+        addresses = await self.updater.addresses(host.fqdn)
         return JSONResponse({"name": host.fqdn.rstrip("."), "addresses": addresses})
 
     async def health(self) -> Response:
         try:
-            seconds = await run_in_threadpool(self.updater.healthy)
+            seconds = await self.updater.healthy()
         except DnsError as exc:
             self.metrics.dns_errors.labels(exc.kind).inc()
             return JSONResponse({"status": "failing", "message": exc.message}, status_code=503)

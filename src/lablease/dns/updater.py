@@ -1,8 +1,9 @@
 """RFC 2136 updates with TSIG over TCP through dnspython: read a name's addresses, replace or delete them.
 
-Calls block, so the service runs them in a thread pool. Each thread keeps one TCP connection to
-the DNS server and reuses it (BIND answers many messages per connection); a connection that
-went stale is replaced once, which is safe because every message we send is idempotent.
+Asynchronous (dnspython's asyncio backend) so one service process serves many clients without
+a thread per request. Connections to the DNS server are pooled and reused (BIND answers many
+messages per connection); a pooled connection that went stale is replaced once, which is safe
+because every message we send is idempotent.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import dns.asyncbackend
+import dns.asyncquery
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -28,6 +32,11 @@ import dns.update
 from lablease.config import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+def _address_order(text: str) -> tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    address = ipaddress.ip_address(text)
+    return (address.version, address)
 
 
 class DnsError(Exception):
@@ -72,49 +81,46 @@ def read_key_file(path: Path, key_name: str | None = None) -> TsigKey:
     return TsigKey(name=name, keyring={name: keyring[name]})
 
 
-class _Connections:
-    """One TCP socket per thread, all closed together on shutdown."""
+class _Pool:
+    """Idle TCP connections to the DNS server; a connection is used by one request at a time."""
 
-    def __init__(self, server: str, port: int, timeout: float):
-        self._address = (server, port)
+    def __init__(self, server: str, port: int, timeout: float, keep: int = 32):
+        self._destination = (server, port)
         self._family = socket.AF_INET6 if ipaddress.ip_address(server).version == 6 else socket.AF_INET
         self._timeout = timeout
-        self._local = threading.local()
-        self._all: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._keep = keep
+        self._idle: list = []
+        self._backend = dns.asyncbackend.get_backend("asyncio")
 
-    def get(self) -> tuple[socket.socket, bool]:
-        """The thread's socket and whether it is new."""
-        sock = getattr(self._local, "sock", None)
-        if sock is not None:
-            return sock, False
-        sock = socket.socket(self._family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self._timeout)
-        try:
-            sock.connect(self._address)
-            sock.setblocking(False)  # dnspython wants a non-blocking socket and applies the timeout itself
-        except BaseException:
-            sock.close()
-            raise
-        self._local.sock = sock
-        with self._lock:
-            self._all.add(sock)
+    async def get(self) -> tuple[Any, bool]:
+        """A connection and whether it is new."""
+        while self._idle:
+            sock = self._idle.pop()
+            if not (sock.writer.is_closing() or sock.reader.at_eof()):  # the server may have closed it while idle
+                return sock, False
+            _close_quietly(sock)
+        sock = await self._backend.make_socket(self._family, socket.SOCK_STREAM, 0, None, self._destination, self._timeout)
         return sock, True
 
-    def drop(self) -> None:
-        sock = getattr(self._local, "sock", None)
-        if sock is not None:
-            self._local.sock = None
-            with self._lock:
-                self._all.discard(sock)
-            sock.close()
+    def put(self, sock: Any) -> None:
+        if len(self._idle) < self._keep:
+            self._idle.append(sock)
+        else:
+            _close_quietly(sock)
 
     def close_all(self) -> None:
-        with self._lock:
-            socks, self._all = list(self._all), set()
-        for sock in socks:
-            sock.close()
+        idle, self._idle = self._idle, []
+        for sock in idle:
+            _close_quietly(sock)
+
+
+def _close_quietly(sock: Any) -> None:
+    # StreamSocket.close() is a coroutine that only closes the transport; do that directly so
+    # shutdown and error paths need no await.
+    try:
+        sock.writer.close()
+    except Exception:  # noqa: BLE001 - a broken connection is being thrown away anyway
+        pass
 
 
 class Updater:
@@ -127,77 +133,84 @@ class Updater:
         self.key = key
         self.ttl = ttl
         self.timeout = timeout
-        self._connections = _Connections(server, port, timeout)
+        self._pool = _Pool(server, port, timeout)
+        self._any_works = True
 
     def close(self) -> None:
-        self._connections.close_all()
+        self._pool.close_all()
 
-    def _exchange(self, *messages: dns.message.Message) -> list[dns.message.Message]:
-        """Send messages pipelined on the thread's connection and return their answers in the same order.
-
-        Failures become DnsError: TSIG -> 502, no answer in time -> 504, no connection -> 502.
-        """
+    async def _exchange(self, message: dns.message.Message) -> dns.message.Message:
+        """Send one message on a pooled connection and return the answer; failures become DnsError."""
         for attempt in (1, 2):
-            fresh = False
+            sock, fresh = None, True
             try:
-                sock, fresh = self._connections.get()
-                return self._send_receive(sock, messages)
-            except dns.tsig.PeerError as exc:
-                self._connections.drop()
-                raise DnsError(502, "TSIG", f"the DNS server rejected our TSIG signature ({type(exc).__name__}): check key_file matches the server's key") from None
-            except (dns.exception.Timeout, TimeoutError, socket.timeout):
-                self._connections.drop()
-                raise DnsError(504, "timeout", f"the DNS server {self.server}:{self.port} did not answer within {self.timeout:g}s") from None
-            except (EOFError, OSError) as exc:
-                self._connections.drop()
-                # A reused connection may have been closed by the server while idle: retry once on a new one.
-                if attempt == 1 and not fresh and not isinstance(exc, ConnectionRefusedError):
+                sock, fresh = await self._pool.get()
+                answer = await dns.asyncquery.tcp(message, self.server, port=self.port, timeout=self.timeout, sock=sock)
+            except BaseException as exc:
+                if sock is not None:  # never hand a connection in an unknown state to the next request
+                    _close_quietly(sock)
+                # uvloop raises RuntimeError for a write on a transport the peer has just closed.
+                stale = isinstance(exc, RuntimeError) and not fresh
+                error = self._translate(ConnectionResetError() if stale else exc)
+                if error is None:
+                    raise
+                # A pooled connection may have been closed by the server while idle: retry once on a new one.
+                if error.kind == "unreachable" and attempt == 1 and not fresh:
                     continue
-                raise DnsError(502, "unreachable", f"the DNS server {self.server}:{self.port} is unreachable ({type(exc).__name__})") from None
-            except dns.exception.DNSException as exc:
-                self._connections.drop()
-                raise DnsError(502, "bad_answer", f"the DNS server sent an answer we cannot use ({type(exc).__name__})") from None
+                raise error from None
+            self._pool.put(sock)
+            return answer
         raise AssertionError("unreachable")
 
-    def _send_receive(self, sock: socket.socket, messages: tuple[dns.message.Message, ...]) -> list[dns.message.Message]:
-        expiration = time.time() + self.timeout
-        if len(messages) > 1 and any(m.keyring for m in messages):
-            raise ValueError("only unsigned messages may be pipelined")
-        for message in messages:
-            dns.query.send_tcp(sock, message, expiration)
-        # BIND may answer pipelined queries in any order: match answers to questions by id.
-        # Only a single message may be signed, so its answer is read with its own request MAC.
-        waiting = {message.id: message for message in messages}
-        answers: dict[int, dns.message.Message] = {}
-        while waiting:
-            if len(messages) == 1:
-                question = messages[0]
-                answer, _ = dns.query.receive_tcp(sock, expiration, keyring=question.keyring, request_mac=question.mac)
-            else:
-                answer, _ = dns.query.receive_tcp(sock, expiration)
-            question = waiting.pop(answer.id, None)
-            if question is None or not question.is_response(answer):
-                raise dns.query.BadResponse
-            answers[question.id] = answer
-        return [answers[message.id] for message in messages]
+    def _translate(self, exc: BaseException) -> DnsError | None:
+        """TSIG rejected -> 502, no answer in time -> 504, no connection -> 502; None for anything else."""
+        if isinstance(exc, dns.tsig.PeerError):
+            return DnsError(502, "TSIG", f"the DNS server rejected our TSIG signature ({type(exc).__name__}): check key_file matches the server's key")
+        if isinstance(exc, (dns.exception.Timeout, TimeoutError)):
+            return DnsError(504, "timeout", f"the DNS server {self.server}:{self.port} did not answer within {self.timeout:g}s")
+        if isinstance(exc, (EOFError, OSError)):
+            return DnsError(502, "unreachable", f"the DNS server {self.server}:{self.port} is unreachable ({type(exc).__name__})")
+        if isinstance(exc, dns.exception.DNSException):
+            return DnsError(502, "bad_answer", f"the DNS server sent an answer we cannot use ({type(exc).__name__})")
+        return None
 
-    def addresses(self, fqdn: str) -> list[str]:
-        """The name's current A and AAAA addresses, asked of the server itself (no cache)."""
+    async def addresses(self, fqdn: str) -> list[str]:
+        """The name's current A and AAAA addresses, asked of the server itself (no cache).
+
+        One ANY query over TCP gets both sets from an authoritative server in one round trip. A
+        server that answers ANY minimally (RFC 8482: a synthesized HINFO, or no AA flag) is asked
+        for A and AAAA separately, from then on.
+        """
         name = dns.name.from_text(fqdn)
+        if self._any_works:
+            answer = await self._exchange(dns.message.make_query(name, dns.rdatatype.ANY))
+            self._check_query_rcode(answer, fqdn)
+            if answer.flags & dns.flags.AA and not any(r.rdtype == dns.rdatatype.HINFO for r in answer.answer):
+                return self._sorted(answer, name)
+            log.info("dns_any_minimal server=%s:%d fallback=A+AAAA", self.server, self.port)
+            self._any_works = False
         found: list[str] = []
         # One query after the other: BIND delays the second answer of a pipelined pair by ~40 ms (Nagle).
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            (answer,) = self._exchange(dns.message.make_query(name, rdtype))
-            rcode = answer.rcode()
-            if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                text = dns.rcode.to_text(rcode)
-                raise DnsError(502, text, f"the DNS server answered {text} to a query for {fqdn}")
-            for rrset in answer.answer:
-                if rrset.rdtype == rdtype and rrset.name == name:
-                    found.extend(rr.to_text() for rr in rrset)
-        return sorted(found, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
+            answer = await self._exchange(dns.message.make_query(name, rdtype))
+            self._check_query_rcode(answer, fqdn)
+            found.extend(self._sorted(answer, name))
+        return sorted(found, key=_address_order)
 
-    def _update(self, fqdn: str, addresses: list[str]) -> None:
+    @staticmethod
+    def _check_query_rcode(answer: dns.message.Message, fqdn: str) -> None:
+        rcode = answer.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            text = dns.rcode.to_text(rcode)
+            raise DnsError(502, text, f"the DNS server answered {text} to a query for {fqdn}")
+
+    @staticmethod
+    def _sorted(answer: dns.message.Message, name: dns.name.Name) -> list[str]:
+        found = [rr.to_text() for rrset in answer.answer if rrset.name == name
+                 and rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rr in rrset]
+        return sorted(found, key=_address_order)
+
+    async def _update(self, fqdn: str, addresses: list[str]) -> None:
         """One signed message: drop the name's A and AAAA sets, add ``addresses`` (none for a delete)."""
         message = dns.update.UpdateMessage(self.zone, keyring=self.key.keyring, keyname=self.key.name)
         name = dns.name.from_text(fqdn)
@@ -206,31 +219,31 @@ class Updater:
         for address in addresses:
             rdtype = dns.rdatatype.AAAA if ":" in address else dns.rdatatype.A
             message.add(name, self.ttl, rdtype, address)
-        (answer,) = self._exchange(message)
+        answer = await self._exchange(message)
         rcode = answer.rcode()
         if rcode != dns.rcode.NOERROR:
             text = dns.rcode.to_text(rcode)
             raise DnsError(502, text, f"the DNS server answered {text} to the update of {fqdn}")
 
-    def replace(self, fqdn: str, addresses: list[str]) -> tuple[list[str], bool]:
+    async def replace(self, fqdn: str, addresses: list[str]) -> tuple[list[str], bool]:
         """Make ``addresses`` the name's only A/AAAA records; return (old addresses, whether it changed)."""
-        old = self.addresses(fqdn)
+        old = await self.addresses(fqdn)
         if old == addresses:
             return old, False
-        self._update(fqdn, addresses)
+        await self._update(fqdn, addresses)
         return old, True
 
-    def delete(self, fqdn: str) -> list[str]:
+    async def delete(self, fqdn: str) -> list[str]:
         """Remove the name's A and AAAA records; return what was there (an absent name is fine)."""
-        old = self.addresses(fqdn)
+        old = await self.addresses(fqdn)
         if old:
-            self._update(fqdn, [])
+            await self._update(fqdn, [])
         return old
 
-    def healthy(self) -> float:
+    async def healthy(self) -> float:
         """Ask the zone's SOA; return the round trip in seconds or raise DnsError."""
         start = time.perf_counter()
-        (answer,) = self._exchange(dns.message.make_query(self.zone, dns.rdatatype.SOA))
+        answer = await self._exchange(dns.message.make_query(self.zone, dns.rdatatype.SOA))
         if answer.rcode() != dns.rcode.NOERROR or not answer.answer:
             text = dns.rcode.to_text(answer.rcode())
             raise DnsError(502, text, f"the DNS server does not serve {self.zone.to_text(omit_final_dot=True)} (answered {text})")
