@@ -7,15 +7,18 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+import requests  # what teuthology uses; installed with the test extras
 
 pytestmark = pytest.mark.integration
 
 
 def test_teuthology_call_shape_sets_the_address_of_a_short_name(dns_service):
-    # Exactly what teuthology's provisioner sends: GET {nsupdate_url}?name=<shortname>&ip=<ip>
-    url = "%s?%s" % (dns_service.update_url, urlencode(dict(name="node1", ip="10.0.0.1")))
-    response = httpx.get(url)
-    assert (response.status_code, response.text) == (200, "success")
+    # teuthology's provisioner (_update_dns), line for line: GET {nsupdate_url}?name=<shortname>&ip=<ip>
+    nsupdate_url = dns_service.update_url
+    query = urlencode(dict(name="node1", ip="10.0.0.1"))
+    resp = requests.get("%s?%s" % (nsupdate_url, query))
+    resp.raise_for_status()
+    assert resp.text == "success"
     assert dns_service.bind.addresses("node1") == {"10.0.0.1"}
 
 
