@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
+
+from lablease.store import queries as q
 
 from lablease.store.engine import Engines, make_engines
 from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from lablease.store.migrate import migrate
-from lablease.store.models import STATES, node_events, nodes
-from lablease.store.records import COLUMNS, NodeEventRecord, NodeRecord, jsonable, utcnow
+from lablease.store.models import STATES, nodes
+from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, utcnow
 from lablease.store.retry import run_with_retry
 from lablease.store.rules import UPDATABLE, plan_changes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _UNSET: Any = object()
-_COLS = [nodes.c[k] for k in COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -78,32 +79,30 @@ class NodeStore:
         return run_with_retry(attempt)
 
     # -- loading ------------------------------------------------------------------------
-    def _records(self, conn: Connection, stmt) -> list[NodeRecord]:
-        records = [NodeRecord.from_row(r) for r in conn.execute(stmt)]
+    @staticmethod
+    def _with_hosts(conn: Connection, records: list[NodeRecord]) -> list[NodeRecord]:
         host_ids = {r.vm_host_id for r in records if r.vm_host_id is not None}
         if host_ids:
-            hosts = {
-                r.id: NodeRecord.from_row(r)
-                for r in conn.execute(select(*_COLS).where(nodes.c.id.in_(host_ids)))
-            }
+            hosts = {r.id: NodeRecord.from_row(r) for r in conn.execute(q.BY_IDS, {"ids": list(host_ids)})}
             for r in records:
                 r.vm_host = hosts.get(r.vm_host_id)
         return records
 
+    def _records(self, conn: Connection, stmt, params: dict[str, Any] | None = None) -> list[NodeRecord]:
+        return self._with_hosts(conn, [NodeRecord.from_row(r) for r in conn.execute(stmt, params or {})])
+
     def _one(self, conn: Connection, name: str, *, for_update: bool = False,
              missing: str = "node not found") -> NodeRecord:
-        stmt = select(*_COLS).where(nodes.c.name == name)
-        if for_update:
-            stmt = stmt.with_for_update()
-        found = self._records(conn, stmt)
+        found = self._records(conn, q.BY_NAME_FOR_UPDATE if for_update else q.BY_NAME, {"name": name})
         if not found:
             raise NotFound(missing)
         return found[0]
 
-    def _host_id(self, conn: Connection, host: str | None) -> int | None:
+    @staticmethod
+    def _host_id(conn: Connection, host: str | None) -> int | None:
         if host is None:
             return None
-        hid = conn.execute(select(nodes.c.id).where(nodes.c.name == host)).scalar()
+        hid = conn.execute(q.ID_BY_NAME, {"name": host}).scalar()
         if hid is None:
             raise InvalidRequest(f"vm_host: no node named {host!r}; create the host node first")
         return hid
@@ -112,26 +111,31 @@ class NodeStore:
     @staticmethod
     def _event(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            conn.execute(insert(node_events), list(rows))
+            conn.execute(q.INSERT_EVENT, list(rows))
 
     @staticmethod
     def _event_row(name: str, action: str, who: str | None, at, old: dict | None, new: dict | None) -> dict:
         return {"node": name, "action": action, "who": who, "at": at, "old": old, "new": new}
 
-    def _apply(self, conn: Connection, node: NodeRecord, values: dict[str, Any], who: str | None) -> str:
-        """Check and write ``values`` on ``node`` (locked by the caller); return the action."""
+    def _apply(self, conn: Connection, node: NodeRecord, values: dict[str, Any], who: str | None) -> NodeRecord:
+        """Check and write ``values`` on ``node`` (row locked by the caller); return the new record."""
         values = dict(values)
         if "vm_host" in values:
             values["vm_host_id"] = self._host_id(conn, values.pop("vm_host"))
         now = utcnow()
         changes, action = plan_changes(node, values, now)
-        if changes:
-            conn.execute(update(nodes).where(nodes.c.id == node.id).values(**changes, updated_at=now))
-            old = {k: jsonable(getattr(node, k)) for k in changes}
-            new = {k: jsonable(v) for k, v in changes.items()}
-            actor = values.get("locked_by") or who or node.locked_by
-            self._event(conn, [self._event_row(node.name, action, actor, now, old, new)])
-        return action
+        if not changes:
+            return node
+        conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **changes, "updated_at": now})
+        old = {k: jsonable(getattr(node, k)) for k in changes}
+        new = {k: jsonable(v) for k, v in changes.items()}
+        actor = values.get("locked_by") or who or node.locked_by
+        self._event(conn, [self._event_row(node.name, action, actor, now, old, new)])
+        after = replace(node, **changes, updated_at=now)
+        if "vm_host_id" in changes:
+            after.vm_host = None
+            self._with_hosts(conn, [after])
+        return after
 
     # -- reading ------------------------------------------------------------------------
     def get(self, name: str) -> NodeRecord:
@@ -140,7 +144,7 @@ class NodeStore:
 
     def list(self, flt: NodeFilter = NodeFilter()) -> list[NodeRecord]:
         """Nodes matching ``flt``, in name order (paddles gives no order; a stable one helps)."""
-        stmt = select(*_COLS).order_by(nodes.c.name)
+        stmt = q.SELECT.order_by(nodes.c.name)
         if flt.locked is not None:
             stmt = stmt.where(nodes.c.locked == flt.locked)
         if flt.up is not None:
@@ -157,17 +161,14 @@ class NodeStore:
 
     def machine_types(self) -> list[str]:
         """Sorted distinct non-null machine types."""
-        stmt = select(nodes.c.machine_type).distinct().where(nodes.c.machine_type.is_not(None))
-        return sorted(self._read(lambda conn: list(conn.execute(stmt).scalars())))
+        return sorted(self._read(lambda conn: list(conn.execute(q.MACHINE_TYPES).scalars())))
 
     def events(self, name: str, limit: int | None = None) -> list[NodeEventRecord]:
         """The audit trail of ``name``, oldest first; NotFound when there is neither node nor trail."""
         def run(conn: Connection) -> list[NodeEventRecord]:
-            stmt = select(node_events).where(node_events.c.node == name).order_by(node_events.c.id)
-            if limit is not None:
-                stmt = stmt.limit(limit)
-            rows = [NodeEventRecord(**r._mapping) for r in conn.execute(stmt)]
-            if not rows and conn.execute(select(nodes.c.id).where(nodes.c.name == name)).first() is None:
+            stmt = q.EVENTS_OF if limit is None else q.EVENTS_OF.limit(limit)
+            rows = [NodeEventRecord(**r._mapping) for r in conn.execute(stmt, {"name": name})]
+            if not rows and conn.execute(q.ID_BY_NAME, {"name": name}).first() is None:
                 raise NotFound("node not found")
             return rows
         return self._read(run)
@@ -180,7 +181,7 @@ class NodeStore:
         values = {k: v for k, v in (values or {}).items() if k != "name"}
 
         def run(conn: Connection) -> NodeRecord:
-            if conn.execute(select(nodes.c.id).where(nodes.c.name == name)).first() is not None:
+            if conn.execute(q.ID_BY_NAME, {"name": name}).first() is not None:
                 raise InvalidRequest(f"Node with name {name} already exists")
             now = utcnow()
             try:
@@ -190,9 +191,7 @@ class NodeStore:
                 raise InvalidRequest(f"Node with name {name} already exists") from None
             self._event(conn, [self._event_row(name, "create", who, now, None, {"name": name})])
             node = self._one(conn, name)
-            if values:
-                self._apply(conn, node, values, who)
-            return self._one(conn, name)
+            return self._apply(conn, node, values, who) if values else node
         return self._write(run)
 
     def delete(self, name: str, who: str | None = None) -> None:
@@ -200,7 +199,7 @@ class NodeStore:
         def run(conn: Connection) -> None:
             node = self._one(conn, name, for_update=True)
             conn.execute(delete(nodes).where(nodes.c.id == node.id))
-            old = {k: jsonable(v) for k, v in node.to_json().items() if k != "vm_host"}
+            old = {k: v for k, v in node.to_json().items() if k != "vm_host"}
             self._event(conn, [self._event_row(name, "delete", who, utcnow(), old, None)])
         self._write(run)
 
@@ -210,9 +209,7 @@ class NodeStore:
         values = {k: v for k, v in values.items() if k in UPDATABLE or k in ("locked", "vm_host")}
 
         def run(conn: Connection) -> NodeRecord:
-            node = self._one(conn, name, for_update=True, missing=missing)
-            self._apply(conn, node, values, who)
-            return self._one(conn, name)
+            return self._apply(conn, self._one(conn, name, for_update=True, missing=missing), values, who)
         return self._write(run)
 
     def update(self, name: str, who: str | None = None, **fields: Any) -> NodeRecord:
@@ -245,78 +242,117 @@ class NodeStore:
         def run(conn: Connection) -> NodeRecord:
             node = self._one(conn, name, for_update=True)
             diff = {k: v for k, v in changes.items() if getattr(node, k) != v}
-            if diff:
-                now = utcnow()
-                conn.execute(update(nodes).where(nodes.c.id == node.id).values(**diff, updated_at=now))
-                old = {k: getattr(node, k) for k in diff}
-                self._event(conn, [self._event_row(name, "provision", who, now, old, diff)])
-            return self._one(conn, name)
+            if not diff:
+                return node
+            now = utcnow()
+            conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **diff, "updated_at": now})
+            old = {k: getattr(node, k) for k in diff}
+            self._event(conn, [self._event_row(name, "provision", who, now, old, diff)])
+            return replace(node, **diff, updated_at=now)
         return self._write(run)
 
     # -- locking many ---------------------------------------------------------------------
     def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None,
                   os_type: str | None = None, os_version: str | None = None,
                   arch: str | None = None) -> list[NodeRecord]:
-        """Lock ``count`` free, up nodes of ``machine_type`` for ``locked_by``: all or none.
-
-        Nodes are taken in name order. Unavailable("only N nodes available") when too few.
-        """
+        """Lock ``count`` free, up nodes of ``machine_type`` (``a|b`` for either) for ``locked_by``:
+        all or none, in name order. Unavailable("only N nodes available") when too few are free."""
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidRequest("count must be a positive integer")
         if not locked_by:
             raise InvalidRequest("locked_by: must not be empty")
-        cond = [_machine_type_clause(machine_type), nodes.c.up.is_(True), nodes.c.locked.is_(False)]
-        if os_type:
-            cond.append(nodes.c.os_type == os_type)
-        if os_version:
-            cond.append(nodes.c.os_version == str(os_version))
-        if arch:
-            cond.append(nodes.c.arch == arch)
-        base = select(nodes.c.id, nodes.c.name, nodes.c.description).where(*cond).order_by(nodes.c.name)
+        flags = (bool(os_type), bool(os_version), bool(arch))
+        params: dict[str, Any] = {"types": [t for t in machine_type.split("|") if t] or [machine_type],
+                                  "count": count, "p_locked_by": locked_by, "p_description": description}
+        params.update({k: v for k, v in (("c_os_type", os_type), ("c_os_version", os_version and str(os_version)),
+                                          ("c_arch", arch)) if v})
+
         postgres = self.engines.dialect == "postgresql"
 
-        def run(conn: Connection) -> list[NodeRecord]:
-            rows = conn.execute(base.limit(count).with_for_update(skip_locked=True)).all()
-            if len(rows) < count and postgres:
-                # Rows skipped because another transaction holds them may yet be free (that
-                # transaction may roll back): wait for them before answering "too few".
-                rows = conn.execute(base.with_for_update()).all()[:count]
-            if len(rows) < count:
-                raise Unavailable(f"only {len(rows)} nodes available")
+        def fast(conn: Connection) -> list[NodeRecord]:
+            # One UPDATE takes the first free rows, skipping rows other transactions hold.
             now = utcnow()
-            ids = [r.id for r in rows]
-            result = conn.execute(
-                update(nodes).where(nodes.c.id.in_(ids), nodes.c.locked.is_(False)).values(
-                    locked=True, locked_by=locked_by, locked_since=now, description=description, updated_at=now))
-            if result.rowcount != len(ids):  # cannot happen under the row/database lock; be sure
+            rows = conn.execute(q.lock_first_free(*flags), {**params, "p_now": now}).all()
+            if len(rows) < count:
+                raise _TooFew(len(rows))  # rolls this transaction back
+            return self._locked(conn, rows, locked_by, description, now)
+
+        def careful(conn: Connection) -> list[NodeRecord]:
+            # SQLite: we hold the database's write lock, so the first rows read are free for us.
+            # PostgreSQL, after the fast path found too few: rows it skipped may be held by a
+            # transaction that will roll back, so wait for every candidate's row lock, then decide.
+            if postgres:
+                found = conn.execute(q.lock_candidates(*flags).with_for_update(), params).all()[:count]
+            else:
+                found = conn.execute(q.first_candidates(*flags), params).all()
+            if len(found) < count:
+                raise Unavailable(f"only {len(found)} nodes available")
+            now = utcnow()
+            old = {r.id: r.old_description for r in found}
+            rows = conn.execute(q.LOCK_IDS, {**params, "ids": list(old), "p_now": now}).all()
+            if len(rows) != count:  # cannot happen under our locks; never hand out a held node
                 raise Forbidden("Cannot lock an already-locked node")
-            self._event(conn, [
-                self._event_row(r.name, "lock", locked_by, now,
-                                {"locked": False, "locked_by": None, "description": r.description},
-                                {"locked": True, "locked_by": locked_by, "description": description})
-                for r in rows])
-            return self._records(conn, select(*_COLS).where(nodes.c.id.in_(ids)).order_by(nodes.c.name))
-        return self._write(run)
+            return self._locked(conn, rows, locked_by, description, now, old)
+
+        if postgres:
+            try:
+                return self._write(fast)
+            except _TooFew:
+                pass
+        return self._write(careful)
+
+    def _locked(self, conn: Connection, rows, locked_by: str, description: str | None, now,  # noqa: ANN001
+                old_description: dict[int, str | None] | None = None) -> list[NodeRecord]:
+        """Write the lock events of freshly locked ``rows``; return their records in name order."""
+        records = sorted((NodeRecord.from_row(r) for r in rows), key=lambda r: r.name)
+        olds = old_description or {r.id: r.old_description for r in rows}
+        self._event(conn, [
+            self._event_row(r.name, "lock", locked_by, now,
+                            {"locked": False, "locked_by": None, "description": olds[r.id]},
+                            {"locked": True, "locked_by": locked_by, "description": description})
+            for r in records])
+        return self._with_hosts(conn, records)
 
     def unlock_many(self, names: Sequence[str], locked_by: str, description: str | None = None) -> list[NodeRecord]:
         """Unlock all of ``names`` held by ``locked_by``, or none of them (atomic)."""
         if not locked_by:
             raise InvalidRequest("Cannot unlock without specifying locked_by")
         wanted = sorted(set(names))
+        values: dict[str, Any] = {"locked": False, "locked_by": locked_by}
+        if description:
+            values["description"] = description
 
         def run(conn: Connection) -> list[NodeRecord]:
-            found = self._records(conn, select(*_COLS).where(nodes.c.name.in_(wanted))
-                                  .order_by(nodes.c.name).with_for_update())
+            found = self._records(conn, q.BY_NAMES_FOR_UPDATE, {"names": wanted})
             if len(found) != len(wanted):
                 raise InvalidRequest("Could not find all nodes!")
-            values = {"locked": False, "locked_by": locked_by}
-            if description:
-                values["description"] = description
+            now = utcnow()
+            plans = []
             for node in found:
                 try:
-                    self._apply(conn, node, values, locked_by)
+                    plans.append((node, *plan_changes(node, values, now)))
                 except Forbidden as exc:
                     raise Forbidden(f"{exc.message}: {node.name}") from None
-            by_name = {n.name: n for n in self._records(conn, select(*_COLS).where(nodes.c.name.in_(wanted)))}
-            return [by_name[n] for n in names if n in by_name]
+            after: dict[str, NodeRecord] = {}
+            groups: dict[tuple, list[int]] = {}
+            for node, changes, _action in plans:
+                groups.setdefault(tuple(sorted(changes.items())), []).append(node.id)
+                after[node.name] = replace(node, **changes, updated_at=now)
+            for key, ids in groups.items():
+                if key:
+                    conn.execute(q.UPDATE_BY_IDS, {"node_ids": ids, **dict(key), "updated_at": now})
+            self._event(conn, [
+                self._event_row(node.name, action, locked_by, now,
+                                {k: jsonable(getattr(node, k)) for k in changes},
+                                {k: jsonable(v) for k, v in changes.items()})
+                for node, changes, action in plans if changes])
+            return [after[n] for n in names if n in after]
         return self._write(run)
+
+
+class _TooFew(Exception):
+    """Internal: the fast lock_many path found fewer free nodes than asked for."""
+
+    def __init__(self, available: int):
+        super().__init__(available)
+        self.available = available

@@ -73,8 +73,11 @@ class PostgresServer:
         )
 
 
-def start_postgres(workdir: Path, max_connections: int = 200) -> PostgresServer:
-    """initdb in ``workdir``/data and start the cluster on a free 127.0.0.1 port; wait until it listens."""
+def start_postgres(workdir: Path, max_connections: int = 200, durable: bool = False) -> PostgresServer:
+    """initdb in ``workdir``/data and start the cluster on a free 127.0.0.1 port; wait until it listens.
+
+    ``durable=False`` (tests) turns fsync off for speed; benchmarks pass True for honest numbers.
+    """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bindir = postgres_bindir()
@@ -90,8 +93,9 @@ def start_postgres(workdir: Path, max_connections: int = 200) -> PostgresServer:
     if done.returncode != 0:
         raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr[-2000:]}")
     port = free_port()
-    options = (f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
-               " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     started = subprocess.run(
         _as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"], owner),
         capture_output=True, text=True, timeout=120, check=False,
