@@ -321,10 +321,15 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
         raise CloudError(400, "Invalid input for field/attribute metadata. It must be an object", "nova")
     metadata = _check_metadata(metadata)
     key_name = body.get("key_name")
+    if key_name is not None and not isinstance(key_name, str):
+        raise CloudError(400, "Invalid input for field/attribute key_name. It must be a string", "nova")
     if key_name is not None and (token.user_id, key_name) not in cloud.keypairs:
         raise CloudError(400, "Invalid key_name provided.", "nova")
     groups = []
-    for item in body.get("security_groups") or [{"name": "default"}]:
+    requested_groups = body.get("security_groups") or [{"name": "default"}]
+    if not isinstance(requested_groups, list):
+        raise CloudError(400, "Invalid input for field/attribute security_groups. It must be a list", "nova")
+    for item in requested_groups:
         ref = item.get("name") if isinstance(item, dict) else None
         sg = next((g for g in cloud.security_groups.values()
                    if g.project_id == token.project.id and ref in (g.name, g.id)), None)

@@ -56,10 +56,17 @@ def catalog_v3(cloud: Cloud, base: str, project: Project) -> list[dict[str, Any]
     return entries
 
 
-def _check_password(cloud: Cloud, username: str | None, password: str | None):
+def _dict(value: Any) -> dict[str, Any]:
+    """A nested request object, or an empty one when the client sent something else there."""
+    return value if isinstance(value, dict) else {}
+
+
+def _check_password(cloud: Cloud, username: Any, password: Any):
+    if not isinstance(username, str) or not isinstance(password, str):
+        return None
     for user in cloud.config.users:
         if user.name == username and password is not None and hmac.compare_digest(
-                user.password.encode(), str(password).encode()):
+                user.password.encode(), password.encode()):
             return user
     return None
 
@@ -129,6 +136,8 @@ def make_router(cloud: Cloud) -> APIRouter:
             raise CloudError(401, "The request you have made requires authentication.", "keystone")
         tenant = auth.get("tenantName") or auth.get("tenantId")
         project = None
+        if tenant is not None and not isinstance(tenant, str):
+            raise CloudError(400, "Expecting tenantName or tenantId to be a string.", "keystone")
         if tenant:
             project = next((p for p in cloud.projects.values()
                             if tenant in (p.name, p.id) and p.name in user.projects), None)
@@ -149,19 +158,23 @@ def make_router(cloud: Cloud) -> APIRouter:
 
     async def v3_tokens(request: Request):
         auth = await json_body(request, "keystone", "auth")
-        identity = auth.get("identity") if isinstance(auth.get("identity"), dict) else {}
-        pw_user = (identity.get("password") or {}).get("user") if "password" in identity.get("methods", []) else None
-        if not isinstance(pw_user, dict):
-            raise CloudError(400, "Expecting to find identity.password.user in auth (only the password method "
-                                  "is supported).", "keystone")
+        identity = _dict(auth.get("identity"))
+        methods = identity.get("methods")
+        pw_user = _dict(_dict(identity.get("password")).get("user"))
+        if not isinstance(methods, list) or "password" not in methods or not pw_user:
+            raise CloudError(400, "Expecting to find identity.methods with 'password' and identity.password.user "
+                                  "in auth (only the password method is supported).", "keystone")
         user = _check_password(cloud, pw_user.get("name"), pw_user.get("password"))
-        if user is None or (pw_user.get("domain") or {}).get("name", user.domain) not in (user.domain, "default"):
+        if user is None or _dict(pw_user.get("domain")).get("name", user.domain) not in (user.domain, "default"):
             raise CloudError(401, "The request you have made requires authentication.", "keystone")
-        scope = auth.get("scope") or {}
+        scope = _dict(auth.get("scope"))
         project = None
-        if isinstance(scope, dict) and "project" in scope:
-            want = scope["project"] or {}
+        if "project" in scope:
+            want = _dict(scope["project"])
             key = want.get("name") or want.get("id")
+            if not isinstance(key, str):
+                raise CloudError(400, "Expecting to find scope.project.name or scope.project.id in auth.",
+                                 "keystone")
             project = next((p for p in cloud.projects.values()
                             if key in (p.name, p.id) and p.name in user.projects), None)
             if project is None:
