@@ -8,6 +8,7 @@ because every message we send is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -126,7 +127,8 @@ def _close_quietly(sock: Any) -> None:
 class Updater:
     """Reads and changes the A/AAAA records of names in one zone on one DNS server."""
 
-    def __init__(self, zone: str, server: str, port: int, key: TsigKey, ttl: int = 300, timeout: float = 5.0):
+    def __init__(self, zone: str, server: str, port: int, key: TsigKey, ttl: int = 300, timeout: float = 5.0,
+                 max_connections: int = 32):
         self.zone = dns.name.from_text(zone)
         self.server = server
         self.port = port
@@ -134,6 +136,8 @@ class Updater:
         self.ttl = ttl
         self.timeout = timeout
         self._pool = _Pool(server, port, timeout)
+        # Bounds the connections open to the DNS server (BIND's tcp-clients defaults to 150).
+        self._in_flight = asyncio.Semaphore(max_connections)
         self._any_works = True
 
     def close(self) -> None:
@@ -141,6 +145,10 @@ class Updater:
 
     async def _exchange(self, message: dns.message.Message) -> dns.message.Message:
         """Send one message on a pooled connection and return the answer; failures become DnsError."""
+        async with self._in_flight:
+            return await self._exchange_on_pool(message)
+
+    async def _exchange_on_pool(self, message: dns.message.Message) -> dns.message.Message:
         for attempt in (1, 2):
             sock, fresh = None, True
             try:
