@@ -111,3 +111,17 @@ def test_tokens_gate_updates_with_their_own_pattern_and_audit_id(dns_service_fac
     log = service.log_text()
     assert "op=update token=ci name=node1.lab.example." in log and "op=update token=ops name=infra1" in log
     assert "secret-token" not in log
+
+
+def test_several_worker_processes_serve_the_same_port(dns_service_factory):
+    service = dns_service_factory(workers=2)
+    with httpx.Client() as client:
+        for i in range(20):
+            assert client.get(service.update_url, params={"name": f"node{i}", "ip": f"10.0.1.{i}"}).text == "success"
+    assert service.bind.addresses("node19") == {"10.0.1.19"}
+
+
+def test_a_service_with_a_bad_key_file_fails_fast_with_its_reason(dns_service_factory, tmp_path):
+    (tmp_path / "broken.key").write_text("not a key\n")
+    with pytest.raises(RuntimeError, match="key_file"):
+        dns_service_factory(key_file=str(tmp_path / "broken.key"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,22 @@ def dns_service_config(bind: BindServer, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def _wait_until_listening(process: ServerProcess, host: str, port: int, timeout: float) -> None:
+    """Wait for the port, but fail at once (with its log) if the service exits, e.g. on a bad config."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if not process.alive():
+            raise RuntimeError(f"lablease dns serve exited: {process.log_tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"lablease dns serve not listening on {host}:{port} after {timeout:.0f}s: {process.log_tail()}")
+        time.sleep(0.05)
+
+
 def start_dns_service(workdir: Path, bind: BindServer, **config: Any) -> DnsServiceHandle:
     """Write a config into ``workdir`` and start `python -m lablease dns serve` on a free loopback port."""
     workdir = Path(workdir)
@@ -61,7 +79,7 @@ def start_dns_service(workdir: Path, bind: BindServer, **config: Any) -> DnsServ
     argv = [sys.executable, "-m", "lablease", "dns", "serve", "--config", str(config_path)]
     process = ServerProcess(argv, log_path=workdir / f"dns-{data['listen_port']}.log").start()
     try:
-        process.wait_for_port(data["listen_host"], data["listen_port"], timeout=20)
+        _wait_until_listening(process, data["listen_host"], data["listen_port"], timeout=20)
     except BaseException:
         process.stop()
         raise
