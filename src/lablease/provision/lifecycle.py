@@ -115,13 +115,19 @@ class Lifecycle:
         track.server_ids.append(server.id)
         track.server_unsure = False
 
+        # Volumes need no running server: they are built while it boots, attached once it runs,
+        # and their attachments complete while DNS and SSH readiness go on.
+        if need.volume_count:
+            self._stage(track, Stage.VOLUME)
+            self._create_volumes(track, need, tags)
+
         self._stage(track, Stage.BOOT)
         server = self._wait_running(node, server.id)
         address = getattr(server, self.p.ssh_interface)[0]
 
         if need.volume_count:
             self._stage(track, Stage.VOLUME)
-            self._volumes(track, server.id, need, tags)
+            self._attach_volumes(track, server.id)
 
         if self.dns is not None:
             self._stage(track, Stage.DNS)
@@ -134,6 +140,10 @@ class Lifecycle:
 
         self._stage(track, Stage.SSH)
         ready = self.probe.wait(address, self.p.ready_timeout, node)
+        if need.volume_count:
+            track.stage = Stage.VOLUME
+            for vid in track.volume_ids:
+                self._wait_volume(node, vid, {"in-use"}, f"attach to server {server.id}", server_id=server.id)
         return NodeInfo(
             name=node, fqdn=f"{node}.{self.lab_domain}", server_id=server.id, address=address,
             public_ips=server.public_ips, private_ips=server.private_ips, host_key=ready.host_key,
@@ -160,7 +170,7 @@ class Lifecycle:
             Stage.BOOT, node, f"server {server_id} not running with an address on {self.p.ssh_interface} "
             f"after {self.p.boot_timeout:.0f}s (last state {last['state']})", retryable=True, kind="timeout"))
 
-    def _volumes(self, track: Track, server_id: str, need: Resources, tags: dict[str, str]) -> None:
+    def _create_volumes(self, track: Track, need: Resources, tags: dict[str, str]) -> None:
         node, a = track.node, self.adapter
         for name in volume_names(node, need.volume_count):
             track.volume_unsure = True
@@ -168,19 +178,21 @@ class Lifecycle:
                                       what=f"create volume {name}", idempotent=False)
             track.volume_ids.append(volume.id)
             track.volume_unsure = False
-        # The cloud builds them in parallel; wait for all, then attach all, then wait for all.
+
+    def _attach_volumes(self, track: Track, server_id: str) -> None:
+        """Wait until every volume is available, then ask for all attachments (completion is checked last)."""
+        node, a = track.node, self.adapter
         for vid in track.volume_ids:
             self._wait_volume(node, vid, {"available"}, "become available")
         for vid in track.volume_ids:
             self.caller.call(Stage.VOLUME, node, lambda: a.attach_volume(server_id, vid), what=f"attach volume {vid}",
                              idempotent=False)
-        for vid in track.volume_ids:
-            self._wait_volume(node, vid, {"in-use"}, f"attach to server {server_id}", server_id=server_id)
 
     def _wait_volume(self, node: str, volume_id: str, states: set[str], goal: str, server_id: str | None = None,
                      stage: Stage = Stage.VOLUME) -> Volume:
         last = {"state": "unknown"}
         seen: set[str] = set()
+        polls = {"n": 0}
 
         def check() -> Volume | None:
             vol = self.caller.call(stage, node, lambda: self.adapter.get_volume(volume_id), what="get volume")
@@ -188,8 +200,11 @@ class Lifecycle:
                 raise ProvisionError(stage, node, f"volume {volume_id} disappeared", retryable=True)
             last["state"] = vol.state
             seen.add(vol.state)
-            # Nova answers a failed attach by putting the volume back to available, unattached.
-            back = server_id is not None and vol.state == "available" and (seen - {"available"})
+            polls["n"] += 1
+            # Nova answers a failed attach by putting the volume back to available, unattached; the
+            # attach request was made earlier, so a second look at "available" means it failed.
+            back = (server_id is not None and vol.state == "available" and server_id not in vol.attached_to
+                    and bool(seen - {"available"} or polls["n"] > 1))
             if vol.state.startswith("error") or back:
                 raise ProvisionError(stage, node, f"volume {vol.name or volume_id} failed to {goal} "
                                      f"(state {vol.state})", retryable=True, kind="error")

@@ -56,35 +56,45 @@ class SSHProbe:
     command: str = "test -e /.teuth_provisioned"
     connect_timeout: float = 10.0
     first_delay: float = 0.2
-    max_delay: float = 3.0
+    max_delay: float = 1.0        # between login attempts (a refused connect costs next to nothing)
+    remote_interval: float = 0.25  # between runs of the ready command on the node
 
-    def try_once(self, host: str, timeout: float) -> tuple[bool, str]:
-        """One login and run of the ready command: (ready, host key or why not)."""
+    def _connect(self, host: str, timeout: float) -> tuple[paramiko.SSHClient, str]:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_RecordHostKey())
         try:
             client.connect(host, port=self.port, username=self.user, pkey=self.key, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
-                           allow_agent=False)
-            transport = client.get_transport()
-            server_key = transport.get_remote_server_key()
-            host_key = f"{server_key.get_name()} {server_key.get_base64()}"
-            _, stdout, _ = client.exec_command(self.command, timeout=timeout)
-            stdout.channel.settimeout(timeout)
-            status = stdout.channel.recv_exit_status()
-            if status == 0:
-                return True, host_key
-            return False, f"ready command exited with status {status}"
-        except paramiko.AuthenticationException:
-            return False, "the node refused the lab key (not installed yet, or wrong key)"
-        except (paramiko.SSHException, socket.error, EOFError) as exc:
-            return False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        finally:
+                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False)
+        except BaseException:
             client.close()
+            raise
+        server_key = client.get_transport().get_remote_server_key()
+        return client, f"{server_key.get_name()} {server_key.get_base64()}"
+
+    def remote_loop(self) -> str:
+        """The ready command repeated on the node until it succeeds: one exec per node, not one per try.
+
+        The command sits on its own lines inside a subshell so that `;`, `&&` or a `#` in it
+        cannot change the loop around it.
+        """
+        return f"until (\n{self.command}\n); do sleep {self.remote_interval:g}; done"
+
+    def _run_until_ready(self, client: paramiko.SSHClient, timeout: float) -> int | None:
+        """Run the loop; its exit status (0: ready), or None when ``timeout`` seconds passed first."""
+        _, stdout, _ = client.exec_command(self.remote_loop(), timeout=timeout)
+        channel = stdout.channel
+        try:
+            if not channel.status_event.wait(timeout):
+                return None
+            return channel.recv_exit_status()
+        finally:
+            channel.close()  # a loop left running on a node that timed out dies with the node
 
     def wait(self, host: str, timeout: float, node: str | None = None,
              sleep: Callable[[float], None] = time.sleep) -> ReadyResult:
-        """Poll until ready or ``timeout``; raise a retryable ProvisionError(stage=ssh) on timeout."""
+        """Log in (retrying with backoff until sshd answers and takes the key), then wait for the
+        ready command on the node itself; raise a retryable ProvisionError(stage=ssh) after ``timeout``.
+        """
         start = time.monotonic()
         deadline = start + timeout
         delay = self.first_delay
@@ -94,14 +104,28 @@ class SSHProbe:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} "
-                                     f"after {timeout:.0f}s ({attempts} tries); last: {why}", retryable=True,
+                                     f"after {timeout:.0f}s ({attempts} logins); last: {why}", retryable=True,
                                      kind="timeout")
             attempts += 1
-            ready, info = self.try_once(host, min(self.connect_timeout, max(remaining, 0.5)))
-            if ready:
-                seconds = time.monotonic() - start
-                log.info("ssh ready node=%s host=%s tries=%d seconds=%.2f", node, host, attempts, seconds)
-                return ReadyResult(host_key=info, attempts=attempts, seconds=seconds)
-            why = info
+            client = None
+            try:
+                client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)))
+                status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()))
+                if status == 0:
+                    seconds = time.monotonic() - start
+                    log.info("ssh ready node=%s host=%s logins=%d seconds=%.2f", node, host, attempts, seconds)
+                    return ReadyResult(host_key=host_key, attempts=attempts, seconds=seconds)
+                if status is None:
+                    why = f"the ready command did not succeed within {timeout:.0f}s: {self.command}"
+                    continue  # the deadline has passed: the loop head raises
+                why = f"the ready loop ended with status {status} (session lost?)"
+            except paramiko.AuthenticationException:
+                why = "the node refused the lab key (not installed yet, or wrong key)"
+            except (paramiko.SSHException, socket.error, EOFError) as exc:
+                why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            finally:
+                if client is not None:
+                    client.close()
+            log.debug("ssh not ready node=%s host=%s try=%d why=%s", node, host, attempts, why)
             sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, self.max_delay)
