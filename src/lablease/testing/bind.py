@@ -163,16 +163,29 @@ def start_bind(
     host: str = "127.0.0.1",
     key_name: str = "lablease-key",
 ) -> BindServer:
-    """Start named with dynamic ``zone`` in ``workdir``; the key may update A/AAAA of ``policy_names``."""
+    """Start named with dynamic ``zone`` in ``workdir``; the key may update A/AAAA of ``policy_names``.
+
+    A free port can be taken by another process before named binds it: then it tries a new one.
+    """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     zone = zone.rstrip(".")
+    for attempt in range(3):
+        try:
+            return _start_once(workdir, zone, policy_names, host, key_name)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name: str) -> BindServer:
     port = free_port(host)
     state = _state_dir(workdir)
     key_file = _write_key(state, key_name)
     zone_file = state / f"db.{zone}"
     zone_file.write_text(_ZONE.format(zone=zone))
-    for stale in state.glob(f"db.{zone}.jnl"):
+    for stale in state.glob(f"db.{zone}.jnl"):  # a journal left from an earlier run would replay old records
         stale.unlink()
     conf = state / "named.conf"
     conf.write_text(_CONF.format(
@@ -187,7 +200,7 @@ def start_bind(
     server = BindServer(host=host, port=port, zone=zone, key_file=key_file, key_name=key_name,
                         workdir=workdir, state_dir=state, process=process)
     try:
-        _wait_until_serving(server)
+        _wait_until_serving(server, timeout=10.0)
     except BaseException:
         server.stop()
         raise
