@@ -75,14 +75,14 @@ def test_wrong_password_is_refused_with_401(devcloud, auth_version):
 
 
 def test_expired_token_gets_401_and_libcloud_reauthenticates(devcloud_factory):
-    cloud = devcloud_factory({"token_lifetime": 1})
+    cloud = devcloud_factory({"token_lifetime": 3})
     import httpx
 
     resp = httpx.post(f"{cloud.url}/v2.0/tokens", json={"auth": {"passwordCredentials": {
         "username": "demo", "password": "demo-password"}, "tenantName": "demo"}})
     token = resp.json()["access"]["token"]["id"]
     assert httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": token}).status_code == 200
-    time.sleep(1.5)
+    time.sleep(3.2)
     expired = httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": token})
     assert expired.status_code == 401 and expired.json()["error"]["code"] == 401
     assert httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": "bogus"}).status_code == 401

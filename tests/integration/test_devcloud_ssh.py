@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 READY = 'test -e "${DEVCLOUD_ROOT:-}/.teuth_provisioned"'
-SSH = {"ssh": {"enabled": True, "delay": 0.5, "runcmd_delay": 2.0}, "boot_delay": 1.0}
+SSH = {"ssh": {"enabled": True, "delay": 0.5, "runcmd_delay": 3.0}, "boot_delay": 1.0}
 
 
 def user_data(public_key: str) -> str:
@@ -52,6 +52,8 @@ def test_server_accepts_its_cloud_config_key_only_after_boot_and_shows_the_marke
     address, port = driver.ex_get_node_details(node.id).public_ips[0], cloud.ssh_port
     assert driver.ex_get_node_details(node.id).extra["vm_state"] == "building"
     assert refused(address, port)  # before boot
+    root = Path(cloud.server_internals(node.id)["root"])
+    assert not (root / ".teuth_provisioned").exists()
 
     deadline = time.monotonic() + 20
     while refused(address, port):

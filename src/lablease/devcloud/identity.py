@@ -6,14 +6,14 @@ import hmac
 import logging
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lablease.devcloud.errors import CloudError, json_body
-from lablease.devcloud.state import Cloud, Project, Token, iso, utcnow
+from lablease.devcloud.state import Cloud, Project, Token, iso
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _check_password(cloud: Cloud, username: Any, password: Any):
 
 
 def _issue(cloud: Cloud, user, project: Project | None) -> Token:
-    now = utcnow()
+    now = datetime.now(timezone.utc)  # not truncated: a short lifetime must last its full length
     token = Token(id="gAAAA" + secrets.token_urlsafe(48), user_id=_user_id(user.name), user_name=user.name,
                   project=project, issued=now,
                   expires=now + timedelta(seconds=cloud.config.token_lifetime))

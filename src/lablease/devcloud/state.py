@@ -50,7 +50,7 @@ class Token:
     expires: datetime
 
     def expired(self) -> bool:
-        return utcnow() >= self.expires
+        return datetime.now(timezone.utc) >= self.expires
 
 
 @dataclass
