@@ -25,6 +25,7 @@ class Engines:
 
     read: Engine
     write: Engine
+    autocommit: Engine | None = None  # PostgreSQL: one-statement fast paths
 
     @property
     def dialect(self) -> str:
@@ -70,7 +71,7 @@ def make_engines(url: str, pool_size: int = 20) -> Engines:
             parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
             isolation_level="READ COMMITTED",
         )
-        return Engines(read=engine, write=engine)
+        return Engines(read=engine, write=engine, autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"))
     raise ValueError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH or postgresql+psycopg://..."
     )

@@ -7,7 +7,9 @@ The lock API and the lab service both use this class; neither touches tables dir
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from lablease.store import pg_fast
 from lablease.store import queries as q
 
 from lablease.store.engine import Engines, make_engines
@@ -53,6 +56,9 @@ class NodeStore:
 
     def __init__(self, engines: Engines):
         self.engines = engines
+        # SQLite allows one writer: threads of this process queue here instead of polling
+        # SQLite's busy handler (which sleeps up to 100 ms between tries).
+        self._write_mutex = threading.Lock() if engines.dialect == "sqlite" else contextlib.nullcontext()
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True, pool_size: int = 20) -> "NodeStore":
@@ -68,7 +74,7 @@ class NodeStore:
     # -- transactions -------------------------------------------------------------------
     def _write(self, fn: Callable[[Connection], T]) -> T:
         def attempt() -> T:
-            with self.engines.write.begin() as conn:
+            with self._write_mutex, self.engines.write.begin() as conn:
                 return fn(conn)
         return run_with_retry(attempt)
 
@@ -269,17 +275,16 @@ class NodeStore:
 
         postgres = self.engines.dialect == "postgresql"
 
-        def fast(conn: Connection) -> list[NodeRecord]:
-            # One UPDATE takes the first free rows, skipping rows other transactions hold.
-            now = utcnow()
-            rows = conn.execute(q.lock_first_free(*flags), {**params, "p_now": now}).all()
-            if len(rows) < count:
-                raise _TooFew(len(rows))  # rolls this transaction back
-            return self._locked(conn, rows, locked_by, description, now)
+        def fast() -> list[NodeRecord] | None:
+            with self.engines.autocommit.connect() as conn:  # type: ignore[union-attr]
+                _available, rows = pg_fast.lock_first_free(conn, flags, params, utcnow())
+                if len(rows) < count:
+                    return None  # nothing was written
+                return self._with_hosts(conn, sorted((NodeRecord.from_row(r) for r in rows), key=lambda r: r.name))
 
         def careful(conn: Connection) -> list[NodeRecord]:
             # SQLite: we hold the database's write lock, so the first rows read are free for us.
-            # PostgreSQL, after the fast path found too few: rows it skipped may be held by a
+            # PostgreSQL, after the one-statement path found too few: rows it skipped may be held by a
             # transaction that will roll back, so wait for every candidate's row lock, then decide.
             if postgres:
                 found = conn.execute(q.lock_candidates(*flags).with_for_update(), params).all()[:count]
@@ -294,11 +299,10 @@ class NodeStore:
                 raise Forbidden("Cannot lock an already-locked node")
             return self._locked(conn, rows, locked_by, description, now, old)
 
-        if postgres:
-            try:
-                return self._write(fast)
-            except _TooFew:
-                pass
+        if postgres and self.engines.autocommit is not None:
+            got = run_with_retry(fast)
+            if got is not None:
+                return got
         return self._write(careful)
 
     def _locked(self, conn: Connection, rows, locked_by: str, description: str | None, now,  # noqa: ANN001
@@ -347,12 +351,17 @@ class NodeStore:
                                 {k: jsonable(v) for k, v in changes.items()})
                 for node, changes, action in plans if changes])
             return [after[n] for n in names if n in after]
+
+        def fast() -> list[NodeRecord] | None:
+            with self.engines.autocommit.connect() as conn:  # type: ignore[union-attr]
+                rows = pg_fast.unlock_all(conn, wanted, locked_by, description, utcnow())
+                if len(rows) != len(wanted):
+                    return None  # nothing was written; the transactional path finds the culprit
+                by_name = {r.name: r for r in self._with_hosts(conn, [NodeRecord.from_row(r) for r in rows])}
+                return [by_name[n] for n in names if n in by_name]
+
+        if self.engines.autocommit is not None and wanted:
+            got = run_with_retry(fast)
+            if got is not None:
+                return got
         return self._write(run)
-
-
-class _TooFew(Exception):
-    """Internal: the fast lock_many path found fewer free nodes than asked for."""
-
-    def __init__(self, available: int):
-        super().__init__(available)
-        self.available = available

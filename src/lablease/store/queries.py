@@ -50,16 +50,5 @@ def first_candidates(os_type: bool, os_version: bool, arch: bool):
     return lock_candidates(os_type, os_version, arch).limit(bindparam("count"))
 
 
-@lru_cache(maxsize=16)
-def lock_first_free(os_type: bool, os_version: bool, arch: bool):
-    """PostgreSQL, one statement: lock the first ``count`` free candidates, skipping rows other
-    transactions hold, and return them with their old description. (SQLite's RETURNING cannot
-    name the CTE's columns.)"""
-    picked = (lock_candidates(os_type, os_version, arch).limit(bindparam("count"))
-              .with_for_update(skip_locked=True).cte("picked"))
-    return (update(nodes).where(nodes.c.id == picked.c.id).values(**_LOCK_VALUES)
-            .returning(*COLS, picked.c.old_description))
-
-
 LOCK_IDS = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), nodes.c.locked.is_(False))
             .values(**_LOCK_VALUES).returning(*COLS))

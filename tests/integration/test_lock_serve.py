@@ -1,0 +1,102 @@
+"""`lablease serve` and `lablease nodes` as a newcomer and a lab admin run them (subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+import yaml
+
+from lablease.netutil import free_port
+from lablease.testing.lockserver import start_lock_server
+from lablease.testing.processes import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+
+def lablease(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lablease", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_serve_without_config_starts_an_empty_open_inventory_in_a_sqlite_file_under_xdg_data_home(tmp_path):
+    port = free_port()
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)}
+    proc = ServerProcess([sys.executable, "-m", "lablease", "serve", "--port", str(port)],
+                         log_path=tmp_path / "serve.log", env=env).start()
+    try:
+        proc.wait_for_port("127.0.0.1", port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/nodes/").json() == []
+            assert http.post("/nodes/", json={"name": "n1"}).status_code == 200  # no admin token
+            assert http.get("/nodes/n1/").json()["name"] == "n1"  # no lab domain added
+    finally:
+        proc.stop()
+    assert (tmp_path / "xdg" / "lablease" / "lablease.db").exists()
+
+
+def test_a_bad_config_value_is_named_by_key_and_the_token_is_never_echoed(tmp_path):
+    cfg = tmp_path / "teuthology.yaml"
+    cfg.write_text(yaml.safe_dump({"lab_domain": "x.example.com", "libcloud": {"providers": {}},
+                                   "lablease": {"admin_token": "s3cret-token", "port": "eighty"}}))
+    done = lablease("serve", "--config", str(cfg))
+    assert done.returncode != 0
+    assert "lablease.port" in done.stderr and str(cfg) in done.stderr
+    assert "s3cret-token" not in done.stderr + done.stdout
+
+
+def test_an_unreadable_admin_token_file_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "teuthology.yaml"
+    cfg.write_text(yaml.safe_dump({"lablease": {"admin_token_file": str(tmp_path / "missing")}}))
+    done = lablease("serve", "--config", str(cfg))
+    assert done.returncode != 0 and "admin_token_file" in done.stderr
+
+
+def test_admin_token_from_a_file_protects_create(tmp_path):
+    (tmp_path / "token").write_text("from-file-token\n")
+    server = start_lock_server(tmp_path / "srv", extra={"admin_token_file": str(tmp_path / "token")})
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            assert http.post("/nodes/", json={"name": "n1"}).status_code == 401
+            ok = http.post("/nodes/", json={"name": "n1"}, headers={"Authorization": "Bearer from-file-token"})
+            assert ok.status_code == 200
+    finally:
+        server.stop()
+    assert "from-file-token" not in server.process.log_tail(100_000)
+
+
+def test_nodes_add_list_remove_manage_the_inventory_through_the_api(tmp_path):
+    server = start_lock_server(tmp_path / "srv", admin_token="tok", lab_domain="front.example.com")
+    user_cfg = tmp_path / "teuthology.yaml"
+    user_cfg.write_text(yaml.safe_dump({"lock_server": server.url, "lab_domain": "front.example.com"}))
+    env = {"LABLEASE_ADMIN_TOKEN": "tok"}
+    try:
+        done = lablease("nodes", "add", "-c", str(user_cfg), "--machine-type", "ovh", "--vm", "--count", "3", env=env)
+        assert done.returncode == 0, done.stderr
+        names = [f"ovh00{i}.front.example.com" for i in (1, 2, 3)]
+        with httpx.Client(base_url=server.url) as http:
+            nodes = http.get("/nodes/").json()
+            assert [n["name"] for n in nodes] == names
+            assert all(n["is_vm"] and n["up"] and n["machine_type"] == "ovh" for n in nodes)
+            # adding an overlapping range changes nothing
+            again = lablease("nodes", "add", "-c", str(user_cfg), "-m", "ovh", "--count", "4", env=env)
+            assert again.returncode != 0 and "ovh001.front.example.com" in again.stderr
+            assert len(http.get("/nodes/").json()) == 3
+            # without the token nothing is created
+            denied = lablease("nodes", "add", "-c", str(user_cfg), "n9", env={"LABLEASE_ADMIN_TOKEN": ""})
+            assert denied.returncode != 0 and "401" in denied.stderr
+            http.put(f"/nodes/{names[0]}/lock/", json={"locked": True, "locked_by": "a", "description": "d"})
+            refused = lablease("nodes", "remove", "-c", str(user_cfg), "ovh001", "ovh002", env=env)
+            assert refused.returncode != 0 and "locked" in refused.stderr
+            assert len(http.get("/nodes/").json()) == 3
+            listed = lablease("nodes", "list", "-c", str(user_cfg), "--locked")
+            assert listed.returncode == 0 and "ovh001.front.example.com" in listed.stdout
+            assert "ovh002" not in listed.stdout
+            gone = lablease("nodes", "remove", "-c", str(user_cfg), "--force", "ovh001", "ovh002", env=env)
+            assert gone.returncode == 0, gone.stderr
+            assert [n["name"] for n in http.get("/nodes/").json()] == [names[2]]
+    finally:
+        server.stop()
