@@ -60,7 +60,7 @@ class _Handlers:
             return PlainTextResponse(exc.message, status_code=exc.status)
         except DnsError as exc:
             self.metrics.dns_errors.labels(exc.kind).inc()
-            log.warning("dns_error operation=%s kind=%s status=%d", operation, exc.kind, exc.status)
+            log.warning("dns_error operation=%s kind=%s status=%d message=%r", operation, exc.kind, exc.status, exc.message)
             return PlainTextResponse(exc.message, status_code=exc.status)
         finally:
             self.metrics.latency.labels(operation).observe(time.perf_counter() - start)
