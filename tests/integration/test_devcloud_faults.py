@@ -101,7 +101,8 @@ def test_injected_volume_create_failure_ends_the_volume_in_error(devcloud):
     assert devcloud.request_counts()["POST /volume/v3/{project_id}/volumes"] == 1
 
 
-def test_injected_attach_failure_leaves_the_volume_available_and_unattached(devcloud):
+def test_injected_attach_failure_leaves_the_volume_available_and_unattached(devcloud_factory):
+    devcloud = devcloud_factory({"volume_delay": 1.0})  # long enough to see 'attaching' first
     driver = devcloud.driver()
     node = boot(driver)
     [(node, _)] = driver.wait_until_running([node], wait_period=0.1, timeout=15)

@@ -40,7 +40,7 @@ def test_libcloud_runs_a_whole_node_lifecycle_with_a_volume(devcloud, auth_versi
     node = driver.create_node(name="node1", size=sizes["m1.small"], image=images["Ubuntu 22.04"],
                               ex_userdata="#cloud-config\nruncmd:\n - touch /.teuth_provisioned\n",
                               ex_metadata={"owner": "tester"}, networks=networks, ex_security_groups=groups)
-    assert node.state == NodeState.PENDING
+    assert node.state in (NodeState.PENDING, NodeState.RUNNING)  # BUILD unless the machine is slow
     [(node, ips)] = driver.wait_until_running([node], wait_period=0.1, timeout=15)
     assert node.state == NodeState.RUNNING
     assert ips == node.public_ips and ips[0].startswith("127.")
