@@ -143,3 +143,27 @@ def test_separate_processes_share_the_token_through_the_disk_cache(lab, tmp_path
         assert out.returncode == 0 and int(out.stdout) >= 4, out.stderr
     assert cloud.request_counts().get("POST /v2.0/tokens") == 1
     assert all("demo-password" not in p.read_text() for p in (tmp_path / "tokens").iterdir() if p.is_file())
+
+
+def test_the_operator_cli_creates_lists_and_destroys_without_showing_any_secret(lab, tmp_path):
+    import yaml
+
+    prov, cloud, bind, _ = lab
+    path = tmp_path / "teuthology.yaml"
+    path.write_text(yaml.safe_dump(prov.config.model_dump(mode="json", exclude_defaults=True)))
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", "lablease", *args, "-m", "dev", "-c", str(path)],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert "demo-password" not in out.stdout + out.stderr
+        return out
+
+    made = cli("provision", "create", "node3", "--hints", '{"volumes": {"count": 1, "size": 1}}')
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert '"name": "node3"' in made.stdout and len(bind.addresses("node3")) == 1
+    listed = cli("provision", "list")
+    assert "name=node3 node=node3" in listed.stdout and "name=node3_0" in listed.stdout
+    gone = cli("provision", "destroy", "node3")
+    assert gone.returncode == 0 and "node3: destroyed" in gone.stdout
+    _assert_nothing_left(cloud, bind, ["node3"])
