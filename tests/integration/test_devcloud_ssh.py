@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 READY = 'test -e "${DEVCLOUD_ROOT:-}/.teuth_provisioned"'
-SSH = {"ssh": {"enabled": True, "delay": 0.5, "runcmd_delay": 3.0}, "boot_delay": 1.0}
+SSH = {"ssh": {"enabled": True, "delay": 0.5, "runcmd_delay": 3.0}, "boot_delay": 2.0}
 
 
 def user_data(public_key: str) -> str:
