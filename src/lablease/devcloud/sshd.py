@@ -15,15 +15,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+try:  # looked up once here: the forked child should only make the call, not load libraries
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 
 
 def _die_with_parent() -> None:
     # sshd runs in its own session (so its group can be stopped alone); the parent-death
     # signal makes it exit even when devcloud itself is killed with SIGKILL.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def login_users(cloud_config_users: list[str]) -> list[str]:
