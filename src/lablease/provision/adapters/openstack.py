@@ -49,7 +49,8 @@ _STATES = {
 }
 _CODE_IN_BODY = re.compile(r"code:\s*(\d{3})")
 _QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
-_EXPIRY_MARGIN = dt.timedelta(seconds=30)
+# Above libcloud's own 5 s grace, so this check (under the auth lock) always comes first.
+_EXPIRY_MARGIN = dt.timedelta(seconds=10)
 
 
 class OpenStackAdapter(CloudAdapter):
