@@ -6,7 +6,7 @@ import hmac
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from lablease.lockapi.errors import message
@@ -39,16 +39,54 @@ def require_admin(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
-        from fastapi import HTTPException
         raise HTTPException(401, "this server needs the admin token to create or delete nodes: "
                                  "send the header 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-        from fastapi import HTTPException
         raise HTTPException(403, "the admin token does not match")
 
 
 def ok() -> JSONResponse:
     return JSONResponse({})
+
+
+# Hot endpoints first: routes are matched in order of registration.
+@route("/nodes/lock_many/", ["POST"])
+def lock_many(request: Request, body: LockMany) -> JSONResponse:
+    """Lock ``count`` free nodes of a type, all or none; 503 when too few are free."""
+    got = store_of(request).lock_many(
+        body.count, body.machine_type, body.locked_by, body.description,
+        os_type=body.os_type, os_version=body.os_version, arch=body.arch)
+    return JSONResponse([n.to_json() for n in got])
+
+
+@route("/nodes/unlock_many/", ["POST"])
+def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
+    """Unlock all the named nodes, or none of them."""
+    got = store_of(request).unlock_many(body.names, body.locked_by, body.description)
+    return JSONResponse([n.lock_json() for n in got])
+
+
+@route("/nodes/lock_many/", ["GET", "PUT", "DELETE"])
+@route("/nodes/unlock_many/", ["GET", "PUT", "DELETE"])
+def many_wrong_method() -> JSONResponse:
+    return message(400, "this endpoint takes POST only")
+
+
+@route("/nodes/machine_types/", ["GET"])
+def machine_types(request: Request) -> JSONResponse:
+    return JSONResponse(store_of(request).machine_types())
+
+
+@route("/nodes/{name}/lock/", ["PUT", "POST"])
+def lock_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
+    """``locked`` true locks, false unlocks, absent checks (other fields still apply)."""
+    node = store_of(request).lock(name, body.values() if body else {})
+    return JSONResponse(node.lock_json())
+
+
+@route("/nodes/{name}/lock/", ["GET", "DELETE"])
+def lock_wrong_method(name: str) -> JSONResponse:
+    return message(400, "lock takes PUT or POST")
 
 
 @route("/nodes/", ["GET"])
@@ -78,33 +116,6 @@ def create_node(request: Request, body: NodeCreate) -> JSONResponse:
     return ok()
 
 
-@route("/nodes/machine_types/", ["GET"])
-def machine_types(request: Request) -> JSONResponse:
-    return JSONResponse(store_of(request).machine_types())
-
-
-@route("/nodes/lock_many/", ["POST"])
-def lock_many(request: Request, body: LockMany) -> JSONResponse:
-    """Lock ``count`` free nodes of a type, all or none; 503 when too few are free."""
-    got = store_of(request).lock_many(
-        body.count, body.machine_type, body.locked_by, body.description,
-        os_type=body.os_type, os_version=body.os_version, arch=body.arch)
-    return JSONResponse([n.to_json() for n in got])
-
-
-@route("/nodes/unlock_many/", ["POST"])
-def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
-    """Unlock all the named nodes, or none of them."""
-    got = store_of(request).unlock_many(body.names, body.locked_by, body.description)
-    return JSONResponse([n.lock_json() for n in got])
-
-
-@route("/nodes/lock_many/", ["GET", "PUT", "DELETE"])
-@route("/nodes/unlock_many/", ["GET", "PUT", "DELETE"])
-def many_wrong_method() -> JSONResponse:
-    return message(400, "this endpoint takes POST only")
-
-
 @route("/nodes/{name}/", ["GET"])
 def get_node(request: Request, name: str) -> JSONResponse:
     return JSONResponse(store_of(request).get(name).to_json())
@@ -122,18 +133,6 @@ def delete_node(request: Request, name: str) -> JSONResponse:
     store_of(request).delete(name)
     log.info("node deleted name=%s", name)
     return ok()
-
-
-@route("/nodes/{name}/lock/", ["PUT", "POST"])
-def lock_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
-    """``locked`` true locks, false unlocks, absent checks (other fields still apply)."""
-    node = store_of(request).lock(name, body.values() if body else {})
-    return JSONResponse(node.lock_json())
-
-
-@route("/nodes/{name}/lock/", ["GET", "DELETE"])
-def lock_wrong_method(name: str) -> JSONResponse:
-    return message(400, "lock takes PUT or POST")
 
 
 @route("/nodes/{name}/events/", ["GET"])
