@@ -4,9 +4,10 @@ Starts a real BIND 9 and `lablease dns serve` on loopback, then for 1 and 8 conc
   - bare:  dnspython RFC 2136 + TSIG over TCP straight to BIND (one connection per update), the limit;
   - http:  `GET /update?name=nodeN&ip=...` through the service (keep-alive HTTP/1.1 client per thread).
 Every update changes the address, so each one is a real query + update at BIND (never "no-change").
-Prints a table and writes JSON under bench/results/.
+Runs are interleaved and repeated (the machine is shared, so one run alone says little); the table
+shows the median run of each row by rate, the JSON under bench/results/ keeps every run.
 
-    .venv/bin/python bench/bench_dns.py [--seconds 5] [--clients 1,8] [--workers 1]
+    .venv/bin/python bench/bench_dns.py [--seconds 4] [--repeat 3] [--clients 1,8] [--workers 1]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import statistics
 import sys
@@ -91,11 +93,13 @@ def run(kind: str, target, clients: int, seconds: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each run")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of every row")
     parser.add_argument("--clients", default="1,8", help="comma-separated client counts")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the service")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    load_before = list(os.getloadavg())  # other work on the machine skews every figure: recorded with them
 
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as tmp:
         bind = start_bind(Path(tmp) / "bind")
@@ -104,24 +108,35 @@ def main() -> int:
             service = start_dns_service(Path(tmp), bind, allow_pattern=r"node[0-9]+", workers=args.workers,
                                         log_level="WARNING")
             time.sleep(0.5 if args.workers == 1 else 2.0)  # let every worker process finish starting
-            rows = []
-            for clients in counts:
-                rows.append(run("bare", bind, clients, args.seconds))
-                rows.append(run("http", service.update_url, clients, args.seconds))
+            runs = []
+            for _ in range(args.repeat):
+                for clients in counts:
+                    runs.append(run("bare", bind, clients, args.seconds))
+                    runs.append(run("http", service.update_url, clients, args.seconds))
         finally:
             if service:
                 service.stop()
             bind.stop()
 
-    print(f"{'path':6} {'clients':>7} {'updates/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'updates':>8}")
+    rows = []
+    for clients in counts:
+        for path in ("bare", "http"):
+            mine = sorted((r for r in runs if r["path"] == path and r["clients"] == clients), key=lambda r: r["updates_per_s"])
+            rows.append({**mine[len(mine) // 2], "min_per_s": mine[0]["updates_per_s"], "max_per_s": mine[-1]["updates_per_s"]})
+    print(f"{'path':6} {'clients':>7} {'updates/s':>10} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
-        print(f"{r['path']:6} {r['clients']:>7} {r['updates_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['updates']:>8}")
+        spread = f"{r['min_per_s']:.0f}-{r['max_per_s']:.0f}"
+        print(f"{r['path']:6} {r['clients']:>7} {r['updates_per_s']:>10} {spread:>15} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+    for clients in counts:
+        bare, http = (next(r for r in rows if r["path"] == p and r["clients"] == clients) for p in ("bare", "http"))
+        print(f"{clients} client(s): HTTP service at {http['updates_per_s'] / bare['updates_per_s']:.0%} of bare dnspython")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"dns-{stamp}.json"
     out.write_text(json.dumps({
         "when": stamp, "python": sys.version.split()[0], "machine": platform.machine(),
-        "seconds_per_run": args.seconds, "service_workers": args.workers, "rows": rows,
+        "seconds_per_run": args.seconds, "repeat": args.repeat, "service_workers": args.workers,
+        "load_average_before": load_before, "load_average_after": list(os.getloadavg()), "median_rows": rows, "runs": runs,
     }, indent=2) + "\n")
     print(f"results written to {out}")
     return 0
