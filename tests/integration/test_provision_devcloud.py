@@ -167,3 +167,21 @@ def test_the_operator_cli_creates_lists_and_destroys_without_showing_any_secret(
     gone = cli("provision", "destroy", "node3")
     assert gone.returncode == 0 and "node3: destroyed" in gone.stdout
     _assert_nothing_left(cloud, bind, ["node3"])
+
+
+def test_the_newer_openstack_api_with_keystone_v3_works_the_same(lab, dns_service, tmp_path):
+    """`api_version: '2.0'` (Glance v2, Neutron, Cinder v3) and `3.x_password` auth, security groups by name."""
+    prov, cloud, bind, key = lab
+    config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, security_groups=["default"],
+                                 driver_args=cloud.driver_args("3.x_password", "2.0"))
+    v2 = Provisioner(config, "dev", prov.dns_client, token_cache_dir=tmp_path / "tokens-v3", poll_cap=1.0)
+    node = v2.create("node4", "ubuntu", "22.04", {"volumes": {"count": 2, "size": 1}})
+    assert bind.addresses("node4") == {node.address}
+    owned = v2.list_owned()
+    assert [s.id for s in owned.servers] == [node.server_id]
+    assert sorted(v.name for v in owned.volumes) == ["node4_0", "node4_1"]
+    assert all(v.attached_to == [node.server_id] for v in owned.volumes)
+    counts = cloud.request_counts()
+    assert counts["POST /volume/v3/{project_id}/volumes"] == 2 and counts["GET /network/v2.0/security-groups"] == 1
+    v2.destroy("node4")
+    _assert_nothing_left(cloud, bind, ["node4"])

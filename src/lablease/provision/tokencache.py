@@ -38,6 +38,9 @@ class FileTokenCache(OpenStackAuthenticationCache):
         self.directory = Path(directory).expanduser()
         self.margin = margin
         self._thread_lock = threading.RLock()
+        # What this process last read or wrote, so that threads building their drivers do not
+        # queue on the file lock for a token that is known to be good.
+        self._memo: dict = {}
 
     def _path(self, key) -> Path:
         ident = "\0".join(str(part) for part in key)
@@ -61,6 +64,9 @@ class FileTokenCache(OpenStackAuthenticationCache):
             yield
 
     def get(self, key) -> OpenStackAuthenticationContext | None:
+        memo = self._memo.get(key)
+        if memo is not None and dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) < memo.expiration:
+            return memo
         with self.locked(key):
             path = self._path(key)
             try:
@@ -76,9 +82,11 @@ class FileTokenCache(OpenStackAuthenticationCache):
             # libcloud compares naive UTC times; it gets the expiry early by the margin, so every
             # thread re-authenticates (once, through this cache) before the token really expires.
             early = (expires - dt.timedelta(seconds=margin)).astimezone(dt.timezone.utc).replace(tzinfo=None)
-            return OpenStackAuthenticationContext(
+            context = OpenStackAuthenticationContext(
                 data["token"], expiration=early, user=data.get("user"), roles=data.get("roles"), urls=data.get("urls"),
             )
+            self._memo[key] = context
+            return context
 
     def put(self, key, context: OpenStackAuthenticationContext) -> None:
         if context.expiration is None:
@@ -98,9 +106,11 @@ class FileTokenCache(OpenStackAuthenticationCache):
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh, default=str)
             os.replace(tmp, path)
+            self._memo.pop(key, None)  # the next get reads the file and applies the margin
         log.info("token cached auth_url=%s expires=%s", key[0], record["expiration"])
 
     def clear(self, key) -> None:
+        self._memo.pop(key, None)
         with self.locked(key):
             with contextlib.suppress(FileNotFoundError):
                 self._path(key).unlink()

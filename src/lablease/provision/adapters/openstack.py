@@ -65,6 +65,7 @@ class OpenStackAdapter(CloudAdapter):
         self._ident = "|".join(str(args.get(k, "")) for k in ("ex_force_auth_url", "ex_tenant_name", "ex_domain_name"))
         self._ident += "|" + self._username
         self._local = threading.local()
+        self._token_expires: dt.datetime | None = None  # of the token the last locked authentication left
 
     def __repr__(self) -> str:  # never show driver_args: they hold the password
         return f"OpenStackAdapter(auth_url={self._args.get('ex_force_auth_url')!r})"
@@ -90,11 +91,23 @@ class OpenStackAdapter(CloudAdapter):
         if driver is not None and not self._expiring(driver):
             return driver
         driver = self._new_driver()
-        # One thread (and one process) at a time asks the cache and, if it must, authenticates.
-        with self._token_cache.lock(self._ident):
-            driver.connection.get_service_catalog()
+        if self._shared_token_valid():
+            driver.connection.get_service_catalog()  # loads the shared token; no HTTP
+        else:
+            # One thread (and one process) at a time asks the cache and, if it must, authenticates.
+            with self._token_cache.lock(self._ident):
+                driver.connection.get_service_catalog()
+                self._token_expires = driver.connection.auth_token_expires
         self._local.driver = driver
         return driver
+
+    def _shared_token_valid(self) -> bool:
+        expires = self._token_expires
+        if expires is None:
+            return False
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
 
     def authenticate(self) -> None:
         self._driver()
