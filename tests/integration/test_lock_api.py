@@ -370,3 +370,23 @@ def test_request_bodies_over_the_limit_are_refused_with_413(http, admin, mtype):
     r = http.put(f"/nodes/{name}/", json={"description": "x" * 5000})
     assert r.status_code == 413 and "limit" in r.json()["message"]
     assert http.get(f"/nodes/{name}/").json()["description"] is None
+
+
+def test_values_the_database_cannot_hold_are_400_not_500(http, admin, mtype):
+    [name] = make(admin, mtype, 1)
+    r = http.post("/nodes/lock_many/", json={"count": 10**30, "locked_by": "a", "machine_type": mtype,
+                                             "description": None})
+    assert r.status_code == 400 and "count must be at most" in r.json()["message"]
+    assert http.get("/nodes/", params={"count": str(10**30)}).status_code == 400
+    r = http.put(f"/nodes/{name}/", json={"description": "a\x00b"})
+    assert r.status_code == 400 and "description" in r.json()["message"] and "NUL" in r.json()["message"]
+    assert http.get("/nodes/a%00b/").status_code in (400, 404)
+
+
+def test_locked_since_given_in_an_update_is_parsed_or_refused(http, admin, mtype):
+    [name] = make(admin, mtype, 1)
+    http.put(f"/nodes/{name}/lock/", json={"locked": True, "locked_by": "a", "description": "d"})
+    assert http.put(f"/nodes/{name}/", json={"locked_since": "2026-01-02 03:04:05"}).status_code == 200
+    assert http.get(f"/nodes/{name}/").json()["locked_since"] == "2026-01-02 03:04:05.000000"
+    r = http.put(f"/nodes/{name}/", json={"locked_since": "yesterday"})
+    assert r.status_code == 400 and "locked_since" in r.json()["message"]

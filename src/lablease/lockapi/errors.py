@@ -34,10 +34,14 @@ def describe_validation(errors: list[dict]) -> str:
         return "could not decode JSON body"
     if not field or kind in ("model_attributes_type", "dict_type"):
         return "the request body must be a JSON object"
-    if kind.startswith("int_") or (field == "count" and kind == "value_error"):
+    if kind == "value_error":
+        return f"{field} {err.get('ctx', {}).get('error', err.get('msg', 'is invalid'))}"
+    if kind.startswith("int_"):
         return f"{field} must be an integer"
     if kind == "greater_than_equal":
         return f"{field} must be at least {err.get('ctx', {}).get('ge')}"
+    if kind == "less_than_equal":
+        return f"{field} must be at most {err.get('ctx', {}).get('le')}"
     if kind.startswith("bool_"):
         return f"{field} must be a boolean (true/false or 1/0)"
     if kind == "string_too_long":

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from lablease.lockapi.errors import message
-from lablease.lockapi.schemas import LockMany, NodeCreate, NodeFields, UnlockMany
+from lablease.lockapi.schemas import MAX_COUNT, LockMany, NodeCreate, NodeFields, UnlockMany
 from lablease.store import NodeFilter, NodeStore
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def list_nodes(
     os_version: str | None = None,
     locked_by: str | None = None,
     up: bool | None = None,
-    count: int | None = Query(None, ge=0),
+    count: int | None = Query(None, ge=0, le=MAX_COUNT),
 ) -> JSONResponse:
     """Nodes matching the filters (``machine_type`` may be ``a|b``), in name order."""
     flt = NodeFilter(locked=locked, machine_type=machine_type or None, os_type=os_type or None,
@@ -136,6 +136,6 @@ def delete_node(request: Request, name: str) -> JSONResponse:
 
 
 @route("/nodes/{name}/events/", ["GET"])
-def node_events(request: Request, name: str, count: int | None = Query(None, ge=1)) -> JSONResponse:
+def node_events(request: Request, name: str, count: int | None = Query(None, ge=1, le=MAX_COUNT)) -> JSONResponse:
     """The node's audit trail (lock, unlock, update, create, delete, provision), oldest first."""
     return JSONResponse([e.to_json() for e in store_of(request).events(name, limit=count)])

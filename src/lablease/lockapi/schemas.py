@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from lablease.store import models as m
 
-Name = Annotated[str, Field(min_length=1, max_length=m.NAME_LEN)]
+MAX_COUNT = 1_000_000
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store NUL characters in text; refuse them on every database alike.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[Text, Field(min_length=1, max_length=m.NAME_LEN)]
 
 
 class NodeFields(BaseModel):
@@ -16,19 +27,19 @@ class NodeFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    description: str | None = None
+    description: Text | None = None
     up: bool | None = None
-    machine_type: str | None = Field(None, max_length=m.MACHINE_TYPE_LEN)
+    machine_type: Text | None = Field(None, max_length=m.MACHINE_TYPE_LEN)
     is_vm: bool | None = None
-    vm_host: str | None = Field(None, max_length=m.NAME_LEN)
-    os_type: str | None = Field(None, max_length=m.OS_TYPE_LEN)
-    os_version: str | None = Field(None, max_length=m.OS_VERSION_LEN)
-    arch: str | None = Field(None, max_length=m.ARCH_LEN)
+    vm_host: Text | None = Field(None, max_length=m.NAME_LEN)
+    os_type: Text | None = Field(None, max_length=m.OS_TYPE_LEN)
+    os_version: Text | None = Field(None, max_length=m.OS_VERSION_LEN)
+    arch: Text | None = Field(None, max_length=m.ARCH_LEN)
     locked: bool | None = None
-    locked_by: str | None = Field(None, max_length=m.LOCKED_BY_LEN)
-    locked_since: str | None = None
-    mac_address: str | None = Field(None, max_length=m.MAC_LEN)
-    ssh_pub_key: str | None = None
+    locked_by: Text | None = Field(None, max_length=m.LOCKED_BY_LEN)
+    locked_since: Text | None = None
+    mac_address: Text | None = Field(None, max_length=m.MAC_LEN)
+    ssh_pub_key: Text | None = None
 
     @field_validator("os_version", mode="before")
     @classmethod
@@ -53,13 +64,13 @@ class LockMany(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    count: int = Field(..., ge=1)
-    locked_by: str = Field(..., min_length=1, max_length=m.LOCKED_BY_LEN)
-    machine_type: str = Field(..., min_length=1)
-    description: str | None = Field(...)
-    os_type: str | None = None
-    os_version: str | None = None
-    arch: str | None = None
+    count: int = Field(..., ge=1, le=MAX_COUNT)
+    locked_by: Text = Field(..., min_length=1, max_length=m.LOCKED_BY_LEN)
+    machine_type: Text = Field(..., min_length=1)
+    description: Text | None = Field(...)
+    os_type: Text | None = None
+    os_version: Text | None = None
+    arch: Text | None = None
 
     _version = field_validator("os_version", mode="before")(NodeFields._version_as_text.__func__)
 
@@ -77,5 +88,5 @@ class UnlockMany(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     names: list[Name]
-    locked_by: str = Field(..., min_length=1, max_length=m.LOCKED_BY_LEN)
-    description: str | None = None
+    locked_by: Text = Field(..., min_length=1, max_length=m.LOCKED_BY_LEN)
+    description: Text | None = None

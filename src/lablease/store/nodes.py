@@ -24,7 +24,7 @@ from lablease.store.engine import Engines, make_engines
 from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from lablease.store.migrate import migrate
 from lablease.store.models import STATES, nodes
-from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, utcnow
+from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, parse_time, utcnow
 from lablease.store.retry import run_with_retry
 from lablease.store.rules import UPDATABLE, plan_changes
 
@@ -126,6 +126,11 @@ class NodeStore:
     def _apply(self, conn: Connection, node: NodeRecord, values: dict[str, Any], who: str | None) -> NodeRecord:
         """Check and write ``values`` on ``node`` (row locked by the caller); return the new record."""
         values = dict(values)
+        if values.get("locked_since") is not None:
+            try:
+                values["locked_since"] = parse_time(values["locked_since"])
+            except ValueError as exc:
+                raise InvalidRequest(f"locked_since: {exc}") from None
         if "vm_host" in values:
             values["vm_host_id"] = self._host_id(conn, values.pop("vm_host"))
         now = utcnow()

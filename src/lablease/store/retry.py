@@ -10,10 +10,10 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from lablease.store.errors import Unavailable
+from lablease.store.errors import InvalidRequest, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +51,11 @@ def run_with_retry(fn: Callable[[], T]) -> T:
         ):
             with attempt:
                 return fn()
+    except (DataError, OverflowError) as exc:
+        # A value the database cannot hold (a NUL in a name, a number out of range): the
+        # request is at fault, not the server.
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0] if str(getattr(exc, "orig", exc)) else "out of range"
+        raise InvalidRequest(f"a value was refused by the database: {detail}") from None
     except RetryError as exc:
         log.warning("store gave up after retries error=%s", exc.last_attempt.exception())
         raise Unavailable("encountered a DB error; please retry") from None
