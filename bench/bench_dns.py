@@ -2,12 +2,13 @@
 
 Starts a real BIND 9 and `lablease dns serve` on loopback, then for 1 and 8 concurrent clients:
   - bare:  dnspython RFC 2136 + TSIG over TCP straight to BIND (one connection per update), the limit;
-  - http:  `GET /update?name=nodeN&ip=...` through the service (keep-alive HTTP/1.1 client per thread).
+  - http-wN: `GET /update?name=nodeN&ip=...` through the service run with N uvicorn workers
+    (keep-alive HTTP/1.1 connection per client thread).
 Every update changes the address, so each one is a real query + update at BIND (never "no-change").
 Runs are interleaved and repeated (the machine is shared, so one run alone says little); the table
 shows the median run of each row by rate, the JSON under bench/results/ keeps every run.
 
-    .venv/bin/python bench/bench_dns.py [--seconds 4] [--repeat 3] [--clients 1,8] [--workers 1]
+    .venv/bin/python bench/bench_dns.py [--seconds 4] [--repeat 3] [--clients 1,8] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -96,46 +97,51 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each run")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of every row")
     parser.add_argument("--clients", default="1,8", help="comma-separated client counts")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the service")
+    parser.add_argument("--workers", default="1,2", help="comma-separated uvicorn worker counts, one service each")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
     load_before = list(os.getloadavg())  # other work on the machine skews every figure: recorded with them
 
     with tempfile.TemporaryDirectory(prefix="bench-dns-") as tmp:
         bind = start_bind(Path(tmp) / "bind")
-        service = None
+        services = {}
         try:
-            service = start_dns_service(Path(tmp), bind, allow_pattern=r"node[0-9]+", workers=args.workers,
-                                        log_level="WARNING")
-            time.sleep(0.5 if args.workers == 1 else 2.0)  # let every worker process finish starting
+            for workers in worker_counts:
+                services[f"http-w{workers}"] = start_dns_service(
+                    Path(tmp) / f"w{workers}", bind, allow_pattern=r"node[0-9]+", workers=workers, log_level="WARNING")
+            time.sleep(2.0)  # let every worker process finish starting
             runs = []
             for _ in range(args.repeat):
                 for clients in counts:
                     runs.append(run("bare", bind, clients, args.seconds))
-                    runs.append(run("http", service.update_url, clients, args.seconds))
+                    for path, service in services.items():
+                        runs.append({**run("http", service.update_url, clients, args.seconds), "path": path})
         finally:
-            if service:
+            for service in services.values():
                 service.stop()
             bind.stop()
 
     rows = []
     for clients in counts:
-        for path in ("bare", "http"):
+        for path in ("bare", *services):
             mine = sorted((r for r in runs if r["path"] == path and r["clients"] == clients), key=lambda r: r["updates_per_s"])
             rows.append({**mine[len(mine) // 2], "min_per_s": mine[0]["updates_per_s"], "max_per_s": mine[-1]["updates_per_s"]})
-    print(f"{'path':6} {'clients':>7} {'updates/s':>10} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'path':8} {'clients':>7} {'updates/s':>10} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
         spread = f"{r['min_per_s']:.0f}-{r['max_per_s']:.0f}"
-        print(f"{r['path']:6} {r['clients']:>7} {r['updates_per_s']:>10} {spread:>15} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+        print(f"{r['path']:8} {r['clients']:>7} {r['updates_per_s']:>10} {spread:>15} {r['p50_ms']:>8} {r['p99_ms']:>8}")
     for clients in counts:
-        bare, http = (next(r for r in rows if r["path"] == p and r["clients"] == clients) for p in ("bare", "http"))
-        print(f"{clients} client(s): HTTP service at {http['updates_per_s'] / bare['updates_per_s']:.0%} of bare dnspython")
+        bare = next(r for r in rows if r["path"] == "bare" and r["clients"] == clients)
+        for path in services:
+            http = next(r for r in rows if r["path"] == path and r["clients"] == clients)
+            print(f"{clients} client(s), {path}: {http['updates_per_s'] / bare['updates_per_s']:.0%} of bare dnspython")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"dns-{stamp}.json"
     out.write_text(json.dumps({
         "when": stamp, "python": sys.version.split()[0], "machine": platform.machine(),
-        "seconds_per_run": args.seconds, "repeat": args.repeat, "service_workers": args.workers,
+        "seconds_per_run": args.seconds, "repeat": args.repeat, "service_workers": worker_counts,
         "load_average_before": load_before, "load_average_after": list(os.getloadavg()), "median_rows": rows, "runs": runs,
     }, indent=2) + "\n")
     print(f"results written to {out}")
