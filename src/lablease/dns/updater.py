@@ -23,7 +23,6 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.tsig

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
