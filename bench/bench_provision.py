@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -53,7 +55,9 @@ def run(args: argparse.Namespace) -> dict:
     try:
         key = generate_lab_key(work / "lab_key")
         config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, max_parallel=args.max_parallel)
-        for n in counts:
+        # Repeats interleave the sizes (1, 5, 20, 1, 5, 20, ...) so a burst of load from other
+        # work on the machine hits all of them alike; the summary takes medians.
+        for repeat, n in ((r, n) for r in range(args.repeats) for n in counts):
             dns = DNSClient(dns_service.update_url)
             prov = Provisioner(config, "dev", dns, token_cache_dir=work / f"tokens-{n}", poll_cap=args.poll_cap)
             names = [f"node{i}" for i in range(n)]
@@ -72,36 +76,47 @@ def run(args: argparse.Namespace) -> dict:
             left = cloud.resources()
             dns.close()
             rows.append({
-                "nodes": n, "create_s": round(created, 3), "destroy_s": round(destroy_time, 3),
+                "repeat": repeat, "load_avg_1m": round(os.getloadavg()[0], 2), "nodes": n, "create_s": round(created, 3), "destroy_s": round(destroy_time, 3),
                 "ratio_to_limit": round(created / limit, 3),
                 "requests_per_node_create": round(create_requests / n, 2),
                 "requests_per_node_destroy": round(destroy_requests / n, 2),
                 "failed": failed, "destroy_failed": [str(o.error) for o in destroyed if not o.ok],
                 "left_servers": len(left["servers"]), "left_volumes": len(left["volumes"]),
             })
-            print(f"N={n:>3}  create {created:6.2f}s  destroy {destroy_time:5.2f}s  "
+            print(f"run {repeat} N={n:>3}  create {created:6.2f}s  destroy {destroy_time:5.2f}s  "
                   f"create/limit {created / limit:4.2f}  req/node create {create_requests / n:5.1f} "
                   f"destroy {destroy_requests / n:5.1f}  failed {len(failed)}", flush=True)
     finally:
         dns_service.stop()
         bind.stop()
         cloud.stop()
-    one = next((r for r in rows if r["nodes"] == 1), None)
-    for r in rows:
-        r["ratio_to_one_node"] = round(r["create_s"] / one["create_s"], 3) if one else None
+    summary = []
+    for n in counts:
+        mine = [r for r in rows if r["nodes"] == n]
+        summary.append({"nodes": n, "runs": len(mine),
+                        "create_s_median": round(statistics.median(r["create_s"] for r in mine), 3),
+                        "create_s_min": min(r["create_s"] for r in mine),
+                        "create_s_max": max(r["create_s"] for r in mine),
+                        "destroy_s_median": round(statistics.median(r["destroy_s"] for r in mine), 3),
+                        "requests_per_node_create": statistics.median(r["requests_per_node_create"] for r in mine),
+                        "requests_per_node_destroy": statistics.median(r["requests_per_node_destroy"] for r in mine),
+                        "failed": sum(len(r["failed"]) for r in mine)})
+    one = next((s for s in summary if s["nodes"] == 1), None)
+    for s in summary:
+        s["ratio_to_limit"] = round(s["create_s_median"] / limit, 3)
+        s["ratio_to_one_node"] = round(s["create_s_median"] / one["create_s_median"], 3) if one else None
     return {
         "benchmark": "provision", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
         "settings": {"boot_delay": args.boot_delay, "ssh_delay": args.ssh_delay, "runcmd_delay": runcmd_delay,
                      "volume_delay": args.volume_delay, "volumes_per_node": args.volumes,
                      "max_parallel": args.max_parallel, "poll_cap": args.poll_cap, "physical_limit_s": limit},
+        "summary": summary,
         "rows": rows,
     }
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
 
 
@@ -114,17 +129,20 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=1)
     parser.add_argument("--max-parallel", type=int, default=20)
     parser.add_argument("--poll-cap", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"provision-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    one = next((r for r in result["rows"] if r["nodes"] == 1), None)
-    print(f"\nphysical limit (boot + ssh + runcmd delay): {result['settings']['physical_limit_s']:.2f}s")
-    for r in result["rows"]:
-        print(f"N={r['nodes']:>3}: {r['create_s']:.2f}s = {r['ratio_to_limit']:.2f} x limit"
-              + (f" = {r['ratio_to_one_node']:.2f} x one node" if one else ""))
+    print(f"\nphysical limit (boot + ssh + runcmd delay): {result['settings']['physical_limit_s']:.2f}s; "
+          f"medians of {args.repeats} interleaved runs")
+    for s in result["summary"]:
+        print(f"N={s['nodes']:>3}: create {s['create_s_median']:.2f}s (min {s['create_s_min']:.2f}, max "
+              f"{s['create_s_max']:.2f}) = {s['ratio_to_limit']:.2f} x limit"
+              + (f" = {s['ratio_to_one_node']:.2f} x one node" if s["ratio_to_one_node"] else "")
+              + f"; requests/node create {s['requests_per_node_create']:.1f} destroy {s['requests_per_node_destroy']:.1f}")
     print(f"written: {out}")
 
 

@@ -58,6 +58,15 @@ class SSHProbe:
     first_delay: float = 0.2
     max_delay: float = 1.0        # between login attempts (a refused connect costs next to nothing)
     remote_interval: float = 0.25  # between runs of the ready command on the node
+    port_interval: float = 0.1     # between TCP probes while nothing listens (a refused connect is free)
+
+    def _port_open(self, host: str, timeout: float) -> bool:
+        """Whether sshd accepts TCP connections: checked cheaply before paying for a key exchange."""
+        try:
+            with socket.create_connection((host, self.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
 
     def _connect(self, host: str, timeout: float) -> tuple[paramiko.SSHClient, str]:
         client = paramiko.SSHClient()
@@ -106,8 +115,12 @@ class SSHProbe:
                 raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} "
                                      f"after {timeout:.0f}s ({attempts} logins); last: {why}", retryable=True,
                                      kind="timeout")
-            attempts += 1
             client = None
+            if not self._port_open(host, min(self.connect_timeout, max(remaining, 0.5))):
+                why = f"nothing listens on {host}:{self.port} yet"
+                sleep(min(self.port_interval * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+                continue
+            attempts += 1
             try:
                 client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)))
                 status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()))
