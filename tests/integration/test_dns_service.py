@@ -108,6 +108,10 @@ def test_tokens_gate_updates_with_their_own_pattern_and_audit_id(dns_service_fac
     assert httpx.get(service.update_url, params=params, headers=ops).status_code == 403
     assert httpx.get(service.update_url, params={"name": "infra1", "ip": "10.0.0.9"}, headers=ops).text == "success"
     assert service.bind.addresses("node1") == {"10.0.0.1"} and service.bind.addresses("infra1") == {"10.0.0.9"}
+    assert httpx.delete(f"{service.url}/records/node1").status_code == 401
+    assert httpx.get(f"{service.url}/delete", params={"name": "node1"}).status_code == 401
+    assert service.bind.addresses("node1") == {"10.0.0.1"}
+    assert httpx.get(f"{service.url}/records/node1").json()["addresses"] == ["10.0.0.1"]  # reading stays open
     log = service.log_text()
     assert "op=update token=ci name=node1.lab.example." in log and "op=update token=ops name=infra1" in log
     assert "secret-token" not in log
