@@ -175,3 +175,27 @@ def test_bad_credentials_fail_at_the_auth_stage_without_showing_the_password(mak
     assert not outcome.ok and outcome.error.stage.value == "auth"
     assert "wrong-pass-1234" not in str(outcome.error) and "credentials" in str(outcome.error)
     assert cloud.request_counts()["POST /v2.0/tokens"] == 1
+
+
+def test_deletes_the_cloud_accepts_and_then_fails_are_asked_for_again(make_lab):
+    make, dns = make_lab
+    prov, cloud = make()
+    outcomes = prov.create_many(_requests(3, volumes=1))
+    assert all(o.ok for o in outcomes)
+    cloud.set_faults({"seed": 2, "delete_error": {"probability": 0.5}})
+    assert all(o.ok for o in prov.destroy_many([o.name for o in outcomes]))
+    _nothing_left(cloud, dns.bind, ["node0", "node1", "node2"])
+
+
+def test_a_server_that_cannot_be_deleted_is_named_in_the_destroy_failure(make_lab):
+    make, dns = make_lab
+    prov, cloud = make(delete_timeout=3)
+    node = prov.create("node1", "ubuntu", "22.04")
+    cloud.set_faults({"delete_error": {"probability": 1.0, "message": "hypervisor gone"}})
+    with pytest.raises(ProvisionError) as err:
+        prov.destroy("node1")
+    assert err.value.stage.value == "destroy" and f"server {node.server_id} still exists" in str(err.value)
+    assert "hypervisor gone" in str(err.value)
+    cloud.clear_faults()
+    prov.destroy("node1")  # a later destroy (the reconciler's) finishes the job
+    _nothing_left(cloud, dns.bind, ["node1"])

@@ -245,9 +245,11 @@ class Lifecycle:
         deleting = [v.id for v in volumes if attempt(f"delete volume {v.id}", lambda v=v: a.delete_volume(v.id))]
         gone_servers = [s for s in server_ids if attempt(f"delete server {s}", lambda s=s: a.delete_server(s))]
         for vid in deleting:
-            self._wait_gone(node, f"volume {vid}", lambda vid=vid: a.get_volume(vid), problems)
+            self._wait_gone(node, f"volume {vid}", lambda vid=vid: a.get_volume(vid),
+                            lambda vid=vid: a.delete_volume(vid), problems)
         for sid in gone_servers:
-            self._wait_gone(node, f"server {sid}", lambda sid=sid: a.get_server(sid), problems)
+            self._wait_gone(node, f"server {sid}", lambda sid=sid: a.get_server(sid),
+                            lambda sid=sid: a.delete_server(sid), problems)
         if dns and self.dns is not None:
             try:
                 self.dns.delete(node)
@@ -255,14 +257,29 @@ class Lifecycle:
                 problems.append(f"DNS record of {node}: {exc}")
         return problems
 
-    def _wait_gone(self, node: str, what: str, get: Callable[[], object], problems: list[str]) -> None:
+    def _wait_gone(self, node: str, what: str, get: Callable[[], object], delete: Callable[[], object],
+                   problems: list[str], redeletes: int = 3) -> None:
+        """Poll until ``what`` is gone; a delete the cloud accepted and then failed (server in ERROR,
+        volume in error_deleting) is asked for again, a few times."""
+        state = {"redeletes": 0, "last": "unknown", "fault": None}
+
         def check():
             found = self.caller.call(Stage.DESTROY, node, get, what=f"check {what}")
-            return True if found is None or getattr(found, "state", "") == "deleted" else None
+            if found is None or getattr(found, "state", "") == "deleted":
+                return True
+            state["last"] = getattr(found, "state", "unknown")
+            state["fault"] = getattr(found, "fault", None) or state["fault"]
+            if state["last"].startswith("error") and state["redeletes"] < redeletes:
+                state["redeletes"] += 1
+                log.warning("delete failed in the cloud, asking again node=%s what=%s state=%s", node, what, state["last"])
+                self.caller.call(Stage.DESTROY, node, delete, what=f"delete {what} again")
+            return None
 
         try:
             self._poll(check, self.p.delete_timeout, lambda: ProvisionError(
-                Stage.DESTROY, node, f"{what} still exists {self.p.delete_timeout:.0f}s after its deletion"))
+                Stage.DESTROY, node, f"{what} still exists {self.p.delete_timeout:.0f}s after its deletion "
+                f"(state {state['last']}{', ' + str(state['fault']) if state['fault'] else ''}; "
+                f"deleted {1 + state['redeletes']} times)"))
         except ProvisionError as exc:
             problems.append(exc.message)
 
