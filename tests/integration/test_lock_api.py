@@ -390,3 +390,44 @@ def test_locked_since_given_in_an_update_is_parsed_or_refused(http, admin, mtype
     assert http.get(f"/nodes/{name}/").json()["locked_since"] == "2026-01-02 03:04:05.000000"
     r = http.put(f"/nodes/{name}/", json={"locked_since": "yesterday"})
     assert r.status_code == 400 and "locked_since" in r.json()["message"]
+
+
+def test_the_fast_lane_answers_exactly_like_the_fastapi_routes(tmp_path):
+    """lock_many/unlock_many are served by a lean ASGI layer; the FastAPI routes are the reference."""
+    from fastapi.testclient import TestClient
+
+    from lablease.lockapi.app import create_app
+    from lablease.lockapi.settings import LockSettings
+
+    requests = [
+        ("/nodes/lock_many/", b'{"count": 2, "machine_type": "t", "locked_by": "a", "description": "d"}'),
+        ("/nodes/lock_many", b'{"count": "1", "machine_type": "t|u", "locked_by": "b", "description": null}'),
+        ("/nodes/lock_many/", b'{"count": 5, "machine_type": "t", "locked_by": "a", "description": null}'),
+        ("/nodes/lock_many/", b'{"count": 1}'),
+        ("/nodes/lock_many/", b'{"count": "two", "machine_type": "t", "locked_by": "a", "description": null}'),
+        ("/nodes/lock_many/", b'{"count": true, "machine_type": "t", "locked_by": "a", "description": null}'),
+        ("/nodes/lock_many/", b'[1]'),
+        ("/nodes/lock_many/", b'{oops'),
+        ("/nodes/lock_many/", b''),
+        ("/nodes/unlock_many/", b'{"names": ["n1", "n3"], "locked_by": "a"}'),
+        ("/nodes/unlock_many/", b'{"names": ["n1", "ghost"], "locked_by": "a"}'),
+        ("/nodes/unlock_many/", b'{"names": ["n1", "n2"], "locked_by": "a"}'),
+        ("/nodes/unlock_many", b'{"names": "n1", "locked_by": "a"}'),
+    ]
+
+    def answers(fast: bool) -> list:
+        settings = LockSettings.defaults(data_dir=tmp_path / ("fast" if fast else "slow"))
+        out = []
+        with TestClient(create_app(settings, fast_paths=fast)) as client:
+            for i in range(1, 5):
+                client.post("/nodes/", json={"name": f"n{i}", "machine_type": "t", "up": True})
+            for path, body in requests:
+                r = client.post(path, content=body)
+                data = r.json()
+                for node in data if isinstance(data, list) else []:
+                    for key in ("locked_since", "created_at", "updated_at"):
+                        node.pop(key, None)
+                out.append((path, r.status_code, data))
+        return out
+
+    assert answers(fast=True) == answers(fast=False)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from lablease import __version__
 from lablease.lockapi.errors import install_error_handlers
+from lablease.lockapi.fastlane import HotPaths
 from lablease.lockapi.middleware import BodySizeLimit
 from lablease.lockapi.routes import router
 from lablease.lockapi.settings import LockSettings
@@ -18,10 +19,12 @@ from lablease.store import NodeStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_migrations: bool = True) -> FastAPI:
+def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_migrations: bool = True,
+               fast_paths: bool = True) -> FastAPI:
     """Build the app; with no ``store`` it opens (and migrates) ``settings.database_url``.
 
-    A store passed in belongs to the caller, who closes it.
+    A store passed in belongs to the caller, who closes it. ``fast_paths`` serves lock_many and
+    unlock_many from a lean ASGI layer in front of FastAPI (same answers, less CPU).
     """
     owned = store is None
     if store is None:
@@ -43,4 +46,6 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if fast_paths:
+        app.add_middleware(HotPaths, store=store, limit=settings.max_body_bytes)
     return app

@@ -26,6 +26,8 @@ def _field(loc: tuple) -> str:
 def describe_validation(errors: list[dict]) -> str:
     """One message naming the field(s) at fault and what is expected."""
     missing = [_field(e["loc"]) for e in errors if e.get("type") == "missing"]
+    if "" in missing:  # no body at all
+        return "the request body must be a JSON object"
     if missing:
         return "must pass these fields: " + ", ".join(dict.fromkeys(missing))
     err = errors[0]
