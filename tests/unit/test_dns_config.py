@@ -100,3 +100,14 @@ def test_duplicate_token_ids_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unique"):
         DnsConfig(zone="lab.example", key_file=tmp_path / "k", allow_pattern="x",
                   tokens=[{"id": "a", "sha256": digest}, {"id": "a", "sha256": digest}])
+
+
+def test_hash_token_prints_the_sha256_that_tokens_expect():
+    from typer.testing import CliRunner
+
+    from lablease.cli import app
+
+    result = CliRunner().invoke(app, ["dns", "hash-token"], input="s3cret\n")
+    assert result.exit_code == 0
+    assert result.output.strip() == hashlib.sha256(b"s3cret").hexdigest()
+    assert CliRunner().invoke(app, ["dns", "hash-token"], input="\n").exit_code == 2
