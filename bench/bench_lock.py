@@ -106,9 +106,12 @@ def bench_database(database: str, args: argparse.Namespace, tmp: Path) -> list[d
         try:
             rows = []
             for n in args.clients:
-                row = {"database": database, "workers": args.workers, **run_level(server.port, n, args.seconds)}
+                load_before = os.getloadavg()[0]
+                row = {"database": database, "workers": args.workers, **run_level(server.port, n, args.seconds),
+                       "loadavg_1min_before": round(load_before, 2)}
                 print(f"{database:10s} workers={args.workers} clients={n:2d}  {row['pairs_per_s']:8.1f} pairs/s  "
-                      f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  failures {row['failures'] or 0}",
+                      f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  failures {row['failures'] or 0}  "
+                      f"(load {load_before:.1f} before)",
                       flush=True)
                 rows.append(row)
             return rows
@@ -142,6 +145,7 @@ def main() -> int:
     path = RESULTS / f"lock-{stamp}{('-' + args.tag) if args.tag else ''}.json"
     path.write_text(json.dumps({
         "benchmark": "lock+unlock pairs through /nodes (lock_many count 1 + unlock_many)",
+        "note": "the machine is shared; loadavg_1min_before shows how busy it was before each level",
         "when": stamp, "seconds_per_level": args.seconds, "nodes": args.nodes,
         "postgres_durable": not args.fast_postgres, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                                                                 "platform": platform.platform()},
