@@ -45,6 +45,9 @@ def serve(settings: LockSettings) -> None:
     log.info("lock server starting url=http://%s:%d database=%s workers=%d admin_token=%s lab_domain=%s",
              settings.host, settings.port, safe_url(settings.database_url), settings.workers,
              "set" if settings.admin_token else "none", settings.lab_domain or "none")
+    if settings.workers > 1 and settings.database_url.startswith("sqlite"):
+        log.warning("several workers on SQLite contend for the database file's write lock; "
+                    "workers: 1 is faster (threads of one process queue without polling)")
     common = dict(host=settings.host, port=settings.port, access_log=False,
                   log_level=settings.log_level.lower(), timeout_keep_alive=30, backlog=2048)
     if settings.workers == 1:
