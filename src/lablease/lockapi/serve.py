@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,7 +18,6 @@ log = logging.getLogger(__name__)
 
 # Workers are separate processes: they re-read the same config file named here.
 _CONFIG_ENV = "LABLEASE_LOCKAPI_CONFIG"
-_DATA_DIR_ENV = "LABLEASE_LOCKAPI_DATA_DIR"
 
 
 def safe_url(url: str) -> str:
@@ -29,12 +27,7 @@ def safe_url(url: str) -> str:
 
 def worker_app() -> FastAPI:
     """App factory for uvicorn workers (``--workers`` > 1); the parent already migrated."""
-    config = os.environ.get(_CONFIG_ENV) or None
-    data_dir = os.environ.get(_DATA_DIR_ENV) or None
-    settings = LockSettings.load(config)
-    if data_dir and config is None:
-        settings = LockSettings.defaults(Path(data_dir))
-    return create_app(settings, run_migrations=False)
+    return create_app(LockSettings.load(os.environ.get(_CONFIG_ENV) or None), run_migrations=False)
 
 
 def serve(settings: LockSettings) -> None:
@@ -54,5 +47,4 @@ def serve(settings: LockSettings) -> None:
         uvicorn.run(create_app(settings, run_migrations=False), **common)
         return
     os.environ[_CONFIG_ENV] = str(settings.config_file or "")
-    os.environ[_DATA_DIR_ENV] = str(settings.data_dir)
     uvicorn.run("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)

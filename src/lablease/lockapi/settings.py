@@ -1,8 +1,9 @@
 """Settings of the lock server, read from a teuthology.yaml-style file (``lablease:`` section).
 
-Unknown top-level keys are ignored (the file is the lab's shared teuthology.yaml); unknown
-keys inside ``lablease:`` are errors, so typos are caught. With no file: an empty SQLite
-inventory under the data directory, no lab domain, no admin token.
+Unknown top-level keys are ignored (the file is the lab's shared teuthology.yaml). The
+``lablease:`` section is shared by lablease's components, so this model reads only its own keys
+and leaves the others to their components. With no file: an empty SQLite inventory under the
+data directory, no lab domain, no admin token.
 """
 
 from __future__ import annotations
