@@ -370,6 +370,10 @@ def test_request_bodies_over_the_limit_are_refused_with_413(http, admin, mtype):
     r = http.put(f"/nodes/{name}/", json={"description": "x" * 5000})
     assert r.status_code == 413 and "limit" in r.json()["message"]
     assert http.get(f"/nodes/{name}/").json()["description"] is None
+    r = http.post("/nodes/lock_many/", json={"count": 1, "locked_by": "a", "machine_type": mtype,
+                                             "description": "x" * 5000})
+    assert r.status_code == 413 and "limit" in r.json()["message"]
+    assert http.get(f"/nodes/{name}/").json()["locked"] is False
 
 
 def test_values_the_database_cannot_hold_are_400_not_500(http, admin, mtype):
