@@ -27,7 +27,8 @@ from lablease.provision.readiness import ReadyResult
 class FakeCloud(CloudAdapter):
     """An in-memory cloud: servers boot after ``boot_polls`` looks, volumes become available at once."""
 
-    def __init__(self, boot_polls: int = 1):
+    def __init__(self, boot_polls: int = 1, address_at_create: bool = False):
+        self.address_at_create = address_at_create
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
         self.servers: dict[str, Server] = {}
@@ -77,6 +78,8 @@ class FakeCloud(CloudAdapter):
                 self.error_servers -= 1
                 state = "error-soon"
             self.servers[sid] = Server(sid, spec.name, state, metadata=dict(spec.metadata))
+            if self.address_at_create:
+                self.servers[sid].public_ips = [f"127.9.0.{sid.split('-')[1]}"]
             self.last_spec = spec
             lost = self.create_then_fail > 0
             self.create_then_fail -= lost
@@ -97,6 +100,10 @@ class FakeCloud(CloudAdapter):
                 elif s.state == "error-soon":
                     s.state, s.fault = "error", "No valid host was found."
             return Server(s.id, s.name, s.state, list(s.public_ips), [], dict(s.metadata), s.fault)
+
+    def polls_total(self) -> int:
+        with self.lock:
+            return sum(self.polls.values())
 
     def list_servers(self):
         self._maybe_fail("list_servers")
@@ -174,14 +181,16 @@ class FakeDNS:
 class FakeProbe:
     """Readiness without SSH: optionally slow, optionally never ready; counts concurrency."""
 
-    def __init__(self, delay: float = 0.0, never: bool = False):
-        self.delay, self.never = delay, never
+    def __init__(self, delay: float = 0.0, never: bool = False, cloud=None):
+        self.delay, self.never, self.cloud = delay, never, cloud
+        self.calls = []
         self.active = 0
         self.peak = 0
         self.lock = threading.Lock()
 
-    def wait(self, host, timeout, node=None, sleep=time.sleep):
+    def wait(self, host, timeout, node=None, sleep=time.sleep, cancel=None):
         with self.lock:
+            self.calls.append((host, self.cloud.polls_total() if self.cloud else None))
             self.active += 1
             self.peak = max(self.peak, self.active)
         try:
@@ -395,3 +404,21 @@ def test_an_incomplete_rollback_is_reported_and_not_retried(lab_key):
         prov.create("node14", "ubuntu", "22.04")
     assert "rollback incomplete" in str(err.value) and "locked" in str(err.value)
     assert cloud.calls["create_server"] == 1
+
+
+def test_the_ssh_wait_starts_while_the_server_boots_when_its_address_is_known(lab_key):
+    cloud = FakeCloud(boot_polls=4, address_at_create=True)
+    probe = FakeProbe(cloud=cloud)
+    prov, _ = make(lab_key, cloud=cloud, probe=probe)
+    node = prov.create("node15", "ubuntu", "22.04")
+    assert len(probe.calls) == 1 and probe.calls[0][0] == node.address
+    assert probe.calls[0][1] < 3  # started before the poll that saw the server running (the 4th)
+    assert node.host_key.startswith("ecdsa")
+
+
+def test_an_early_ssh_wait_that_never_succeeds_fails_the_attempt_after_ready_timeout(lab_key):
+    cloud = FakeCloud(address_at_create=True)
+    prov, _ = make(lab_key, cloud=cloud, probe=FakeProbe(never=True), launch_retries=1)
+    with pytest.raises(ProvisionError) as err:
+        prov.create("node16", "ubuntu", "22.04")
+    assert err.value.stage.value == "ssh" and not cloud.servers

@@ -20,7 +20,7 @@ from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import Resources
 from lablease.provision.listings import ListingCache
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, TAG_NODE, NodeInfo, ProgressCallback, ProgressEvent
-from lablease.provision.readiness import SSHProbe
+from lablease.provision.readiness import EarlyProbe, SSHProbe
 from lablease.provision.selection import select_image, select_networks, select_security_groups, select_size
 from lablease.provision.userdata import build_userdata
 from lablease.provision.waiting import poll
@@ -115,6 +115,19 @@ class Lifecycle:
         track.server_ids.append(server.id)
         track.server_unsure = False
 
+        # The SSH wait starts now, beside the boot poll, when the cloud already gave an address.
+        early_ips = getattr(server, self.p.ssh_interface)
+        early = EarlyProbe(self.probe, early_ips[0], self.p.boot_timeout + self.p.ready_timeout, node) \
+            if early_ips else None
+        try:
+            return self._finish(track, server, need, tags, early, image.name, size.name, started)
+        finally:
+            if early is not None:
+                early.cancel()
+
+    def _finish(self, track: Track, server: Server, need: Resources, tags: dict[str, str],
+                early: EarlyProbe | None, image: str, size: str, started: float) -> NodeInfo:
+        node = track.node
         # Volumes need no running server: they are built while it boots, attached once it runs,
         # and their attachments complete while DNS and SSH readiness go on.
         if need.volume_count:
@@ -139,7 +152,10 @@ class Lifecycle:
                                      kind="dns") from exc
 
         self._stage(track, Stage.SSH)
-        ready = self.probe.wait(address, self.p.ready_timeout, node)
+        if early is not None and early.host == address:
+            ready = early.result(self.p.ready_timeout, node)
+        else:  # no address at create time, or the running server has another one
+            ready = self.probe.wait(address, self.p.ready_timeout, node)
         if need.volume_count:
             track.stage = Stage.VOLUME
             for vid in track.volume_ids:
@@ -147,7 +163,7 @@ class Lifecycle:
         return NodeInfo(
             name=node, fqdn=f"{node}.{self.lab_domain}", server_id=server.id, address=address,
             public_ips=server.public_ips, private_ips=server.private_ips, host_key=ready.host_key,
-            volume_ids=list(track.volume_ids), image=image.name, size=size.name, attempts=track.attempt,
+            volume_ids=list(track.volume_ids), image=image, size=size, attempts=track.attempt,
             seconds=time.monotonic() - started,
         )
 

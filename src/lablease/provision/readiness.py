@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ class SSHProbe:
     first_delay: float = 0.2
     max_delay: float = 1.0        # between login attempts (a refused connect costs next to nothing)
     remote_interval: float = 0.25  # between runs of the ready command on the node
-    port_interval: float = 0.1     # between TCP probes while nothing listens (a refused connect is free)
+    port_interval: float = 0.1     # first gap between TCP probes while nothing listens (a refused connect is free)
+    port_max_interval: float = 0.5
 
     def _port_open(self, host: str, timeout: float) -> bool:
         """Whether sshd accepts TCP connections: checked cheaply before paying for a key exchange."""
@@ -88,28 +90,39 @@ class SSHProbe:
         """
         return f"until (\n{self.command}\n); do sleep {self.remote_interval:g}; done"
 
-    def _run_until_ready(self, client: paramiko.SSHClient, timeout: float) -> int | None:
+    def _run_until_ready(self, client: paramiko.SSHClient, timeout: float,
+                         cancel: threading.Event | None = None) -> int | None:
         """Run the loop; its exit status (0: ready), or None when ``timeout`` seconds passed first."""
         _, stdout, _ = client.exec_command(self.remote_loop(), timeout=timeout)
         channel = stdout.channel
+        deadline = time.monotonic() + timeout
         try:
-            if not channel.status_event.wait(timeout):
-                return None
+            while not channel.status_event.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                    return None
             return channel.recv_exit_status()
         finally:
             channel.close()  # a loop left running on a node that timed out dies with the node
 
     def wait(self, host: str, timeout: float, node: str | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> ReadyResult:
+             sleep: Callable[[float], None] | None = None, cancel: threading.Event | None = None) -> ReadyResult:
         """Log in (retrying with backoff until sshd answers and takes the key), then wait for the
         ready command on the node itself; raise a retryable ProvisionError(stage=ssh) after ``timeout``.
+
+        Setting ``cancel`` stops the wait within a fraction of a second (ProvisionError, kind "cancelled").
         """
+        if sleep is None:
+            sleep = cancel.wait if cancel is not None else time.sleep
         start = time.monotonic()
         deadline = start + timeout
         delay = self.first_delay
+        port_delay = self.port_interval
         attempts = 0
         why = "never tried"
         while True:
+            if cancel is not None and cancel.is_set():
+                raise ProvisionError(Stage.SSH, node, f"{attempts} logins; last: {why}", retryable=True,
+                                     kind="cancelled")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} "
@@ -118,12 +131,13 @@ class SSHProbe:
             client = None
             if not self._port_open(host, min(self.connect_timeout, max(remaining, 0.5))):
                 why = f"nothing listens on {host}:{self.port} yet"
-                sleep(min(self.port_interval * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+                sleep(min(port_delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
+                port_delay = min(port_delay * 1.2, self.port_max_interval)
                 continue
             attempts += 1
             try:
                 client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)))
-                status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()))
+                status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()), cancel)
                 if status == 0:
                     seconds = time.monotonic() - start
                     log.info("ssh ready node=%s host=%s logins=%d seconds=%.2f", node, host, attempts, seconds)
@@ -142,3 +156,43 @@ class SSHProbe:
             log.debug("ssh not ready node=%s host=%s try=%d why=%s", node, host, attempts, why)
             sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, self.max_delay)
+
+
+class EarlyProbe:
+    """A readiness wait started in its own thread as soon as the server has an address.
+
+    sshd cannot answer before the server runs, but the cloud reports it running only when the
+    engine next polls; waiting for SSH alongside the boot poll takes that lag off the critical path.
+    """
+
+    def __init__(self, probe: SSHProbe, host: str, timeout: float, node: str | None):
+        self.host = host
+        self._cancel = threading.Event()
+        self._result: ReadyResult | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = probe.wait(host, timeout, node, cancel=self._cancel)
+            except BaseException as exc:  # handed to the caller of result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"ssh-{node}", daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float, node: str | None = None) -> ReadyResult:
+        """The readiness result, waiting at most ``timeout`` more seconds (the ready_timeout after boot)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.cancel()
+            detail = self._error.message if isinstance(self._error, ProvisionError) else "no answer"
+            raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.host} {timeout:.0f}s after the "
+                                 f"server ran ({detail})", retryable=True, kind="timeout")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._thread.join(timeout=30)
