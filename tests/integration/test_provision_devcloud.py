@@ -185,3 +185,15 @@ def test_the_newer_openstack_api_with_keystone_v3_works_the_same(lab, dns_servic
     assert counts["POST /volume/v3/{project_id}/volumes"] == 2 and counts["GET /network/v2.0/security-groups"] == 1
     v2.destroy("node4")
     _assert_nothing_left(cloud, bind, ["node4"])
+
+
+def test_a_token_expiring_during_a_batch_is_renewed_once_not_once_per_thread(devcloud_factory, tmp_path):
+    # Tokens live 20 s; servers take 11 s to boot, so the batch outlives the token's usable part.
+    cloud = devcloud_factory({**CLOUD, "token_lifetime": 20, "boot_delay": 11})
+    key = generate_lab_key(tmp_path / "lab_key")
+    prov = Provisioner(devcloud_lab_config(cloud, key), "dev", None, token_cache_dir=tmp_path / "tokens", poll_cap=1.0)
+    outcomes = prov.create_many([CreateRequest(f"node{i}", "ubuntu", "22.04") for i in range(4)])
+    assert [o.error for o in outcomes] == [None] * 4
+    assert all(o.ok for o in prov.destroy_many([o.name for o in outcomes]))
+    assert 2 <= cloud.request_counts()["POST /v2.0/tokens"] <= 3
+    assert cloud.resources()["servers"] == []

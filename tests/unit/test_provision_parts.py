@@ -198,6 +198,8 @@ def test_poll_backs_off_and_raises_the_timeout_error():
     (BaseHTTPError(404, "404 not found"), ErrorKind.NOT_FOUND, None),
     (BaseHTTPError(400, "400 bad request"), ErrorKind.FATAL, None),
     (InvalidCredsError("x"), ErrorKind.AUTH, None),
+    (BaseHTTPError(401, "401 Unauthorized"), ErrorKind.TRANSIENT, None),  # a dropped token: re-auth and retry
+    (MalformedResponseError("Malformed response", body="code: 401 body: no"), ErrorKind.AUTH, None),  # Keystone's
     (MalformedResponseError("Malformed response", body="code: 503 body: busy"), ErrorKind.TRANSIENT, None),
     (requests.exceptions.ConnectionError("refused"), ErrorKind.TRANSIENT, None),
 ])

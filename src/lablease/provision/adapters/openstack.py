@@ -245,7 +245,8 @@ def classify_error(exc: BaseException) -> ErrorInfo:
         # libcloud's identity code reports any non-200 auth answer this way ("code: 500 body: ...").
         match = _CODE_IN_BODY.search(str(getattr(exc, "body", "")))
         if match:
-            return _classify_code(int(match.group(1)), message, None)
+            code = int(match.group(1))
+            return ErrorInfo(ErrorKind.AUTH, message) if code in (401, 403) else _classify_code(code, message, None)
         return ErrorInfo(ErrorKind.FATAL, message)
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         socket.timeout, ConnectionError, TimeoutError)):
@@ -261,7 +262,9 @@ def _classify_code(code: int, message: str, retry_after: float | None) -> ErrorI
     if code == 413:  # Nova's overLimit without Retry-After: an absolute limit, i.e. a quota
         return ErrorInfo(ErrorKind.QUOTA, message)
     if code == 401:
-        return ErrorInfo(ErrorKind.AUTH, message)
+        # A 401 from an API call (not from Keystone, which raises InvalidCredsError) means the token
+        # was revoked or expired early; libcloud has dropped it, so the retry authenticates again.
+        return ErrorInfo(ErrorKind.TRANSIENT, message)
     if code == 404:
         return ErrorInfo(ErrorKind.NOT_FOUND, message)
     if code >= 500:
