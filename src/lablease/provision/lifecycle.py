@@ -274,10 +274,10 @@ class Lifecycle:
         return problems
 
     def _wait_gone(self, node: str, what: str, get: Callable[[], object], delete: Callable[[], object],
-                   problems: list[str], redeletes: int = 3) -> None:
-        """Poll until ``what`` is gone; a delete the cloud accepted and then failed (server in ERROR,
-        volume in error_deleting) is asked for again, a few times."""
-        state = {"redeletes": 0, "last": "unknown", "fault": None}
+                   problems: list[str], redeletes: int = 4) -> None:
+        """Poll until ``what`` is gone. A delete the cloud accepted and then failed (server in ERROR,
+        volume in error_deleting) is asked for again, 1 s after the last one, then 2 s, 4 s, ..."""
+        state = {"redeletes": 0, "last": "unknown", "fault": None, "deleted_at": time.monotonic()}
 
         def check():
             found = self.caller.call(Stage.DESTROY, node, get, what=f"check {what}")
@@ -285,8 +285,10 @@ class Lifecycle:
                 return True
             state["last"] = getattr(found, "state", "unknown")
             state["fault"] = getattr(found, "fault", None) or state["fault"]
-            if state["last"].startswith("error") and state["redeletes"] < redeletes:
+            due = state["deleted_at"] + 2 ** state["redeletes"]
+            if state["last"].startswith("error") and state["redeletes"] < redeletes and time.monotonic() >= due:
                 state["redeletes"] += 1
+                state["deleted_at"] = time.monotonic()
                 log.warning("delete failed in the cloud, asking again node=%s what=%s state=%s", node, what, state["last"])
                 self.caller.call(Stage.DESTROY, node, delete, what=f"delete {what} again")
             return None
