@@ -72,9 +72,31 @@ def http_worker(update_url: str, client: int, stop_at: float, latencies: list[fl
     conn.close()
 
 
-def run(kind: str, target, clients: int, seconds: float) -> dict:
+def _cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants (service workers)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    wanted, total, changed = {root_pid}, 0, True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in wanted and pid not in wanted:
+                wanted.add(pid)
+                changed = True
+    total = sum(stats[pid][1] for pid in wanted if pid in stats)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run(kind: str, target, clients: int, seconds: float, cpu_pid: int | None = None) -> dict:
     worker = bare_worker if kind == "bare" else http_worker
     per_client: list[list[float]] = [[] for _ in range(clients)]
+    cpu_before = _cpu_seconds(cpu_pid) if cpu_pid else 0.0
     stop_at = time.perf_counter() + seconds
     threads = [threading.Thread(target=worker, args=(target, c + 1, stop_at, per_client[c])) for c in range(clients)]
     began = time.perf_counter()
@@ -84,7 +106,9 @@ def run(kind: str, target, clients: int, seconds: float) -> dict:
         t.join()
     elapsed = time.perf_counter() - began
     latencies = sorted(x for lat in per_client for x in lat)
+    cpu_ms = (_cpu_seconds(cpu_pid) - cpu_before) * 1000 / len(latencies) if cpu_pid else None
     return {
+        "service_cpu_ms_per_update": round(cpu_ms, 3) if cpu_ms is not None else None,
         "path": kind, "clients": clients, "updates": len(latencies), "seconds": round(elapsed, 2),
         "updates_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
@@ -116,7 +140,8 @@ def main() -> int:
                 for clients in counts:
                     runs.append(run("bare", bind, clients, args.seconds))
                     for path, service in services.items():
-                        runs.append({**run("http", service.update_url, clients, args.seconds), "path": path})
+                        result = run("http", service.update_url, clients, args.seconds, cpu_pid=service.process.proc.pid)
+                        runs.append({**result, "path": path})
         finally:
             for service in services.values():
                 service.stop()
@@ -127,10 +152,11 @@ def main() -> int:
         for path in ("bare", *services):
             mine = sorted((r for r in runs if r["path"] == path and r["clients"] == clients), key=lambda r: r["updates_per_s"])
             rows.append({**mine[len(mine) // 2], "min_per_s": mine[0]["updates_per_s"], "max_per_s": mine[-1]["updates_per_s"]})
-    print(f"{'path':8} {'clients':>7} {'updates/s':>10} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'path':8} {'clients':>7} {'updates/s':>10} {'(min-max)':>15} {'p50 ms':>8} {'p99 ms':>8} {'service CPU ms/update':>22}")
     for r in rows:
         spread = f"{r['min_per_s']:.0f}-{r['max_per_s']:.0f}"
-        print(f"{r['path']:8} {r['clients']:>7} {r['updates_per_s']:>10} {spread:>15} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+        cpu = "" if r["service_cpu_ms_per_update"] is None else r["service_cpu_ms_per_update"]
+        print(f"{r['path']:8} {r['clients']:>7} {r['updates_per_s']:>10} {spread:>15} {r['p50_ms']:>8} {r['p99_ms']:>8} {cpu:>22}")
     for clients in counts:
         bare = next(r for r in rows if r["path"] == "bare" and r["clients"] == clients)
         for path in services:
