@@ -76,8 +76,7 @@ def create(
     from lablease.provision.progress import rich_progress
 
     parsed = json.loads(hints) if hints else None
-    prov = _provisioner(config, machine_type)
-    with rich_progress(names) as on_progress:
+    with _provisioner(config, machine_type) as prov, rich_progress(names) as on_progress:
         prov.emit = on_progress
         outcomes = prov.create_many([CreateRequest(n, os_type, os_version, parsed) for n in names])
     failed = 0
@@ -98,9 +97,10 @@ def destroy(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Destroy nodes: volumes, every server of the name, the DNS record."""
-    prov = _provisioner(config, machine_type)
+    with _provisioner(config, machine_type) as prov:
+        outcomes = prov.destroy_many(names)
     failed = 0
-    for o in prov.destroy_many(names):
+    for o in outcomes:
         typer.echo(f"{o.name}: {'destroyed' if o.ok else o.error}")
         failed += not o.ok
     raise typer.Exit(1 if failed else 0)
@@ -109,7 +109,8 @@ def destroy(
 @provision_app.command("list")
 def list_owned(machine_type: str = typer.Option(..., "--machine-type", "-m"), config: Optional[Path] = ConfigOpt) -> None:
     """List the servers and volumes in the cloud tagged as this lab's."""
-    owned = _provisioner(config, machine_type).list_owned()
+    with _provisioner(config, machine_type) as prov:
+        owned = prov.list_owned()
     for s in owned.servers:
         typer.echo(f"server {s.id} name={s.name} node={s.node} attempt={s.attempt} state={s.state}")
     for v in owned.volumes:

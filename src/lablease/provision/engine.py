@@ -98,6 +98,20 @@ class Provisioner:
             public_keys=self.public_keys, emit=self._emit, poll_first=poll_first, poll_cap=poll_cap,
         )
         self._auth_once = threading.Lock()
+        self._owned_dns = None
+
+    def close(self) -> None:
+        """Release what this Provisioner opened itself (the DNS client of provisioner_from_config)."""
+        owned = getattr(self, "_owned_dns", None)
+        if owned is not None:
+            owned.close()
+            self._owned_dns = None
+
+    def __enter__(self) -> "Provisioner":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _emit(self, event: ProgressEvent) -> None:
         try:
@@ -258,10 +272,16 @@ class Provisioner:
 
 
 def provisioner_from_config(config: LabConfig, machine_type: str, **kwargs: Any) -> Provisioner:
-    """A Provisioner whose DNS client talks to the config's ``nsupdate_url`` (none when it is unset)."""
+    """A Provisioner whose DNS client talks to the config's ``nsupdate_url`` (none when it is unset).
+
+    ``close()`` it when done: it owns that DNS client.
+    """
     dns_client = kwargs.pop("dns_client", None)
+    owned = None
     if dns_client is None and config.nsupdate_url:
         from lablease.dns.client import DNSClient
 
-        dns_client = DNSClient(config.nsupdate_url)
-    return Provisioner(config, machine_type, dns_client, **kwargs)
+        dns_client = owned = DNSClient(config.nsupdate_url)
+    prov = Provisioner(config, machine_type, dns_client, **kwargs)
+    prov._owned_dns = owned
+    return prov
