@@ -71,6 +71,8 @@ def test_server_accepts_its_cloud_config_key_only_after_boot_and_shows_the_marke
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert run(client, 'test -n "$DEVCLOUD_ROOT" && test -d "$DEVCLOUD_ROOT"') == 0
+        # A fresh node's home, not the host account's (whose shell start-up files cost 0.2 s a command).
+        assert run(client, 'test "$HOME" = "$DEVCLOUD_ROOT"') == 0
     finally:
         client.close()
 

@@ -75,7 +75,9 @@ class SshdManager:
             "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password",
             f"AllowUsers {' '.join(users)}",
-            f"SetEnv DEVCLOUD_ROOT={root}",
+            # HOME is the server's own directory, as on a fresh node: the host account's shell
+            # start-up files (pyenv init, say) would otherwise run on every command, ~0.2 s each.
+            f"SetEnv DEVCLOUD_ROOT={root} HOME={root}",
             "PrintMotd no",
             "LogLevel INFO",
             "",
