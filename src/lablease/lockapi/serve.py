@@ -6,10 +6,10 @@ import logging
 import os
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 from sqlalchemy.engine import make_url
 
-from lablease.lockapi.app import create_app
+from lablease.lockapi.app import create_served_app
 from lablease.lockapi.settings import LockSettings
 from lablease.logs import setup_logging
 from lablease.store import NodeStore
@@ -25,9 +25,9 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> ASGIApp:
     """App factory for uvicorn workers (``--workers`` > 1); the parent already migrated."""
-    return create_app(LockSettings.load(os.environ.get(_CONFIG_ENV) or None), run_migrations=False)
+    return create_served_app(LockSettings.load(os.environ.get(_CONFIG_ENV) or None), run_migrations=False)
 
 
 def serve(settings: LockSettings) -> None:
@@ -44,7 +44,7 @@ def serve(settings: LockSettings) -> None:
     common = dict(host=settings.host, port=settings.port, access_log=False,
                   log_level=settings.log_level.lower(), timeout_keep_alive=30, backlog=2048)
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, run_migrations=False), **common)
+        uvicorn.run(create_served_app(settings, run_migrations=False), **common)
         return
     os.environ[_CONFIG_ENV] = str(settings.config_file or "")
     uvicorn.run("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)

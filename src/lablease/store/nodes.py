@@ -272,11 +272,7 @@ class NodeStore:
             raise InvalidRequest("count must be a positive integer")
         if not locked_by:
             raise InvalidRequest("locked_by: must not be empty")
-        flags = (bool(os_type), bool(os_version), bool(arch))
-        params: dict[str, Any] = {"types": [t for t in machine_type.split("|") if t] or [machine_type],
-                                  "count": count, "p_locked_by": locked_by, "p_description": description}
-        params.update({k: v for k, v in (("c_os_type", os_type), ("c_os_version", os_version and str(os_version)),
-                                          ("c_arch", arch)) if v})
+        flags, params = pg_fast.lock_params(count, machine_type, locked_by, description, os_type, os_version, arch)
 
         postgres = self.engines.dialect == "postgresql"
 

@@ -28,8 +28,12 @@ class LockServer:
 
 def start_lock_server(workdir: Path, *, database_url: str | None = None, lab_domain: str | None = None,
                       admin_token: str | None = None, workers: int = 1,
-                      extra: dict[str, Any] | None = None, timeout: float = 30.0) -> LockServer:
-    """Write a config into ``workdir``, start ``python -m lablease serve`` and wait until it listens."""
+                      extra: dict[str, Any] | None = None, timeout: float = 30.0,
+                      env: dict[str, str] | None = None) -> LockServer:
+    """Write a config into ``workdir``, start ``python -m lablease serve`` and wait until it listens.
+
+    ``env`` replaces the server's environment (the benchmark runs an older checkout via PYTHONPATH).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -45,7 +49,7 @@ def start_lock_server(workdir: Path, *, database_url: str | None = None, lab_dom
     path = workdir / "lablease.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = ServerProcess([sys.executable, "-m", "lablease", "serve", "--config", str(path)],
-                         log_path=workdir / "lockserver.log").start()
+                         log_path=workdir / "lockserver.log", env=env).start()
     try:
         proc.wait_for_port("127.0.0.1", port, timeout=timeout)
     except Exception:
