@@ -54,9 +54,11 @@ class Node(Base):
 
     __table_args__ = (
         UniqueConstraint("name", name="uq_nodes_name"),
-        # lock_many's candidate scan: type, free, up, in name order.
-        Index("ix_nodes_lock_scan", "machine_type", "locked", "up", "name"),
-        Index("ix_nodes_locked_by", "locked_by"),
+        # lock_many's candidate scan: type, in name order. Deliberately no index on a column that
+        # locking changes (locked, locked_by, ...): PostgreSQL then updates rows in place (HOT),
+        # helped by free room in each page (migration 0002).
+        Index("ix_nodes_type_name", "machine_type", "name"),
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
 
