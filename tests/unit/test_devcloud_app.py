@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,7 +36,13 @@ def test_server_list_filters_by_name_regex_flavor_and_status(client):
     names = lambda **q: sorted(s["name"] for s in client.get("/compute/v2.1/servers/detail", params=q).json()["servers"])  # noqa: E731
     assert names(name="^web") == ["web-1", "web-2"]
     assert names(flavor="2") == ["web-2"]
-    assert names(status="BUILD") + names(status="ACTIVE") == ["db-1", "web-1", "web-2"]
+    # With no boot delay the servers turn ACTIVE on devcloud's scheduler thread: wait for that,
+    # then the status filter must put every server on the ACTIVE side and none on BUILD.
+    deadline = time.monotonic() + 10
+    while names(status="ACTIVE") != ["db-1", "web-1", "web-2"]:
+        assert time.monotonic() < deadline, names(status="BUILD")
+        time.sleep(0.02)
+    assert names(status="BUILD") == []
     assert client.get("/compute/v2.1/servers", params={"name": "("}).status_code == 400
 
 
