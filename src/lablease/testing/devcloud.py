@@ -123,7 +123,7 @@ def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout:
     proc.start()
     try:
         proc.wait_for_port("127.0.0.1", port, timeout=timeout)
-    except Exception:
+    except BaseException:  # Ctrl-C while it starts must not leave it running either
         proc.stop()
         raise
     user = (cfg.get("users") or [{}])[0]
