@@ -52,7 +52,7 @@ def start_lock_server(workdir: Path, *, database_url: str | None = None, lab_dom
                          log_path=workdir / "lockserver.log", env=env).start()
     try:
         proc.wait_for_port("127.0.0.1", port, timeout=timeout)
-    except Exception:
+    except BaseException:  # Ctrl-C while it starts must not leave it running either
         proc.stop()
         raise
     return LockServer(url=f"http://127.0.0.1:{port}", port=port, config_path=path, process=proc)
