@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lablease.store import NodeStore
 from lablease.testing.lockserver import LockServer, start_lock_server
 from lablease.testing.postgres import start_postgres
 
@@ -59,13 +58,67 @@ class Variant:
                    parts[2] if len(parts) > 2 and parts[2] else None)
 
 
-def client(port: int, who: str, start_at: float, stop_at: float, out) -> None:  # noqa: ANN001
-    """One client process: lock one node, unlock it, repeat; report latencies, failures, own CPU."""
+def _http_client_pair(port: int, who: str):  # noqa: ANN202
+    """A pair with the standard library's http.client (what the earlier results used)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.connect()
     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     headers = {"Content-Type": "application/json"}
     lock_body = json.dumps({"count": 1, "machine_type": MTYPE, "locked_by": who, "description": None}).encode()
+
+    def post(path: str, body: bytes) -> tuple[int, bytes]:
+        conn.request("POST", path, body, headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    def lock() -> tuple[int, bytes]:
+        return post("/nodes/lock_many/", lock_body)
+
+    def unlock(name: str) -> tuple[int, bytes]:
+        return post("/nodes/unlock_many/", json.dumps({"names": [name], "locked_by": who}).encode())
+    return lock, unlock, conn.close
+
+
+def _lean_pair(port: int, who: str):  # noqa: ANN202
+    """A pair over a raw keep-alive socket: the same requests, a fraction of http.client's CPU
+    (which parses every response header with the email package). Answers must carry Content-Length."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+
+    def request(path: str, body: bytes) -> bytes:
+        return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def exchange(data: bytes) -> tuple[int, bytes]:
+        sock.sendall(data)
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            buf.extend(sock.recv(65536) or b"")
+        head = bytes(buf[:end]).decode("latin-1").lower()
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        while len(buf) < end + 4 + length:
+            buf.extend(sock.recv(65536) or b"")
+        body = bytes(buf[end + 4:end + 4 + length])
+        del buf[:end + 4 + length]
+        return int(head.split(" ", 2)[1]), body
+
+    lock_req = request("/nodes/lock_many/",
+                       json.dumps({"count": 1, "machine_type": MTYPE, "locked_by": who, "description": None}).encode())
+
+    def lock() -> tuple[int, bytes]:
+        return exchange(lock_req)
+
+    def unlock(name: str) -> tuple[int, bytes]:
+        return exchange(request("/nodes/unlock_many/", json.dumps({"names": [name], "locked_by": who}).encode()))
+    return lock, unlock, sock.close
+
+
+CLIENTS = {"http.client": _http_client_pair, "lean": _lean_pair}
+
+
+def client(kind: str, port: int, who: str, start_at: float, stop_at: float, out) -> None:  # noqa: ANN001
+    """One client process: lock one node, unlock it, repeat; report latencies, failures, own CPU."""
+    lock, unlock, close = CLIENTS[kind](port, who)
     pairs: list[float] = []
     failures: dict[str, int] = {}
     while time.perf_counter() < start_at:
@@ -73,22 +126,17 @@ def client(port: int, who: str, start_at: float, stop_at: float, out) -> None:  
     cpu0 = time.process_time()
     while time.perf_counter() < stop_at:
         t0 = time.perf_counter()
-        conn.request("POST", "/nodes/lock_many/", lock_body, headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            failures[f"lock {resp.status}"] = failures.get(f"lock {resp.status}", 0) + 1
+        status, data = lock()
+        if status != 200:
+            failures[f"lock {status}"] = failures.get(f"lock {status}", 0) + 1
             continue
-        name = json.loads(data)[0]["name"]
-        conn.request("POST", "/nodes/unlock_many/", json.dumps({"names": [name], "locked_by": who}).encode(), headers)
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            failures[f"unlock {resp.status}"] = failures.get(f"unlock {resp.status}", 0) + 1
+        status, _ = unlock(json.loads(data)[0]["name"])
+        if status != 200:
+            failures[f"unlock {status}"] = failures.get(f"unlock {status}", 0) + 1
             continue
         pairs.append(time.perf_counter() - t0)
     cpu = time.process_time() - cpu0
-    conn.close()
+    close()
     out.put((pairs, failures, cpu))
 
 
@@ -138,12 +186,13 @@ def _machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICK
 
 
-def run_level(port: int, clients: int, seconds: float, server_root: int, pg_root: int | None) -> dict:
+def run_level(port: int, clients: int, seconds: float, server_root: int, pg_root: int | None,
+              kind: str = "http.client") -> dict:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     start_at = time.perf_counter() + 0.5
     stop_at = start_at + seconds
-    procs = [ctx.Process(target=client, args=(port, f"bench{i}", start_at, stop_at, out)) for i in range(clients)]
+    procs = [ctx.Process(target=client, args=(kind, port, f"bench{i}", start_at, stop_at, out)) for i in range(clients)]
     for p in procs:
         p.start()
     while time.perf_counter() < start_at - 0.05:
@@ -176,11 +225,17 @@ def run_level(port: int, clients: int, seconds: float, server_root: int, pg_root
                                "everything_else": round(max(busy - server - pg - cl, 0.0) / seconds, 2)}}
 
 
-def prepare(url: str, nodes: int) -> None:
-    store = NodeStore.open(url)
+def prepare(port: int, nodes: int) -> None:
+    """Create the nodes through the server's API, so each variant's own code writes its own schema."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for i in range(nodes):
-        store.create(f"{MTYPE}{i:03d}.example.com", {"machine_type": MTYPE, "up": True})
-    store.close()
+        body = json.dumps({"name": f"{MTYPE}{i:03d}.example.com", "machine_type": MTYPE, "up": True})
+        conn.request("POST", "/nodes/", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"creating node {i}: {resp.status} {resp.read()[:200]!r}")
+        resp.read()
+    conn.close()
 
 
 def _start(variant: Variant, workdir: Path, url: str) -> LockServer:
@@ -191,18 +246,15 @@ def _start(variant: Variant, workdir: Path, url: str) -> LockServer:
 
 
 def bench_database(database: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
-    pg = None
-    if database == "postgresql":
-        pg = start_postgres(tmp / "pg", durable=not args.fast_postgres)
-        url = pg.create_database("bench")
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
+    pg = start_postgres(tmp / "pg", durable=not args.fast_postgres) if database == "postgresql" else None
     servers: dict[Variant, LockServer] = {}
     try:
-        prepare(url, args.nodes)
         pg_root = int((pg.workdir / "data" / "postmaster.pid").read_text().split()[0]) if pg else None
         for i, v in enumerate(args.variants):
+            # Each variant on its own database (in the same cluster), migrated by its own code.
+            url = pg.create_database(f"bench{i}") if pg else f"sqlite:///{tmp / f'bench{i}.db'}"
             servers[v] = _start(v, tmp / f"server-{database}-{i}", url)
+            prepare(servers[v].port, args.nodes)
         rows = []
         for rnd in range(args.rounds):
             for n in args.clients:
@@ -210,9 +262,10 @@ def bench_database(database: str, args: argparse.Namespace, tmp: Path) -> list[d
                 order = args.variants[rnd % len(args.variants):] + args.variants[:rnd % len(args.variants)]
                 for v in order:
                     load_before = os.getloadavg()[0]
+                    level = run_level(servers[v].port, n, args.seconds, servers[v].process.proc.pid, pg_root,
+                                      args.client)
                     row = {"database": database, "variant": v.label, "workers": v.workers, "round": rnd + 1,
-                           **run_level(servers[v].port, n, args.seconds, servers[v].process.proc.pid, pg_root),
-                           "loadavg_1min_before": round(load_before, 2)}
+                           **level, "loadavg_1min_before": round(load_before, 2)}
                     cpu = row["cpu_ms_per_pair"]
                     print(f"{database:10s} {v.label:>6s} w={v.workers} r={rnd + 1} clients={n:2d} "
                           f"{row['pairs_per_s']:7.1f} pairs/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
@@ -259,6 +312,8 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=[],
                         help="LABEL[:WORKERS[:PYTHONPATH]], repeatable: servers compared side by side")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every level this often (medians reported)")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="http.client",
+                        help="HTTP client of the client processes (lean: raw socket, less client CPU)")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
@@ -285,7 +340,7 @@ def main() -> int:
         "benchmark": "lock+unlock pairs through /nodes (lock_many count 1 + unlock_many)",
         "note": "the machine is shared; loadavg_1min_before and cpu_cores_busy.everything_else show how busy "
                 "it was; cpu_ms_per_pair is CPU time per pair of the server, PostgreSQL and client processes",
-        "when": stamp, "seconds_per_level": args.seconds, "nodes": args.nodes, "rounds": args.rounds,
+        "when": stamp, "client": args.client, "seconds_per_level": args.seconds, "nodes": args.nodes, "rounds": args.rounds,
         "variants": [vars(v) for v in args.variants],
         "postgres_durable": not args.fast_postgres, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                                                                 "platform": platform.platform()},

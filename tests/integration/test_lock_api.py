@@ -457,3 +457,27 @@ def test_the_fast_lane_answers_exactly_like_the_fastapi_routes(tmp_path, request
         return out
 
     assert answers(fast=True) == answers(fast=False)
+
+
+def test_the_lock_lane_hands_requests_to_the_store_when_its_database_pool_fails(tmp_path, postgres_server):
+    """A database error in the event-loop lane is never the client's problem: nothing was written
+    there, and the threaded store path answers (and writes the events) instead."""
+    from fastapi.testclient import TestClient
+
+    from lablease.lockapi.app import create_app
+    from lablease.lockapi.settings import LockSettings
+
+    url = postgres_server.create_database(f"lane_{next(_seq)}")
+    settings = LockSettings.from_mapping({"lablease": {"database_url": url}}, data_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        for i in (1, 2):
+            assert client.post("/nodes/", json={"name": f"n{i}", "machine_type": "t", "up": True}).status_code == 200
+        lane = client.app.state.lane
+        client.portal.call(lane.close)  # every lane request now fails with PoolClosed
+        r = client.post("/nodes/lock_many/", json={"count": 2, "machine_type": "t", "locked_by": "a",
+                                                   "description": "d"})
+        assert r.status_code == 200 and [n["name"] for n in r.json()] == ["n1", "n2"]
+        r = client.post("/nodes/unlock_many/", json={"names": ["n2", "n1"], "locked_by": "a"})
+        assert r.status_code == 200 and [n["name"] for n in r.json()] == ["n2", "n1"]
+        assert (lane.settled, lane.handed_over) == (0, 2)
+        assert [e["action"] for e in client.get("/nodes/n1/events/").json()] == ["create", "update", "lock", "unlock"]

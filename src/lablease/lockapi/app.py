@@ -35,7 +35,8 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
                                pool_size=settings.db_pool_size)
     lane = None
     if fast_paths and store.engines.dialect == "postgresql":
-        lane = AsyncLockLane(settings.database_url, max_size=settings.db_pool_size)
+        # Half the threaded pool: the lane's statements are short and PostgreSQL has only so many cores.
+        lane = AsyncLockLane(settings.database_url, max_size=max(2, settings.db_pool_size // 2))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
