@@ -35,8 +35,9 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
                                pool_size=settings.db_pool_size)
     lane = None
     if fast_paths and store.engines.dialect == "postgresql":
-        # Half the threaded pool: the lane's statements are short and PostgreSQL has only so many cores.
-        lane = AsyncLockLane(settings.database_url, max_size=max(2, settings.db_pool_size // 2))
+        # As large as the threaded pool: measured, a lane pool smaller than the number of requests in
+        # flight costs more server CPU in waiting than it saves (16 clients: 8 % fewer pairs/s at 10).
+        lane = AsyncLockLane(settings.database_url, max_size=settings.db_pool_size)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
