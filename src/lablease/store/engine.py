@@ -67,8 +67,10 @@ def make_engines(url: str, pool_size: int = 20) -> Engines:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        # No overflow: with the lock lane's async pool of the same size, a worker holds at most
+        # 2 x pool_size connections, so the defaults (2 workers x 2 x 20) fit max_connections 100.
         engine = create_engine(
-            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False,
+            parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
             isolation_level="READ COMMITTED",
         )
         return Engines(read=engine, write=engine, autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"))
