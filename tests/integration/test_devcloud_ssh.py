@@ -138,3 +138,43 @@ def test_as_root_the_user_data_user_may_log_in_if_that_account_exists(devcloud_f
     assert authenticates("nobody")  # named in user-data and exists here
     assert authenticates("root")  # devcloud's own account
     assert not authenticates("daemon")  # exists, but the user-data does not name it
+
+
+def _processes_with_root(root: str) -> list[int]:
+    marker = b"\0DEVCLOUD_ROOT=" + root.encode() + b"\0"
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in b"\0" + (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_commands_left_running_on_a_node_die_with_the_node(devcloud_factory):
+    cloud = devcloud_factory({"ssh": {"enabled": True, "delay": 0, "runcmd_delay": 0}, "boot_delay": 0.1})
+    key = paramiko.RSAKey.generate(2048)
+    driver = cloud.driver()
+    node = driver.create_node(name="busy", size=driver.list_sizes()[0], image=driver.list_images()[0],
+                              ex_userdata=user_data(f"{key.get_name()} {key.get_base64()} t"))
+    address = driver.ex_get_node_details(node.id).public_ips[0]
+    deadline = time.monotonic() + 20
+    while refused(address, cloud.ssh_port):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    root = cloud.server_internals(node.id)["root"]
+    client = login(address, cloud.ssh_port, key)
+    client.exec_command("sleep 600")  # a session shell sits in a session of its own, not in sshd's group
+    client.close()  # closing the channel does not stop it: no pty, no SIGHUP
+    deadline = time.monotonic() + 5
+    while not _processes_with_root(root):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+
+    driver.destroy_node(node)
+    deadline = time.monotonic() + 10
+    while _processes_with_root(root):
+        assert time.monotonic() < deadline, "a command outlived its node"
+        time.sleep(0.05)

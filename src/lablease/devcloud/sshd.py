@@ -51,6 +51,7 @@ class SshdManager:
         self.sshd_path = sshd_path
         self.port = port
         self._procs: dict[str, subprocess.Popen] = {}
+        self._roots: dict[str, Path] = {}
         self._lock = threading.Lock()
 
     def start(self, server_id: str, address: str, directory: Path, authorized_keys: list[str],
@@ -93,6 +94,7 @@ class SshdManager:
             log_file.close()
         with self._lock:
             self._procs[server_id] = proc
+            self._roots[server_id] = root
         log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, address, self.port, proc.pid)
 
     @staticmethod
@@ -106,8 +108,14 @@ class SshdManager:
                 "AuthorizedKeysCommandUser root"]
 
     def stop(self, server_id: str) -> None:
+        """Stop the server's sshd and every command still running in its sessions.
+
+        Session shells run in sessions of their own, so killing sshd's process group leaves them
+        behind; on a real cloud they die with the node, here they are found by their environment.
+        """
         with self._lock:
             proc = self._procs.pop(server_id, None)
+            root = self._roots.pop(server_id, None)
         if proc is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -120,7 +128,8 @@ class SshdManager:
                 break
             except subprocess.TimeoutExpired:
                 continue
-        log.info("sshd stopped server=%s", server_id)
+        killed = kill_session_processes(root) if root is not None else 0
+        log.info("sshd stopped server=%s session_processes_killed=%d", server_id, killed)
 
     def stop_all(self) -> None:
         with self._lock:
@@ -131,3 +140,23 @@ class SshdManager:
     def running(self) -> list[str]:
         with self._lock:
             return [sid for sid, p in self._procs.items() if p.poll() is None]
+
+
+def kill_session_processes(root: Path) -> int:
+    """SIGKILL every process whose environment carries ``DEVCLOUD_ROOT=<root>``; return how many."""
+    marker = b"\0DEVCLOUD_ROOT=" + os.fsencode(str(root)) + b"\0"
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = b"\0" + (entry / "environ").read_bytes()
+        except OSError:  # gone already, or not ours to read
+            continue
+        if marker in environ:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed

@@ -8,6 +8,7 @@ and handed back so that the lab can pin it for everyone who logs in later.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import socket
 import threading
@@ -82,18 +83,24 @@ class SSHProbe:
         server_key = client.get_transport().get_remote_server_key()
         return client, f"{server_key.get_name()} {server_key.get_base64()}"
 
-    def remote_loop(self) -> str:
+    def remote_loop(self, timeout: float) -> str:
         """The ready command repeated on the node until it succeeds: one exec per node, not one per try.
 
         The command sits on its own lines inside a subshell so that `;`, `&&` or a `#` in it
-        cannot change the loop around it.
+        cannot change the loop around it. The loop gives up by itself (status 124) after
+        ``timeout`` seconds: closing the channel does not stop a command without a pty, and a node
+        whose destroy failed must not keep a loop running.
         """
-        return f"until (\n{self.command}\n); do sleep {self.remote_interval:g}; done"
+        seconds = max(1, math.ceil(timeout))
+        return (f"lablease_end=$(( $(date +%s) + {seconds} ))\n"
+                f"until (\n{self.command}\n); do\n"
+                f"  [ \"$(date +%s)\" -lt \"$lablease_end\" ] || exit 124\n"
+                f"  sleep {self.remote_interval:g}\ndone")
 
     def _run_until_ready(self, client: paramiko.SSHClient, timeout: float,
                          cancel: threading.Event | None = None) -> int | None:
         """Run the loop; its exit status (0: ready), or None when ``timeout`` seconds passed first."""
-        _, stdout, _ = client.exec_command(self.remote_loop(), timeout=timeout)
+        _, stdout, _ = client.exec_command(self.remote_loop(timeout), timeout=timeout)
         channel = stdout.channel
         deadline = time.monotonic() + timeout
         try:
@@ -142,7 +149,7 @@ class SSHProbe:
                     seconds = time.monotonic() - start
                     log.info("ssh ready node=%s host=%s logins=%d seconds=%.2f", node, host, attempts, seconds)
                     return ReadyResult(host_key=host_key, attempts=attempts, seconds=seconds)
-                if status is None:
+                if status is None or status == 124:  # 124: the loop's own deadline on the node
                     why = f"the ready command did not succeed within {timeout:.0f}s: {self.command}"
                     continue  # the deadline has passed: the loop head raises
                 why = f"the ready loop ended with status {status} (session lost?)"
