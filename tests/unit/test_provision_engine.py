@@ -422,3 +422,13 @@ def test_an_early_ssh_wait_that_never_succeeds_fails_the_attempt_after_ready_tim
     with pytest.raises(ProvisionError) as err:
         prov.create("node16", "ubuntu", "22.04")
     assert err.value.stage.value == "ssh" and not cloud.servers
+
+
+def test_destroy_leaves_a_server_and_volume_of_the_same_name_that_another_lab_tagged(lab_key):
+    prov, cloud = make(lab_key)
+    prov.create("node1", "ubuntu", "22.04", {"volumes": {"count": 1, "size": 5}})
+    cloud.servers["foreign"] = Server("foreign", "node1", "running", metadata={TAG_LAB: "other.lab"})
+    cloud.volumes["foreign-vol"] = Volume("foreign-vol", "node1_0", "available", 5, metadata={TAG_LAB: "other.lab"})
+    cloud.servers["untagged"] = Server("untagged", "node1", "running")  # made before lablease: still ours by name
+    prov.destroy("node1")
+    assert set(cloud.servers) == {"foreign"} and set(cloud.volumes) == {"foreign-vol"}

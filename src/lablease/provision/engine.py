@@ -218,14 +218,20 @@ class Provisioner:
     def _destroy(self, node: str, servers: list, volumes: list) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
         pattern = volume_pattern(node)
-        mine_servers = [s.id for s in servers if s.name == node]  # after an outage there may be several
-        mine_volumes = [v for v in volumes if pattern.fullmatch(v.name)]
+        # By name, as teuthology does (after an outage there may be several servers of one name),
+        # but never what another lab tagged as its own: labs may share a project.
+        mine_servers = [s.id for s in servers if s.name == node and self._not_foreign(s.metadata)]
+        mine_volumes = [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)]
         problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=True)
         if problems:
             self._emit(ProgressEvent(node, Stage.DESTROY.value, "failed", message="; ".join(problems)))
             raise ProvisionError(Stage.DESTROY, node, "; ".join(problems))
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "done"))
         log.info("node destroyed node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
+
+    def _not_foreign(self, metadata: dict[str, str]) -> bool:
+        """Untagged (made before lablease, e.g. by teuthology) or tagged with this lab."""
+        return metadata.get(TAG_LAB, self.lab) == self.lab
 
     def destroy(self, name: str) -> None:
         """Detach and delete the node's volumes, delete every server of that name, delete its DNS name.
