@@ -432,3 +432,14 @@ def test_destroy_leaves_a_server_and_volume_of_the_same_name_that_another_lab_ta
     cloud.servers["untagged"] = Server("untagged", "node1", "running")  # made before lablease: still ours by name
     prov.destroy("node1")
     assert set(cloud.servers) == {"foreign"} and set(cloud.volumes) == {"foreign-vol"}
+
+
+def test_all_or_nothing_says_when_a_node_that_came_up_could_not_be_destroyed_again(lab_key):
+    cloud = FakeCloud()
+    prov, _ = make(lab_key, cloud=cloud, launch_retries=1, delete_timeout=0.05)
+    cloud.fail["delete_server"] = [BaseHTTPError(400, "Cannot delete a locked server")]
+    outcomes = prov.create_many([CreateRequest("node1", "ubuntu", "22.04"),
+                                 CreateRequest("node2", "ubuntu", "22.04", {"machine": {"ram": 99999}})],
+                                all_or_nothing=True)
+    assert not outcomes[0].ok and len(cloud.servers) == 1
+    assert "may remain" in outcomes[0].error.message and "locked server" in outcomes[0].error.message

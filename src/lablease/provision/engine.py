@@ -190,15 +190,17 @@ class Provisioner:
 
         outcomes = self._map(one, requests)
         if all_or_nothing and not all(o.ok for o in outcomes):
-            made = [o.name for o in outcomes if o.ok]
-            for undone in self.destroy_many(made):
-                if not undone.ok:
+            made = [o for o in outcomes if o.ok]
+            for o, undone in zip(made, self.destroy_many([o.name for o in made])):
+                node = self.short_name(o.name)
+                if undone.ok:
+                    message = "destroyed again because another node of the request failed"
+                else:  # say that it is still there: the caller must not think nothing is left
                     log.error("all-or-nothing cleanup failed node=%s error=%s", undone.name, undone.error)
-            for o in outcomes:
-                if o.ok:
-                    o.ok, o.node = False, None
-                    o.error = ProvisionError(Stage.DESTROY, self.short_name(o.name),
-                                             "destroyed again because another node of the request failed")
+                    message = ("another node of the request failed, and destroying this one failed too, "
+                               f"so it may remain: {undone.error.message}")
+                o.ok, o.node = False, None
+                o.error = ProvisionError(Stage.DESTROY, node, message)
         return outcomes
 
     def _map(self, fn, items: list) -> list:
