@@ -443,3 +443,23 @@ def test_all_or_nothing_says_when_a_node_that_came_up_could_not_be_destroyed_aga
                                 all_or_nothing=True)
     assert not outcomes[0].ok and len(cloud.servers) == 1
     assert "may remain" in outcomes[0].error.message and "locked server" in outcomes[0].error.message
+
+
+def test_provisioner_from_config_closes_the_dns_client_it_opened_when_the_lab_key_is_unreadable(tmp_path, monkeypatch):
+    from lablease.config.errors import ConfigError
+    from lablease.dns.client import DNSClient
+    from lablease.provision.engine import provisioner_from_config
+
+    closed = []
+    real_close = DNSClient.close
+    monkeypatch.setattr(DNSClient, "close", lambda self: (closed.append(self), real_close(self)))
+    bad_key = tmp_path / "lab_key"
+    bad_key.write_text("not a private key\n")
+    config = LabConfig.model_validate({"lab_domain": "lab.example", "nsupdate_url": "http://127.0.0.1:1/update",
+                                       "libcloud": {"providers": {"dev": {
+                                           "driver": "openstack", "ssh_key_file": str(bad_key),
+                                           "driver_args": {"username": "u", "password": "p",
+                                                           "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"}}}}})
+    with pytest.raises(ConfigError, match="cannot read the SSH private key"):
+        provisioner_from_config(config, "dev", token_cache_dir=None)
+    assert len(closed) == 1 and closed[0]._http.is_closed

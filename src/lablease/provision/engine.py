@@ -290,6 +290,11 @@ def provisioner_from_config(config: LabConfig, machine_type: str, **kwargs: Any)
         from lablease.dns.client import DNSClient
 
         dns_client = owned = DNSClient(config.nsupdate_url)
-    prov = Provisioner(config, machine_type, dns_client, **kwargs)
+    try:
+        prov = Provisioner(config, machine_type, dns_client, **kwargs)
+    except BaseException:  # a bad key or provider: do not leave the client's connection pool open
+        if owned is not None:
+            owned.close()
+        raise
     prov._owned_dns = owned
     return prov
