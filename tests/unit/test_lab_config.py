@@ -145,3 +145,13 @@ def test_config_defaults_to_the_users_teuthology_yaml(tmp_path, monkeypatch):
     (tmp_path / ".teuthology.yaml").write_text(SEED)
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 0 and str(tmp_path / ".teuthology.yaml") in result.output
+
+
+@pytest.mark.parametrize("hints, words", [("{ram: 4000}", "Expecting property name"),
+                                          ('{"machine": {"ram": "lots"}}', "machine.ram")])
+def test_provision_create_rejects_bad_hints_with_exit_code_2_before_touching_the_cloud(tmp_path, hints, words):
+    path = _write(tmp_path, SEED)
+    result = CliRunner().invoke(app, ["provision", "create", "node1", "-m", "ovh", "--config", str(path),
+                                      "--hints", hints])
+    assert result.exit_code == 2 and "--hints" in result.output and words in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -62,6 +62,22 @@ def _provisioner(config: Optional[Path], machine_type: str):
         raise typer.Exit(2) from None
 
 
+def _parse_hints(hints: Optional[str]):
+    """The --hints JSON, checked before anything is created: one clear error instead of one per node."""
+    from lablease.provision.hints import HintsError, merge_hints
+
+    if not hints:
+        return None
+    try:
+        parsed = json.loads(hints)
+        merge_hints(parsed)
+    except (json.JSONDecodeError, HintsError) as exc:
+        typer.echo(f"error: --hints: {exc} (give JSON such as "
+                   '\'{"machine": {"ram": 4000}, "volumes": {"count": 2, "size": 10}}\')', err=True)
+        raise typer.Exit(2) from None
+    return parsed
+
+
 @provision_app.command("create")
 def create(
     names: list[str] = typer.Argument(..., help="node names (short or in the lab domain)"),
@@ -75,7 +91,7 @@ def create(
     from lablease.provision.models import CreateRequest
     from lablease.provision.progress import rich_progress
 
-    parsed = json.loads(hints) if hints else None
+    parsed = _parse_hints(hints)
     with _provisioner(config, machine_type) as prov, rich_progress(names) as on_progress:
         prov.emit = on_progress
         outcomes = prov.create_many([CreateRequest(n, os_type, os_version, parsed) for n in names])
