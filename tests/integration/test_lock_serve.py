@@ -100,3 +100,11 @@ def test_nodes_add_list_remove_manage_the_inventory_through_the_api(tmp_path):
             assert [n["name"] for n in http.get("/nodes/").json()] == [names[2]]
     finally:
         server.stop()
+
+
+def test_an_unknown_log_level_is_a_config_error_naming_the_key_not_a_traceback(tmp_path):
+    cfg = tmp_path / "teuthology.yaml"
+    cfg.write_text(yaml.safe_dump({"lablease": {"log_level": "verbose", "data_dir": str(tmp_path / "data")}}))
+    done = lablease("serve", "--config", str(cfg))
+    assert done.returncode != 0
+    assert "lablease.log_level" in done.stderr and "Traceback" not in done.stderr

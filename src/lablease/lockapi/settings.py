@@ -49,6 +49,14 @@ class LabSection(BaseModel):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        # Checked here: logging and uvicorn would otherwise fail at start-up with a traceback.
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
 
 class TopLevel(BaseModel):
     model_config = ConfigDict(extra="ignore")
