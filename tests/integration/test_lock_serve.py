@@ -108,3 +108,11 @@ def test_an_unknown_log_level_is_a_config_error_naming_the_key_not_a_traceback(t
     done = lablease("serve", "--config", str(cfg))
     assert done.returncode != 0
     assert "lablease.log_level" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag,value", [("--port", "70000"), ("--port", "0"), ("--workers", "0")])
+def test_serve_refuses_an_out_of_range_port_or_worker_count_before_starting(tmp_path, flag, value):
+    done = subprocess.run([sys.executable, "-m", "lablease", "serve", flag, value], capture_output=True, text=True,
+                          timeout=20, env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert done.returncode == 2 and flag in done.stderr
+    assert not (tmp_path / "xdg").exists()  # nothing was created

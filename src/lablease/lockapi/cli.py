@@ -29,8 +29,9 @@ def _fail(text: str) -> None:
 def serve(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="teuthology.yaml-style file with a lablease: section."),
     host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help=f"Port to listen on (default {DEFAULT_PORT})."),
-    workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default 1)."),
+    # Ranges as in the config file's lablease section: overrides bypass its validation.
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help=f"Port to listen on (default {DEFAULT_PORT})."),
+    workers: Optional[int] = typer.Option(None, min=1, max=64, help="uvicorn worker processes (default 1)."),
 ) -> None:
     """Serve the paddles-compatible /nodes lock API."""
     from lablease.lockapi.serve import serve as run
