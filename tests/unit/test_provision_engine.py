@@ -463,3 +463,16 @@ def test_provisioner_from_config_closes_the_dns_client_it_opened_when_the_lab_ke
     with pytest.raises(ConfigError, match="cannot read the SSH private key"):
         provisioner_from_config(config, "dev", token_cache_dir=None)
     assert len(closed) == 1 and closed[0]._http.is_closed
+
+
+@pytest.mark.parametrize("name", ["", ".lab.example", "node_1", "node1.other.example", "-node1"])
+def test_a_bad_node_name_is_refused_before_anything_is_created_or_destroyed(lab_key, name):
+    prov, cloud = make(lab_key)
+    cloud.volumes["v"] = Volume("v", "_0", "available", 5)  # what the empty name's volume pattern would match
+    [created] = prov.create_many([CreateRequest(name, "ubuntu", "22.04")])
+    [destroyed] = prov.destroy_many([name])
+    for outcome in (created, destroyed):
+        assert not outcome.ok and "bad node name" in outcome.error.message
+    with pytest.raises(ProvisionError, match="bad node name"):
+        prov.destroy(name)
+    assert cloud.calls["create_server"] == 0 and not cloud.servers and set(cloud.volumes) == {"v"}

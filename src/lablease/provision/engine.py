@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any, Iterable
 
 from lablease.config.errors import ConfigError
 from lablease.config.lab import LabConfig, ProviderConfig
+from lablease.dns.validation import Rejection, check_name
 from lablease.provision.adapters import CloudAdapter, adapter_for
 from lablease.provision.calls import CloudCaller
 from lablease.provision.errors import ProvisionError, Stage
@@ -44,6 +46,7 @@ from lablease.provision.tokencache import FileTokenCache
 log = logging.getLogger(__name__)
 
 _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa")
+_ANY_NAME = re.compile(r"(?s:.*)")  # node names are checked for form only; which ones may be used is the lock's job
 
 
 def _no_progress(event: ProgressEvent) -> None:
@@ -125,6 +128,19 @@ class Provisioner:
         suffix = "." + self.config.lab_domain
         return name[: -len(suffix)] if name.endswith(suffix) else name
 
+    def node_name(self, name: str, stage: Stage) -> str:
+        """``short_name(name)``, refused (ProvisionError) unless it is one host name in the lab domain.
+
+        An empty or odd name would otherwise name a server, a DNS record and the volume pattern
+        ``<name>_<digits>`` that destroy deletes by; the DNS service's own check decides.
+        """
+        node = self.short_name(name)
+        try:
+            check_name(node, self.config.lab_domain.lower(), _ANY_NAME)
+        except Rejection as exc:
+            raise ProvisionError(stage, node or None, f"bad node name: {exc.message}") from None
+        return node
+
     def prepare(self) -> None:
         """Authenticate once before the worker threads start, so they share one token."""
         with self._auth_once:
@@ -134,7 +150,7 @@ class Provisioner:
 
     def create(self, name: str, os_type: str, os_version: str, hints: Any = None) -> NodeInfo:
         """Create one node, ready over SSH and named in DNS, or raise ProvisionError with nothing left behind."""
-        node = self.short_name(name)
+        node = self.node_name(name, Stage.CREATE)
         try:
             need = merge_hints(self.config.openstack, hints)
         except HintsError as exc:
@@ -241,8 +257,9 @@ class Provisioner:
         Destroying what is already gone succeeds.
         """
         self.prepare()
+        node = self.node_name(name, Stage.DESTROY)
         servers, volumes = self._snapshot()
-        self._destroy(self.short_name(name), servers, volumes)
+        self._destroy(node, servers, volumes)
 
     def destroy_many(self, names: Iterable[str]) -> list[Outcome]:
         """Destroy nodes up to ``max_parallel`` at a time from one listing of servers and volumes."""
@@ -257,7 +274,7 @@ class Provisioner:
 
         def one(name: str) -> Outcome:
             try:
-                self._destroy(self.short_name(name), servers, volumes)
+                self._destroy(self.node_name(name, Stage.DESTROY), servers, volumes)
                 return Outcome(name, True)
             except ProvisionError as exc:
                 return Outcome(name, False, error=exc)
