@@ -34,6 +34,8 @@ def canonicalize_hostname(name: str, lab_domain: str | None, user: str | None = 
     if not name:
         raise ValueError("a host name must not be empty")
     given_user, host = _split_user(name)
+    if not host.strip("."):
+        raise ValueError(f"no host name after the user in {name!r}: give user@host or host")
     user = given_user or user
     if not _is_ip(host) and lab_domain:
         domain = lab_domain.strip(".")

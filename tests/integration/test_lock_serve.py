@@ -116,3 +116,11 @@ def test_serve_refuses_an_out_of_range_port_or_worker_count_before_starting(tmp_
                           timeout=20, env={**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert done.returncode == 2 and flag in done.stderr
     assert not (tmp_path / "xdg").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_nodes_add_and_remove_refuse_a_name_without_a_host_part_with_a_usage_error(tmp_path, command):
+    cfg = tmp_path / "teuthology.yaml"
+    cfg.write_text(yaml.safe_dump({"lab_domain": "lab.example"}))
+    done = lablease("nodes", command, "-c", str(cfg), "--server", "http://127.0.0.1:9", "ubuntu@")
+    assert done.returncode == 2 and "no host name" in done.stderr and "Traceback" not in done.stderr

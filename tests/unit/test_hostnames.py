@@ -50,6 +50,12 @@ def test_empty_names_are_refused():
         canonicalize_hostname("  ", DOMAIN)
 
 
+@pytest.mark.parametrize("given", ["ubuntu@", "ubuntu@.", "."])
+def test_a_name_without_a_host_part_is_refused_not_turned_into_the_bare_domain(given):
+    with pytest.raises(ValueError, match="no host name"):
+        canonicalize_hostname(given, DOMAIN)
+
+
 def test_numbered_names_are_zero_padded_and_widen_past_999():
     assert numbered_names("ovh", 3) == ["ovh001", "ovh002", "ovh003"]
     assert numbered_names("ovh", 2, start=999) == ["ovh0999", "ovh1000"]

@@ -46,6 +46,15 @@ def serve(
     run(settings)
 
 
+def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:
+    """The inventory names of ``names`` in the lab domain; a malformed name is a usage error."""
+    try:
+        return [canonicalize_hostname(n, lab_domain) for n in names]
+    except ValueError as exc:
+        _fail(str(exc))
+    raise AssertionError  # pragma: no cover
+
+
 def _user_config(config: Optional[Path]) -> tuple[dict[str, Any], Optional[str]]:
     path = (config or USER_CONFIG).expanduser()
     if config is None and not path.exists():
@@ -102,7 +111,7 @@ def add(
     if not names:
         _fail("nothing to add: give node names or --machine-type TYPE --count N")
     client, lab_domain = _client(server, config, token)
-    full = [canonicalize_hostname(n, lab_domain) for n in names]
+    full = _full_names(names, lab_domain)
     fields = {k: v for k, v in dict(machine_type=machine_type, is_vm=vm, up=up, os_type=os_type,
                                      os_version=os_version, arch=arch, description=description).items()
               if v is not None}
@@ -138,7 +147,7 @@ def remove(
 ) -> None:
     """Delete nodes; refuses (and deletes nothing) when one is missing or locked, unless --force."""
     client, lab_domain = _client(server, config, token)
-    full = [canonicalize_hostname(n, lab_domain) for n in names]
+    full = _full_names(names, lab_domain)
     with client:
         try:
             known = {n["name"]: n for n in client.list()}
