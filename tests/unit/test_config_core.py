@@ -58,3 +58,8 @@ def test_redact_hides_secret_values_at_any_depth():
     assert args == {"username": "u", "password": "***", "ex_tenant_name": "t"}
     assert shown["tokens"][0] == {"id": "ci", "token": "***"} and shown["api_key"] == "***"
     assert data["libcloud"]["providers"]["ovh"]["driver_args"]["password"] == "p"
+
+
+def test_redact_hides_plain_values_listed_under_a_secret_key():
+    shown = redact({"tokens": ["abc", ["def"]], "passwords": ("p1",), "names": ["n1"], "token": None})
+    assert shown == {"tokens": ["***", ["***"]], "passwords": ["***"], "names": ["n1"], "token": None}

@@ -19,14 +19,15 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(str(key)))
 
 
-def redact(value: Any) -> Any:
-    """Return a deep copy of ``value`` with every secret-named key's value replaced by ``***``."""
+def redact(value: Any, *, secret: bool = False) -> Any:
+    """Return a deep copy of ``value`` with every secret-named key's value replaced by ``***``.
+
+    Containers under a secret-looking key are walked, not hidden whole, so that
+    ``tokens: [{id: ci, token: ...}]`` still shows the ids; but a plain value in a list under such
+    a key (``tokens: [abc, def]``) is itself a secret (``secret`` carries that down the lists).
+    """
     if isinstance(value, dict):
-        # Containers under a secret-looking key (a list of tokens) are walked, not hidden whole.
-        return {
-            k: REDACTED if is_secret_key(k) and v not in (None, "") and not isinstance(v, (dict, list, tuple)) else redact(v)
-            for k, v in value.items()
-        }
+        return {k: redact(v, secret=is_secret_key(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    return value
+        return [redact(v, secret=secret) for v in value]
+    return REDACTED if secret and value not in (None, "") else value
