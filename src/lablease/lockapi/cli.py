@@ -86,6 +86,17 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default ~/.t
 TokenOpt = typer.Option(None, "--token", help=f"Admin token (or set {TOKEN_ENV}; or lablease.admin_token in the config).")
 
 
+def _delete_all(client: LockClient, names: list[str]) -> list[str]:
+    """Delete every one of ``names`` (undoing an add); return those that could not be deleted."""
+    left = []
+    for name in names:
+        try:
+            client.delete(name)
+        except LockClientError:
+            left.append(name)
+    return left
+
+
 @nodes_app.command("add")
 def add(
     names: list[str] = typer.Argument(None, help="Node names; or use --count with --machine-type."),
@@ -128,14 +139,14 @@ def add(
             for name in full:
                 client.create(name, **fields)
                 created.append(name)
-        except LockClientError as exc:
-            for name in created:
-                try:
-                    client.delete(name)
-                except LockClientError:
-                    pass
+        except (LockClientError, KeyboardInterrupt) as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            left = _delete_all(client, created)
+            if left:
+                _fail(f"{reason}; could not remove {len(left)} of the node(s) created before it, "
+                      f"remove them by hand: {', '.join(left)}")
             undo = f"; removed the {len(created)} node(s) created before it" if created else "; nothing added"
-            _fail(f"{exc}{undo}")
+            _fail(f"{reason}{undo}")
     typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
 
 

@@ -1,0 +1,70 @@
+"""`lablease nodes add` undoes a partial add, and says plainly what it could not undo.
+
+The lock server is replaced by a client stub here (the narrow boundary): a server that accepts
+some creates and then refuses deletes cannot be arranged with the real one.
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from lablease.cli import app
+from lablease.lockapi import cli as nodes_cli
+from lablease.lockapi.client import LockClientError
+
+
+class StubClient:
+    def __init__(self, fail_create: str | None = None, fail_delete: set[str] = frozenset(),
+                 interrupt_at: str | None = None):
+        self.fail_create, self.fail_delete, self.interrupt_at = fail_create, set(fail_delete), interrupt_at
+        self.existing: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def list(self, **_):
+        return [{"name": n, "locked": False} for n in self.existing]
+
+    def create(self, name, **_):
+        if name == self.interrupt_at:
+            raise KeyboardInterrupt
+        if name == self.fail_create:
+            raise LockClientError(f"POST /nodes/: 400 refused {name}")
+        self.existing.append(name)
+
+    def delete(self, name):
+        if name in self.fail_delete:
+            raise LockClientError(f"DELETE /nodes/{name}/: 503 try later")
+        self.existing.remove(name)
+
+
+def _add(monkeypatch, stub: StubClient, *names: str):
+    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    return CliRunner().invoke(app, ["nodes", "add", *names])
+
+
+def test_nodes_add_removes_what_it_created_when_a_later_create_fails(monkeypatch):
+    stub = StubClient(fail_create="n3")
+    done = _add(monkeypatch, stub, "n1", "n2", "n3")
+    assert done.exit_code == 2 and "removed the 2 node(s)" in done.output
+    assert stub.existing == []
+
+
+def test_nodes_add_names_the_nodes_it_could_not_remove_instead_of_claiming_it_removed_them(monkeypatch):
+    stub = StubClient(fail_create="n3", fail_delete={"n2"})
+    done = _add(monkeypatch, stub, "n1", "n2", "n3")
+    assert done.exit_code == 2
+    assert "remove them by hand: n2" in done.output and "removed the 2" not in done.output
+    assert stub.existing == ["n2"]
+
+
+@pytest.mark.parametrize("at", ["n2", "n3"])
+def test_nodes_add_interrupted_midway_removes_what_it_created(monkeypatch, at):
+    stub = StubClient(interrupt_at=at)
+    done = _add(monkeypatch, stub, "n1", "n2", "n3")
+    assert done.exit_code == 2 and "interrupted" in done.output
+    assert stub.existing == []
