@@ -38,13 +38,16 @@ class LockClient:
             resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise LockClientError(f"cannot reach the lock server at {self.base_url}: {exc}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
         if resp.status_code >= 400:
-            try:
-                text = resp.json().get("message") or resp.text
-            except ValueError:
-                text = resp.text[:200]
-            raise LockClientError(f"{method} {path}: {resp.status_code} {text}")
-        return resp.json()
+            text = body.get("message") if isinstance(body, dict) else None
+            raise LockClientError(f"{method} {path}: {resp.status_code} {text or resp.text[:200]}")
+        if body is None and resp.content.strip() != b"null":
+            raise LockClientError(f"{method} {path}: the answer is not JSON; is {self.base_url} a lablease lock server?")
+        return body
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         params = {k: (int(v) if isinstance(v, bool) else v) for k, v in filters.items() if v is not None}
