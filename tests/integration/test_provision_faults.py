@@ -203,3 +203,14 @@ def test_a_server_that_cannot_be_deleted_is_named_in_the_destroy_failure(make_la
     cloud.clear_faults()
     prov.destroy("node1")  # a later destroy (the reconciler's) finishes the job
     _nothing_left(cloud, dns.bind, ["node1"])
+
+
+def test_a_volume_quota_hit_while_the_first_volume_is_still_creating_is_rolled_back_completely(make_lab):
+    # Cinder refuses to delete a volume in 'creating'; the rollback must wait it out, not give up.
+    make, dns = make_lab
+    prov, cloud = make({"quotas": {"volumes": 1}, "volume_delay": 1.5}, launch_retries=1)
+    with pytest.raises(ProvisionError) as err:
+        prov.create("node1", "ubuntu", "22.04", {"volumes": {"count": 2, "size": 1}})
+    assert err.value.stage.value == "volume" and "quota exceeded" in str(err.value).lower()
+    assert "rollback incomplete" not in str(err.value)
+    _nothing_left(cloud, dns.bind, ["node1"])

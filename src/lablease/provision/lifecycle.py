@@ -27,6 +27,10 @@ from lablease.provision.waiting import poll
 
 log = logging.getLogger(__name__)
 
+# Volume states Cinder passes through and refuses to delete in; a teardown waits them out.
+_PASSING = frozenset({"creating", "attaching", "detaching", "reserved", "downloading"})
+_GONE = object()
+
 
 @dataclass
 class Track:
@@ -251,6 +255,7 @@ class Lifecycle:
                 problems.append(exc.message)
                 return False
 
+        volumes = [v for v in (self._settled(node, vol, problems) for vol in volumes) if v is not None]
         for vol in volumes:
             if vol.attached_to and attempt(f"detach volume {vol.id}", lambda v=vol: a.detach_volume(v)):
                 try:
@@ -272,6 +277,32 @@ class Lifecycle:
             except Exception as exc:  # DNSClientError: the record may outlive us; say so
                 problems.append(f"DNS record of {node}: {exc}")
         return problems
+
+    def _settled(self, node: str, vol: Volume, problems: list[str]) -> Volume | None:
+        """``vol`` once it has left a passing state such as creating (None when it is gone).
+
+        A rollback can come while a volume it made is still being created or attached, and Cinder
+        refuses to delete it then; without this wait the volume would be left behind.
+        """
+        if vol.state not in _PASSING:
+            return vol
+        last = {"state": vol.state}
+
+        def check():
+            found = self.caller.call(Stage.DESTROY, node, lambda: self.adapter.get_volume(vol.id), what="get volume")
+            if found is None:
+                return _GONE
+            last["state"] = found.state
+            return None if found.state in _PASSING else found
+
+        try:
+            found = self._poll(check, self.p.volume_timeout, lambda: ProvisionError(
+                Stage.DESTROY, node, f"volume {vol.id} still {last['state']} after {self.p.volume_timeout:.0f}s; "
+                "not deleted"))
+        except ProvisionError as exc:
+            problems.append(exc.message)
+            return None
+        return None if found is _GONE else found
 
     def _wait_gone(self, node: str, what: str, get: Callable[[], object], delete: Callable[[], object],
                    problems: list[str], redeletes: int = 4) -> None:
