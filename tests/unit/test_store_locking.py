@@ -120,3 +120,18 @@ def test_transient_database_errors_are_retried_then_become_unavailable():
     with pytest.raises(Unavailable, match="please retry"):
         run_with_retry(always)
     assert not is_transient(OperationalError("x", {}, Busy("no such table: nodes")))
+
+
+def test_an_unreachable_database_is_unavailable_503_not_an_internal_error(caplog):
+    from lablease.netutil import free_port
+
+    s = NodeStore.open(f"postgresql+psycopg://nobody:pw-not-logged@127.0.0.1:{free_port()}/none?connect_timeout=5",
+                       run_migrations=False)
+    try:
+        with pytest.raises(Unavailable, match="please retry"):
+            s.get("n1")
+        with pytest.raises(Unavailable, match="please retry"):
+            s.lock_many(1, "t", "alice", None)
+    finally:
+        s.close()
+    assert "store database failure" in caplog.text and "pw-not-logged" not in caplog.text

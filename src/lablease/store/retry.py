@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from lablease.store.errors import InvalidRequest, Unavailable
@@ -58,5 +58,12 @@ def run_with_retry(fn: Callable[[], T]) -> T:
         raise InvalidRequest(f"a value was refused by the database: {detail}") from None
     except RetryError as exc:
         log.warning("store gave up after retries error=%s", exc.last_attempt.exception())
+        raise Unavailable("encountered a DB error; please retry") from None
+    except (OperationalError, InterfaceError) as exc:
+        # The database is down, unreachable or dropped the connection: the request is not at fault
+        # and may succeed later, so 503 (as after retries), not a 500. Not retried here: a dropped
+        # COMMIT may have been applied, and repeating a lock_many would then lock twice.
+        log.error("store database failure error=%s: %s", type(exc.orig).__name__,
+                  (str(exc.orig).splitlines() or [""])[0])
         raise Unavailable("encountered a DB error; please retry") from None
     raise AssertionError("unreachable")  # pragma: no cover
