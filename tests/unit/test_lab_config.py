@@ -155,3 +155,10 @@ def test_provision_create_rejects_bad_hints_with_exit_code_2_before_touching_the
                                       "--hints", hints])
     assert result.exit_code == 2 and "--hints" in result.output and words in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_repr_of_the_config_shows_no_password_or_passphrase(tmp_path):
+    lab = load_lab_config(_write(tmp_path, SEED + "      ssh_key_passphrase: s3cret-phrase\n"))
+    for shown in (repr(lab), str(lab), repr(lab.provider("ovh")), f"{lab.provider('ovh')!s}"):
+        assert "my_ovh_password" not in shown and "s3cret-phrase" not in shown
+    assert lab.provider("ovh").driver_args["password"] == "my_ovh_password"

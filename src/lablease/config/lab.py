@@ -75,7 +75,9 @@ class ProviderConfig(BaseModel):
 
     # teuthology's keys
     driver: str
-    driver_args: dict[str, Any] = Field(default_factory=dict)
+    # repr=False: these hold the cloud password and the key passphrase, and a model's repr ends up
+    # in log lines, tracebacks and pytest failure output.
+    driver_args: dict[str, Any] = Field(default_factory=dict, repr=False)
     ssh_interface: Literal["public_ips", "private_ips"] = "public_ips"
     exclude_image: list[str] = Field(default_factory=list)
     allow_sizes: list[str] = Field(default_factory=lambda: [".*"])
@@ -92,7 +94,7 @@ class ProviderConfig(BaseModel):
     ssh_user: str = "ubuntu"
     ssh_port: int = Field(default=22, ge=1, le=65535)
     ssh_key_file: str | None = None
-    ssh_key_passphrase: str | None = None
+    ssh_key_passphrase: str | None = Field(default=None, repr=False)
     authorized_keys: list[str] = Field(default_factory=list)
     ready_command: str = DEFAULT_READY_COMMAND
     rate: float = Field(default=0.0, ge=0, description="minimum seconds between API calls")
