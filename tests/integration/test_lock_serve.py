@@ -124,3 +124,13 @@ def test_nodes_add_and_remove_refuse_a_name_without_a_host_part_with_a_usage_err
     cfg.write_text(yaml.safe_dump({"lab_domain": "lab.example"}))
     done = lablease("nodes", command, "-c", str(cfg), "--server", "http://127.0.0.1:9", "ubuntu@")
     assert done.returncode == 2 and "no host name" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_with_an_unreachable_database_says_so_in_one_line_without_the_password(tmp_path):
+    cfg = tmp_path / "teuthology.yaml"
+    url = f"postgresql+psycopg://lab:db-pass-word@127.0.0.1:{free_port()}/inventory"
+    cfg.write_text(yaml.safe_dump({"lablease": {"database_url": url}}))
+    done = lablease("serve", "--config", str(cfg))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "lablease.database_url" in done.stderr and "cannot open or migrate the database" in done.stderr
+    assert "db-pass-word" not in done.stderr + done.stdout

@@ -43,7 +43,10 @@ def serve(
     overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
-    run(settings)
+    try:
+        run(settings)
+    except ConfigError as exc:  # the database named in the config cannot be opened
+        _fail(str(exc))
 
 
 def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:

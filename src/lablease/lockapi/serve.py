@@ -8,6 +8,9 @@ import os
 import uvicorn
 from starlette.types import ASGIApp
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, InterfaceError
+
+from lablease.config import ConfigError
 
 from lablease.lockapi.app import create_served_app
 from lablease.lockapi.settings import LockSettings
@@ -33,7 +36,15 @@ def worker_app() -> ASGIApp:
 def serve(settings: LockSettings) -> None:
     """Migrate the database, then serve until interrupted."""
     setup_logging(settings.log_level)
-    store = NodeStore.open(settings.database_url, run_migrations=True, pool_size=1)
+    try:
+        store = NodeStore.open(settings.database_url, run_migrations=True, pool_size=1)
+    except (DatabaseError, InterfaceError) as exc:
+        # The URL's password stays out: only the driver's first line (which never holds it) is shown.
+        first = (str(exc.orig).splitlines() or ["unknown error"])[0]
+        raise ConfigError(f"cannot open or migrate the database {safe_url(settings.database_url)}: {first}",
+                          file=str(settings.config_file) if settings.config_file else None,
+                          key="lablease.database_url",
+                          fix="start the database server or correct the URL") from None
     store.close()
     log.info("lock server starting url=http://%s:%d database=%s workers=%d admin_token=%s lab_domain=%s",
              settings.host, settings.port, safe_url(settings.database_url), settings.workers,
