@@ -107,3 +107,23 @@ def test_events_outlive_a_deleted_node(store):
     assert events[-1].action == "delete" and events[-1].who == "admin" and events[-1].new is None
     with pytest.raises(NotFound):
         store.events("never-existed")
+
+
+def test_a_failed_migration_leaves_no_database_connection_open(tmp_path):
+    import os
+    import sqlite3
+
+    db = tmp_path / "clash.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE nodes (x INTEGER)")  # not ours: the first migration cannot create it
+    conn.commit()
+    conn.close()
+    with pytest.raises(Exception, match="nodes"):
+        NodeStore.open(f"sqlite:///{db}")
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    assert str(db) not in open_files

@@ -65,7 +65,11 @@ class NodeStore:
         """Connect to ``url`` and (by default) bring its schema up to date."""
         engines = make_engines(url, pool_size=pool_size)
         if run_migrations:
-            migrate(engines)
+            try:
+                migrate(engines)
+            except BaseException:
+                engines.dispose()  # the caller never gets the store, so nobody else would close its pool
+                raise
         return cls(engines)
 
     def close(self) -> None:
