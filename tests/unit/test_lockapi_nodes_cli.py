@@ -68,3 +68,13 @@ def test_nodes_add_interrupted_midway_removes_what_it_created(monkeypatch, at):
     done = _add(monkeypatch, stub, "n1", "n2", "n3")
     assert done.exit_code == 2 and "interrupted" in done.output
     assert stub.existing == []
+
+
+def test_nodes_remove_failing_midway_says_which_nodes_are_gone_and_which_are_not(monkeypatch):
+    stub = StubClient(fail_delete={"n2"})
+    stub.existing = ["n1", "n2", "n3"]
+    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    done = CliRunner().invoke(app, ["nodes", "remove", "n1", "n2", "n3"])
+    assert done.exit_code == 2
+    assert "removed before it: n1" in done.output and "not removed: n2, n3" in done.output
+    assert stub.existing == ["n2", "n3"]

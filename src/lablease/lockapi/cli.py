@@ -173,11 +173,13 @@ def remove(
         locked = [n for n in full if known[n]["locked"]]
         if locked and not force:
             _fail(f"locked: {', '.join(locked)}; unlock them first or pass --force; nothing removed")
-        for name in full:
+        for done, name in enumerate(full):
             try:
                 client.delete(name)
             except LockClientError as exc:
-                _fail(str(exc))
+                # Deleted nodes cannot be put back as they were: say exactly what is gone and what is not.
+                gone = f"removed before it: {', '.join(full[:done])}" if done else "nothing removed"
+                _fail(f"{exc}; {gone}; not removed: {', '.join(full[done:])}")
     typer.echo(f"removed {len(full)} node(s)")
 
 
