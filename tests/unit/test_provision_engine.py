@@ -476,3 +476,12 @@ def test_a_bad_node_name_is_refused_before_anything_is_created_or_destroyed(lab_
     with pytest.raises(ProvisionError, match="bad node name"):
         prov.destroy(name)
     assert cloud.calls["create_server"] == 0 and not cloud.servers and set(cloud.volumes) == {"v"}
+
+
+def test_a_node_named_twice_in_one_batch_is_created_once_and_the_repeat_fails(lab_key):
+    prov, cloud = make(lab_key)
+    outcomes = prov.create_many([CreateRequest("node1", "ubuntu", "22.04"), CreateRequest("node2", "ubuntu", "22.04"),
+                                 CreateRequest("node1.lab.example", "ubuntu", "22.04")])
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert "more than once" in outcomes[2].error.message
+    assert sorted(s.name for s in cloud.servers.values()) == ["node1", "node2"]

@@ -198,13 +198,26 @@ class Provisioner:
             return [Outcome(r.name, False, error=ProvisionError(exc.stage, self.short_name(r.name), exc.message,
                                                                  kind=exc.kind)) for r in requests]
 
-        def one(req: CreateRequest) -> Outcome:
+        # The same node twice would race itself: two servers of one name and one DNS record.
+        seen: set[str] = set()
+        repeated: set[int] = set()
+        for i, r in enumerate(requests):
+            node = self.short_name(r.name).lower()
+            if node in seen:
+                repeated.add(i)
+            seen.add(node)
+
+        def one(item: tuple[int, CreateRequest]) -> Outcome:
+            i, req = item
             try:
+                if i in repeated:
+                    raise ProvisionError(Stage.CREATE, self.short_name(req.name),
+                                         "requested more than once in the same batch; created once only")
                 return Outcome(req.name, True, node=self.create(req.name, req.os_type, req.os_version, req.hints))
             except ProvisionError as exc:
                 return Outcome(req.name, False, error=exc)
 
-        outcomes = self._map(one, requests)
+        outcomes = self._map(one, list(enumerate(requests)))
         if all_or_nothing and not all(o.ok for o in outcomes):
             made = [o for o in outcomes if o.ok]
             for o, undone in zip(made, self.destroy_many([o.name for o in made])):
