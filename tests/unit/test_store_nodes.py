@@ -43,6 +43,8 @@ def test_a_create_whose_update_is_refused_leaves_no_node(store):
         store.create("n1", {"locked": True})
     with pytest.raises(NotFound):
         store.get("n1")
+    with pytest.raises(NotFound):  # its create event was rolled back with it
+        store.events("n1")
 
 
 def test_python_update_refuses_unknown_fields(store):
