@@ -92,3 +92,22 @@ def test_pooled_connections_to_a_restarted_bind_are_replaced_without_an_error(dn
     assert httpx.get(dns_service.update_url, params={"name": "node1", "ip": "10.0.0.9"}).text == "success"
     assert bind.addresses("node1") == {"10.0.0.9"}
     assert "lablease_dns_errors_total{" not in httpx.get(f"{dns_service.url}/metrics").text
+
+
+def test_serve_with_several_workers_on_a_busy_port_says_so_without_a_traceback(tmp_path):
+    import socket
+
+    key = tmp_path / "k.key"
+    key.write_text(subprocess.run(["tsig-keygen", "-a", "hmac-sha256", "k"], check=True, capture_output=True,
+                                  text=True).stdout)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "dns.yaml"
+        config.write_text(f"zone: lab.example\nkey_file: k.key\nallow_pattern: 'node[0-9]+'\n"
+                          f"listen_port: {port}\nworkers: 2\n")
+        result = subprocess.run([sys.executable, "-m", "lablease", "dns", "serve", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

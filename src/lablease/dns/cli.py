@@ -64,7 +64,13 @@ def _serve_workers(cfg, config_path: Path, common: dict) -> None:
     family = socket.AF_INET6 if ":" in cfg.listen_host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((cfg.listen_host, cfg.listen_port))
+    try:
+        sock.bind((cfg.listen_host, cfg.listen_port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"error: cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc.strerror} "
+                   "(change listen_host/listen_port or stop what uses the port)", err=True)
+        raise typer.Exit(2) from None
     sock.set_inheritable(True)
     try:
         Multiprocess(uv_config, sockets=[sock]).run()
