@@ -47,6 +47,12 @@ def test_a_create_whose_update_is_refused_leaves_no_node(store):
         store.events("n1")
 
 
+def test_a_name_with_a_slash_is_refused_because_the_api_could_never_address_it(store):
+    with pytest.raises(InvalidRequest, match="must not contain '/'"):
+        store.create("rack1/node1")
+    assert store.list() == []
+
+
 def test_python_update_refuses_unknown_fields(store):
     store.create("n1")
     with pytest.raises(InvalidRequest, match="colour"):

@@ -193,6 +193,9 @@ class NodeStore:
         """Create ``name``, then apply ``values`` as an update (a node may be created locked)."""
         if not name:
             raise InvalidRequest("could not find required key: 'name'")
+        if "/" in name:
+            # /nodes/<name>/ could never address it (not even as %2F): it could not be read or deleted.
+            raise InvalidRequest("name: must not contain '/'; use a host name such as node1.example.com")
         values = {k: v for k, v in (values or {}).items() if k != "name"}
 
         def run(conn: Connection) -> NodeRecord:
