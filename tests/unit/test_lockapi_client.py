@@ -35,3 +35,8 @@ def test_an_error_answer_gives_the_servers_message():
     with _client(503, b'{"message": "only 1 nodes available"}', "application/json") as client, \
             pytest.raises(LockClientError, match="503 only 1 nodes available"):
         client.lock_many(2, "t", "me", None)
+
+
+def test_the_admin_token_never_appears_in_the_clients_repr():
+    with LockClient("http://127.0.0.1:9", admin_token="adm-secret-42") as client:
+        assert "adm-secret-42" not in repr(client) and "127.0.0.1:9" in repr(client)

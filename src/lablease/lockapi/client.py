@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ class LockClient:
     """``base_url`` is the lock server (``lock_server`` of teuthology.yaml)."""
 
     base_url: str
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)  # repr ends up in logs and tracebacks
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
