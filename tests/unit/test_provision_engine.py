@@ -485,3 +485,21 @@ def test_a_node_named_twice_in_one_batch_is_created_once_and_the_repeat_fails(la
     assert [o.ok for o in outcomes] == [True, True, False]
     assert "more than once" in outcomes[2].error.message
     assert sorted(s.name for s in cloud.servers.values()) == ["node1", "node2"]
+
+
+def test_ctrl_c_during_create_many_starts_no_more_nodes_and_destroys_those_that_came_up(lab_key):
+    import _thread
+
+    prov, cloud = make(lab_key, probe=FakeProbe(delay=0.1), max_parallel=2)
+    interrupted = []
+
+    def on_progress(event):
+        if event.stage == "ready" and not interrupted:
+            interrupted.append(event.node)
+            _thread.interrupt_main()  # what Ctrl-C does to the thread waiting in create_many
+
+    prov.emit = on_progress
+    with pytest.raises(KeyboardInterrupt):
+        prov.create_many([CreateRequest(f"node{i}", "ubuntu", "22.04") for i in range(8)])
+    assert interrupted and cloud.calls["create_server"] < 8
+    assert not cloud.servers and not cloud.volumes

@@ -15,7 +15,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from lablease.config.errors import ConfigError
 from lablease.config.lab import LabConfig, ProviderConfig
@@ -217,7 +217,14 @@ class Provisioner:
             except ProvisionError as exc:
                 return Outcome(req.name, False, error=exc)
 
-        outcomes = self._map(one, list(enumerate(requests)))
+        def undo(finished: list[Outcome]) -> None:
+            made = [o.name for o in finished if o.ok]
+            log.warning("create interrupted: destroying the nodes that came up nodes=%s", ",".join(made) or "none")
+            for undone in self.destroy_many(made):
+                if not undone.ok:
+                    log.error("cleanup after interrupt failed node=%s error=%s", undone.name, undone.error)
+
+        outcomes = self._map(one, list(enumerate(requests)), on_interrupt=undo)
         if all_or_nothing and not all(o.ok for o in outcomes):
             made = [o for o in outcomes if o.ok]
             for o, undone in zip(made, self.destroy_many([o.name for o in made])):
@@ -232,12 +239,28 @@ class Provisioner:
                 o.error = ProvisionError(Stage.DESTROY, node, message)
         return outcomes
 
-    def _map(self, fn, items: list) -> list:
+    def _map(self, fn, items: list, on_interrupt: Callable[[list], None] | None = None) -> list:
+        """``fn`` over ``items`` on up to ``max_parallel`` threads, results in order.
+
+        On Ctrl-C (any BaseException while waiting) the items not started yet are dropped, the
+        running ones finish (each rolls back its own failure), and ``on_interrupt`` gets the results
+        that did come back, so that what they made can be undone before the interrupt goes up.
+        """
         if not items:
             return []
         workers = min(self.provider.max_parallel, len(items))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"prov-{self.machine_type}") as pool:
-            return list(pool.map(fn, items))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"prov-{self.machine_type}")
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if on_interrupt is not None:
+                on_interrupt([f.result() for f in futures
+                              if f.done() and not f.cancelled() and f.exception() is None])
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     # -- destroy ---------------------------------------------------------------------------------
 
