@@ -135,3 +135,30 @@ def test_an_unreachable_database_is_unavailable_503_not_an_internal_error(caplog
     finally:
         s.close()
     assert "store database failure" in caplog.text and "pw-not-logged" not in caplog.text
+
+
+@pytest.mark.integration
+def test_on_postgresql_a_row_held_by_a_stuck_session_is_waited_for_a_bounded_time_then_503(request):
+    """An admin's forgotten open transaction must not hold request threads for ever."""
+    s = NodeStore.open(request.getfixturevalue("postgres_url"), lock_timeout_ms=100)
+    s.create("stuck", {"machine_type": "t", "up": True})
+    result: dict = {}
+    with s.engines.write.connect() as conn:
+        tx = conn.begin()
+        conn.execute(text("SELECT id FROM nodes WHERE name = 'stuck' FOR UPDATE"))
+
+        def update() -> None:
+            try:
+                result["node"] = s.update("stuck", description="x")
+            except Exception as exc:  # noqa: BLE001 - reported below
+                result["error"] = exc
+
+        worker = threading.Thread(target=update)
+        worker.start()
+        worker.join(15)
+        hung = worker.is_alive()
+        tx.rollback()
+        worker.join(15)
+    s.close()
+    assert not hung, "the store waited for the row lock without a bound"
+    assert isinstance(result.get("error"), Unavailable), result

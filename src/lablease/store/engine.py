@@ -17,6 +17,15 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL waits for a row lock held by another session for ever by default: one stuck session
+# (an admin's open psql transaction) would then hold every request thread. Give up after this;
+# the store retries the transaction (55P03 is transient) and then answers 503.
+PG_LOCK_TIMEOUT_MS = 5_000
+
+
+def pg_lock_timeout_options(lock_timeout_ms: int) -> str:
+    """libpq ``options`` that bound row-lock waits of a session."""
+    return f"-c lock_timeout={int(lock_timeout_ms)}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ def _sqlite_hooks(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engines(url: str, pool_size: int = 20) -> Engines:
+def make_engines(url: str, pool_size: int = 20, lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> Engines:
     """Create the engines for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -69,9 +78,10 @@ def make_engines(url: str, pool_size: int = 20) -> Engines:
             parsed = parsed.set(drivername="postgresql+psycopg")
         # No overflow: with the lock lane's async pool of the same size, a worker holds at most
         # 2 x pool_size connections, so the defaults (2 workers x 2 x 20) fit max_connections 100.
+        connect_args = {} if "options" in parsed.query else {"options": pg_lock_timeout_options(lock_timeout_ms)}
         engine = create_engine(
             parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=False,
-            isolation_level="READ COMMITTED",
+            isolation_level="READ COMMITTED", connect_args=connect_args,
         )
         return Engines(read=engine, write=engine, autocommit=engine.execution_options(isolation_level="AUTOCOMMIT"))
     raise ValueError(

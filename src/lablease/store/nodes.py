@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from lablease.store import pg_fast
 from lablease.store import queries as q
 
-from lablease.store.engine import Engines, make_engines
+from lablease.store.engine import PG_LOCK_TIMEOUT_MS, Engines, make_engines
 from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from lablease.store.migrate import migrate
 from lablease.store.models import STATES, nodes
@@ -61,9 +61,10 @@ class NodeStore:
         self._write_mutex = threading.Lock() if engines.dialect == "sqlite" else contextlib.nullcontext()
 
     @classmethod
-    def open(cls, url: str, *, run_migrations: bool = True, pool_size: int = 20) -> "NodeStore":
+    def open(cls, url: str, *, run_migrations: bool = True, pool_size: int = 20,
+             lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> "NodeStore":
         """Connect to ``url`` and (by default) bring its schema up to date."""
-        engines = make_engines(url, pool_size=pool_size)
+        engines = make_engines(url, pool_size=pool_size, lock_timeout_ms=lock_timeout_ms)
         if run_migrations:
             try:
                 migrate(engines)

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
 from lablease.store import pg_fast
+from lablease.store.engine import PG_LOCK_TIMEOUT_MS, pg_lock_timeout_options
 from lablease.store.records import NodeRecord, utcnow
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,12 @@ log = logging.getLogger(__name__)
 _GETCONN_TIMEOUT = 5.0
 
 
-def psycopg_conninfo(url: str) -> str:
-    """A libpq connection string from a SQLAlchemy ``postgresql+psycopg://`` URL."""
+def psycopg_conninfo(url: str, lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> str:
+    """A libpq connection string from a SQLAlchemy ``postgresql+psycopg://`` URL (row-lock waits
+    bounded as on the store's own engine, unless the URL sets ``options`` itself)."""
     u = make_url(url)
     parts = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database,
+             "options": pg_lock_timeout_options(lock_timeout_ms),
              **{k: v for k, v in u.query.items() if isinstance(v, str)}}
     return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v is not None})
 
