@@ -53,6 +53,13 @@ _QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
 _EXPIRY_MARGIN = dt.timedelta(seconds=10)
 
 
+def _usable(expires: dt.datetime) -> bool:
+    """Whether a token expiring at ``expires`` (naive means UTC, as libcloud keeps it) is still good to use."""
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
+
+
 class OpenStackAdapter(CloudAdapter):
     def __init__(self, provider: ProviderConfig, token_cache=None):
         self.provider = provider
@@ -79,11 +86,7 @@ class OpenStackAdapter(CloudAdapter):
     @staticmethod
     def _expiring(driver) -> bool:
         expires = getattr(driver.connection, "auth_token_expires", None)
-        if expires is None:
-            return False
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.timezone.utc)
-        return dt.datetime.now(dt.timezone.utc) >= expires - _EXPIRY_MARGIN
+        return expires is not None and not _usable(expires)
 
     def _driver(self):
         """This thread's driver, authenticated (through the shared token) before first use."""
@@ -103,11 +106,7 @@ class OpenStackAdapter(CloudAdapter):
 
     def _shared_token_valid(self) -> bool:
         expires = self._token_expires
-        if expires is None:
-            return False
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.timezone.utc)
-        return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
+        return expires is not None and _usable(expires)
 
     def authenticate(self) -> None:
         self._driver()
