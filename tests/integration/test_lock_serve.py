@@ -122,7 +122,7 @@ def test_serve_refuses_an_out_of_range_port_or_worker_count_before_starting(tmp_
 def test_nodes_add_and_remove_refuse_a_name_without_a_host_part_with_a_usage_error(tmp_path, command):
     cfg = tmp_path / "teuthology.yaml"
     cfg.write_text(yaml.safe_dump({"lab_domain": "lab.example"}))
-    done = lablease("nodes", command, "-c", str(cfg), "--server", "http://127.0.0.1:9", "ubuntu@")
+    done = lablease("nodes", command, "-c", str(cfg), "--server", "http://127.0.0.1:9", ".")
     assert done.returncode == 2 and "no host name" in done.stderr and "Traceback" not in done.stderr
 
 

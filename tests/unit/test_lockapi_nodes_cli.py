@@ -78,3 +78,13 @@ def test_nodes_remove_failing_midway_says_which_nodes_are_gone_and_which_are_not
     assert done.exit_code == 2
     assert "removed before it: n1" in done.output and "not removed: n2, n3" in done.output
     assert stub.existing == ["n2", "n3"]
+
+
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_nodes_add_and_remove_refuse_a_name_with_a_user_as_no_inventory_name_has_one(monkeypatch, command):
+    stub = StubClient()
+    stub.existing = ["node1"]
+    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    done = CliRunner().invoke(app, ["nodes", command, "node2", "ubuntu@node1"])
+    assert done.exit_code == 2 and "node names carry no user: give node1, not ubuntu@node1" in done.output
+    assert stub.existing == ["node1"]

@@ -51,6 +51,12 @@ def serve(
 
 def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:
     """The inventory names of ``names`` in the lab domain; a malformed name is a usage error."""
+    with_user = [n for n in names if "@" in n]
+    if with_user:
+        # Inventory names carry no user (teuthology drops it for the lock server): 'ubuntu@node1'
+        # would become a node no job ever asks for.
+        _fail(f"node names carry no user: give {with_user[0].rpartition('@')[2] or 'the host name'}, "
+              f"not {with_user[0]}")
     try:
         return [canonicalize_hostname(n, lab_domain) for n in names]
     except ValueError as exc:
