@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lablease.lockapi.errors import describe_validation
+from lablease.lockapi.middleware import too_large_message
 from lablease.lockapi.schemas import LockMany, UnlockMany
 from lablease.store import NodeStore, StoreError
 from lablease.store.pg_async import AsyncLockLane
@@ -56,7 +57,7 @@ class HotPaths:
             size += len(chunks[-1])
             more = msg.get("more_body", False)
             if size > self.limit:
-                await _answer(send, 413, {"message": f"request body too large: the limit is {self.limit} bytes"})
+                await _answer(send, 413, {"message": too_large_message(self.limit)})
                 return
         try:
             status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks))

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-def _too_large(limit: int) -> str:
+def too_large_message(limit: int) -> str:
     return f"request body too large: the limit is {limit} bytes"
 
 
@@ -25,7 +25,7 @@ class BodySizeLimit:
             return
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > self.limit:
-                body = json.dumps({"message": _too_large(self.limit)}).encode()
+                body = json.dumps({"message": too_large_message(self.limit)}).encode()
                 await send({"type": "http.response.start", "status": 413, "headers": [
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
@@ -39,7 +39,7 @@ class BodySizeLimit:
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
                     # Raised inside the app's body read, so the app's handler answers 413 JSON.
-                    raise HTTPException(413, _too_large(self.limit))
+                    raise HTTPException(413, too_large_message(self.limit))
             return msg
 
         await self.app(scope, limited_receive, send)
