@@ -63,3 +63,13 @@ def test_redact_hides_secret_values_at_any_depth():
 def test_redact_hides_plain_values_listed_under_a_secret_key():
     shown = redact({"tokens": ["abc", ["def"]], "passwords": ("p1",), "names": ["n1"], "token": None})
     assert shown == {"tokens": ["***", ["***"]], "passwords": ["***"], "names": ["n1"], "token": None}
+
+
+def test_a_broken_regex_is_named_by_position_without_echoing_it():
+    from lablease.config.patterns import check_regex
+
+    assert check_regex("node[0-9]+") == "node[0-9]+"
+    with pytest.raises(ValueError) as err:
+        check_regex("node(secret", hint="; more")
+    assert "position 4" in str(err.value) and str(err.value).endswith("; more")
+    assert "secret" not in str(err.value)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
+from lablease.config.patterns import check_regex
 
 # Where teuthology looks for its config, in order.
 DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
@@ -34,11 +35,7 @@ def _as_patterns(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError("must be a regular expression or a list of them")
     for pattern in value:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            # The regex error names the position, not the pattern text.
-            raise ValueError(f"not a valid regular expression ({exc.msg} at position {exc.pos})") from None
+        check_regex(pattern)
     return value
 
 

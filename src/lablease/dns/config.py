@@ -11,16 +11,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lablease.config import ConfigError, load_yaml_file, validate_section
+from lablease.config.patterns import check_regex
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _check_pattern(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression ({exc.msg}); it is matched against the whole short name") from None
-    return value
+    return check_regex(value, hint="; it is matched against the whole short name")
 
 
 class TokenConfig(BaseModel):
