@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
 from lablease.config.patterns import check_regex
+from lablease.hostnames import check_lab_domain
 
 # Where teuthology looks for its config, in order.
 DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
@@ -101,6 +102,9 @@ class ProviderConfig(BaseModel):
     api_retry_time: float = Field(default=120.0, gt=0)
     volume_timeout: float = Field(default=300.0, gt=0)
     delete_timeout: float = Field(default=300.0, gt=0)
+    # the lab service: what a lock that names no OS gets
+    default_os_type: str = "ubuntu"
+    default_os_version: str = "22.04"
 
     @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
     @classmethod
@@ -167,10 +171,8 @@ class LabConfig(BaseModel):
     @field_validator("lab_domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        value = value.strip().strip(".")
-        if not value or not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", value):
-            raise ValueError("must be a DNS domain such as front.example.com")
-        return value
+        # Lowered here, once: names are compared with it as DNS compares them, in any case.
+        return check_lab_domain(value)
 
     @field_validator("nsupdate_url", "lock_server")
     @classmethod

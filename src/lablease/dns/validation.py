@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-_LDH = re.compile(r"[A-Za-z0-9.-]*")
-_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+from lablease.hostnames import MAX_NAME, HostNameError, check_host_name
 
 
 class Rejection(Exception):
@@ -35,41 +35,41 @@ class HostName:
 def check_name(raw: str | None, zone: str, allow: re.Pattern[str]) -> HostName:
     """Turn ``raw`` (a short name, or a name inside ``zone``) into a HostName or raise Rejection.
 
-    The allow pattern must match the whole name relative to the zone (``re.fullmatch``), so
-    ``node1.evil`` and ``node1\\n`` never pass a pattern meant for ``node1``.
+    The form rules are hostnames.py's; this adds the zone and the allow pattern, which must match
+    the whole lowered name relative to the zone (``re.fullmatch``, ignoring case), so ``node1.evil``
+    and ``node1\\n`` never pass a pattern meant for ``node1``.
     """
     if raw is None or raw == "":
         raise Rejection(400, "missing_name", "missing name: pass ?name=<host>")
-    if not _LDH.fullmatch(raw):
-        what = "a wildcard '*'" if "*" in raw else "a character other than letters, digits, '-' and '.'"
-        raise Rejection(400, "bad_name", f"name is not a valid host name: it contains {what}")
-    name = raw.lower()
-    if name.endswith("."):
-        name = name[:-1]
-    if len(name) > 253:
-        raise Rejection(400, "bad_name", f"name is not a valid host name: {len(name)} characters, at most 253 allowed")
-    labels = name.split(".")
-    for label in labels:
-        if not label:
-            raise Rejection(400, "bad_name", "name is not a valid host name: it has an empty label ('..' or a leading dot)")
-        if len(label) > 63:
-            raise Rejection(400, "bad_name", f"name is not a valid host name: a label has {len(label)} characters, at most 63 allowed")
-        if not _LABEL.fullmatch(label):
-            raise Rejection(400, "bad_name", f"name {name!r} is not a valid host name: a label starts or ends with '-'")
+    try:
+        name = check_host_name(raw)
+    except HostNameError as exc:
+        raise Rejection(400, "bad_name", str(exc)) from None
+    relative = _relative(name, zone)
+    fqdn = f"{relative}.{zone}."
+    if len(fqdn) - 1 > MAX_NAME:
+        raise Rejection(400, "bad_name", f"name {relative!r} is too long once {zone} is appended "
+                                         f"(at most {MAX_NAME} characters)")
+    if not _ignoring_case(allow).fullmatch(relative):
+        raise Rejection(403, "not_allowed", f"name {relative!r} is not allowed: it must fully match the allow pattern")
+    return HostName(relative=relative, fqdn=fqdn)
+
+
+def _relative(name: str, zone: str) -> str:
+    """``name`` (checked, lowered) relative to ``zone``; Rejection(403) for the apex or a name outside the zone."""
     if name == zone:
         raise Rejection(403, "apex", f"name {name!r} is the zone apex; only hosts inside {zone} can be changed")
     if name.endswith("." + zone):
-        relative = name[: -len(zone) - 1]
-    elif "." in name:
+        return name[: -len(zone) - 1]
+    if "." in name:
         raise Rejection(403, "outside_zone", f"name {name!r} is outside zone {zone}: pass a short name or a name ending in .{zone}")
-    else:
-        relative = name
-    fqdn = f"{relative}.{zone}."
-    if len(fqdn) - 1 > 253:
-        raise Rejection(400, "bad_name", f"name {relative!r} is too long once {zone} is appended (at most 253 characters)")
-    if not allow.fullmatch(relative):
-        raise Rejection(403, "not_allowed", f"name {relative!r} is not allowed: it must fully match the allow pattern")
-    return HostName(relative=relative, fqdn=fqdn)
+    return name
+
+
+@lru_cache(maxsize=64)
+def _ignoring_case(allow: re.Pattern[str]) -> re.Pattern[str]:
+    """``allow`` matching in any case: admins may write ``NODE[0-9]+``, and names reach it lowered."""
+    return re.compile(allow.pattern, allow.flags | re.IGNORECASE)
 
 
 def check_addresses(raw: list[str], maximum: int) -> list[str]:

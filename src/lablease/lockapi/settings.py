@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from lablease.config import ConfigError, load_yaml_file, validate_section
+from lablease.hostnames import check_lab_domain
 
 DEFAULT_PORT = 8080
 
@@ -41,6 +42,11 @@ class LabSection(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     db_pool_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
+    # the lab service (a libcloud: section): how long SIGTERM lets work in flight finish before it is
+    # cancelled and rolled back, and how long a process's claim on a node lasts without its heartbeat
+    shutdown_timeout: float = Field(120.0, ge=0, le=3600)
+    lease_seconds: float = Field(300.0, ge=10, le=86400)
+    reconcile_interval: float = Field(60.0, ge=0, le=86400)  # 0: only on demand (lablease reconcile)
 
     @field_validator("database_url")
     @classmethod
@@ -65,6 +71,12 @@ class TopLevel(BaseModel):
     lock_server: str | None = None
     lablease: dict[str, Any] | None = None
 
+    @field_validator("lab_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        # Lowered once, here: inventory names are compared with it in lower case (DNS ignores case).
+        return check_lab_domain(value) if value and value.strip() else None
+
 
 class LockSettings(BaseModel):
     """Everything the lock server needs, resolved (paths made absolute, token read)."""
@@ -82,6 +94,9 @@ class LockSettings(BaseModel):
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 20
     log_level: str = "INFO"
+    shutdown_timeout: float = 120.0
+    lease_seconds: float = 300.0
+    reconcile_interval: float = 60.0
     config_file: Path | None = None
 
     @classmethod
@@ -107,7 +122,8 @@ class LockSettings(BaseModel):
             admin_token=SecretStr(token.get_secret_value().strip()) if token else None,
             host=section.host, port=section.port, workers=section.workers, threads=section.threads,
             max_body_bytes=section.max_body_bytes, db_pool_size=section.db_pool_size,
-            log_level=section.log_level, config_file=Path(file) if file else None,
+            log_level=section.log_level, shutdown_timeout=section.shutdown_timeout,
+            lease_seconds=section.lease_seconds, reconcile_interval=section.reconcile_interval, config_file=Path(file) if file else None,
         )
 
     @classmethod
