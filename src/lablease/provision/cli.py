@@ -87,12 +87,18 @@ def create(
     hints: Optional[str] = typer.Option(None, "--hints", help='JSON, e.g. {"machine": {"ram": 4000}, "volumes": {"count": 2, "size": 10}}'),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Create nodes in parallel and print what came up (JSON lines)."""
+    """Create nodes in parallel and print what came up (JSON lines).
+
+    Ctrl-C or SIGTERM cancels: nothing new starts, waits stop, everything made is removed, and the
+    exit code is 130 (SIGINT) or 143 (SIGTERM); a second signal does not cut the rollback short.
+    """
+    from lablease.interrupts import rollback_on_signal
     from lablease.provision.models import CreateRequest
     from lablease.provision.progress import rich_progress
 
     parsed = _parse_hints(hints)
-    with _provisioner(config, machine_type) as prov, rich_progress(names) as on_progress:
+    with _provisioner(config, machine_type) as prov, rich_progress(names) as on_progress, \
+            rollback_on_signal(prov.cancel) as interrupts:
         prov.emit = on_progress
         outcomes = prov.create_many([CreateRequest(n, os_type, os_version, parsed) for n in names])
     failed = 0
@@ -103,6 +109,8 @@ def create(
         else:
             failed += 1
             typer.echo(json.dumps({"name": o.name, "error": str(o.error), "stage": o.error.stage.value}))
+    if interrupts.exit_code is not None:
+        raise typer.Exit(interrupts.exit_code)
     raise typer.Exit(1 if failed else 0)
 
 

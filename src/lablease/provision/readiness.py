@@ -20,6 +20,7 @@ from typing import Callable
 import paramiko
 
 from lablease.provision.errors import ProvisionError, Stage
+from lablease.provision.waiting import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,24 @@ class ReadyResult:
     host_key: str      # "<type> <base64>", as in known_hosts
     attempts: int
     seconds: float
+
+
+@dataclass
+class Tries:
+    """What one readiness wait has seen so far: enough to say why it failed."""
+
+    logins: int = 0
+    why: str = "never tried"
+    port_seen: bool = False   # sshd accepted a TCP connection at least once
+
+
+class WaitStopped(ProvisionError):
+    """A readiness wait stopped by its ``cancel`` event; ``tries`` is what it had seen until then."""
+
+    def __init__(self, node: str | None, host: str, port: int, tries: Tries):
+        super().__init__(Stage.SSH, node, f"cancelled while waiting for SSH at {host}:{port} "
+                         f"({tries.logins} logins; last: {tries.why})", kind="cancelled")
+        self.tries = tries
 
 
 @dataclass
@@ -111,56 +130,69 @@ class SSHProbe:
         finally:
             channel.close()  # a loop left running on a node that timed out dies with the node
 
-    def wait(self, host: str, timeout: float, node: str | None = None,
-             sleep: Callable[[float], None] | None = None, cancel: threading.Event | None = None) -> ReadyResult:
-        """Log in (retrying with backoff until sshd answers and takes the key), then wait for the
-        ready command on the node itself; raise a retryable ProvisionError(stage=ssh) after ``timeout``.
+    def not_ready(self, host: str, seconds: float, tries: Tries, node: str | None, when: str = "") -> ProvisionError:
+        """The failure after ``seconds`` of waiting (``when`` says since when).
 
-        Setting ``cancel`` stops the wait within a fraction of a second (ProvisionError, kind "cancelled").
+        A port that never accepted a connection is a setting or firewall problem, not bad luck: it
+        is named with its likely fix and not retried (another attempt would wait just as long).
+        """
+        if not tries.port_seen:
+            return ProvisionError(
+                Stage.SSH, node, f"nothing listened on {host}:{self.port} for {seconds:.0f}s{when}: check the "
+                f"provider's ssh_port ({self.port}) and ssh_user ({self.user}), that its security groups let the "
+                f"lab reach TCP port {self.port}, and that the image starts sshd", kind="ssh-port")
+        return ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} after "
+                              f"{seconds:.0f}s{when} ({tries.logins} logins); last: {tries.why}", retryable=True,
+                              kind="timeout")
+
+    def wait(self, host: str, timeout: float, node: str | None = None,
+             sleep: Callable[[float], object] | None = None, cancel: threading.Event | None = None) -> ReadyResult:
+        """Log in (retrying with backoff until sshd answers and takes the key), then wait for the
+        ready command on the node itself; raise ``not_ready(...)`` after ``timeout``.
+
+        Setting ``cancel`` stops the wait within a fraction of a second (``WaitStopped``, kind "cancelled").
         """
         if sleep is None:
             sleep = cancel.wait if cancel is not None else time.sleep
+        tries = Tries()
         start = time.monotonic()
         deadline = start + timeout
         delay = self.first_delay
         port_delay = self.port_interval
-        attempts = 0
-        why = "never tried"
         while True:
             if cancel is not None and cancel.is_set():
-                raise ProvisionError(Stage.SSH, node, f"{attempts} logins; last: {why}", retryable=True,
-                                     kind="cancelled")
+                raise WaitStopped(node, host, self.port, tries)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} "
-                                     f"after {timeout:.0f}s ({attempts} logins); last: {why}", retryable=True,
-                                     kind="timeout")
+                raise self.not_ready(host, timeout, tries, node)
             client = None
             if not self._port_open(host, min(self.connect_timeout, max(remaining, 0.5))):
-                why = f"nothing listens on {host}:{self.port} yet"
+                tries.why = f"nothing listens on {host}:{self.port} yet"
                 sleep(min(port_delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
                 port_delay = min(port_delay * 1.2, self.port_max_interval)
                 continue
-            attempts += 1
+            tries.port_seen = True
+            tries.logins += 1
             try:
                 client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)))
                 status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()), cancel)
                 if status == 0:
                     seconds = time.monotonic() - start
-                    log.info("ssh ready node=%s host=%s logins=%d seconds=%.2f", node, host, attempts, seconds)
-                    return ReadyResult(host_key=host_key, attempts=attempts, seconds=seconds)
+                    log.info("ssh ready node=%s host=%s logins=%d seconds=%.2f", node, host, tries.logins, seconds)
+                    return ReadyResult(host_key=host_key, attempts=tries.logins, seconds=seconds)
                 if status is None or status == 124:  # 124: the loop's own deadline on the node
-                    why = f"the ready command did not succeed within {timeout:.0f}s: {self.command}"
-                    continue  # the deadline has passed: the loop head raises
-                why = f"the ready loop ended with status {status} (session lost?)"
+                    tries.why = f"the ready command did not succeed within {timeout:.0f}s: {self.command}"
+                    continue  # the deadline has passed (or a cancel came): the loop head raises
+                tries.why = f"the ready loop ended with status {status} (session lost?)"
             except paramiko.AuthenticationException:
-                why = "the node refused the lab key (not installed yet, or wrong key)"
+                tries.why = (f"the node refused the lab key for {self.user} (not installed yet, or wrong "
+                             "ssh_user or ssh_key_file)")
             except (paramiko.SSHException, socket.error, EOFError) as exc:
-                why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                tries.why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
             finally:
                 if client is not None:
                     client.close()
-            log.debug("ssh not ready node=%s host=%s try=%d why=%s", node, host, attempts, why)
+            log.debug("ssh not ready node=%s host=%s try=%d why=%s", node, host, tries.logins, tries.why)
             sleep(min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, self.max_delay)
 
@@ -174,6 +206,7 @@ class EarlyProbe:
 
     def __init__(self, probe: SSHProbe, host: str, timeout: float, node: str | None):
         self.host = host
+        self._probe = probe
         self._cancel = threading.Event()
         self._result: ReadyResult | None = None
         self._error: BaseException | None = None
@@ -187,14 +220,29 @@ class EarlyProbe:
         self._thread = threading.Thread(target=run, name=f"ssh-{node}", daemon=True)
         self._thread.start()
 
-    def result(self, timeout: float, node: str | None = None) -> ReadyResult:
-        """The readiness result, waiting at most ``timeout`` more seconds (the ready_timeout after boot)."""
-        self._thread.join(timeout)
+    def _join(self, timeout: float, cancel: threading.Event | None) -> None:
+        """Wait for the probe thread, at most ``timeout`` s, in short slices so that ``cancel`` is seen at once."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and not (cancel is not None and cancel.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._thread.join(min(0.1, left))
+
+    def result(self, timeout: float, node: str | None = None, cancel: threading.Event | None = None) -> ReadyResult:
+        """The readiness result, waiting at most ``timeout`` more seconds (the ready_timeout after boot).
+
+        Setting ``cancel`` (the engine's) stops the wait within a fraction of a second.
+        """
+        self._join(timeout, cancel)
         if self._thread.is_alive():
             self.cancel()
-            detail = self._error.message if isinstance(self._error, ProvisionError) else "no answer"
+            if cancel is not None and cancel.is_set():
+                raise cancelled(Stage.SSH, node, f"waiting for SSH at {self.host}")
+            if isinstance(self._error, WaitStopped):  # what the wait saw names the likely cause
+                raise self._probe.not_ready(self.host, timeout, self._error.tries, node, " after the server ran")
             raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.host} {timeout:.0f}s after the "
-                                 f"server ran ({detail})", retryable=True, kind="timeout")
+                                 "server ran (no answer)", retryable=True, kind="timeout")
         if self._error is not None:
             raise self._error
         assert self._result is not None
