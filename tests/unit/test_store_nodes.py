@@ -86,19 +86,6 @@ def test_unlock_clears_locked_by_and_locked_since(store):
     assert (node.locked, node.locked_by, node.locked_since) == (False, None, None)
 
 
-def test_set_provisioning_records_state_server_addresses_and_error_with_an_event(store):
-    store.create("n1")
-    node = store.set_provisioning("n1", state="provisioning", cloud_server_id="srv-1", who="lab")
-    assert (node.state, node.cloud_server_id) == ("provisioning", "srv-1")
-    node = store.set_provisioning("n1", state="ready", addresses=["10.0.0.5"], last_error=None)
-    assert node.addresses == ["10.0.0.5"] and store.get("n1").addresses == ["10.0.0.5"]
-    events = [e for e in store.events("n1") if e.action == "provision"]
-    assert events[0].old == {"state": "idle", "cloud_server_id": None}
-    assert events[1].new == {"state": "ready", "addresses": ["10.0.0.5"]}
-    with pytest.raises(InvalidRequest, match="state"):
-        store.set_provisioning("n1", state="flying")
-
-
 def test_list_filters_and_orders_by_name(store):
     for name, mt in (("b2", "b"), ("a1", "a"), ("b1", "b")):
         store.create(name, {"machine_type": mt, "up": True})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # paddles' column sizes; clients rely on values of these sizes being accepted.
@@ -16,8 +16,8 @@ OS_VERSION_LEN = 16
 LOCKED_BY_LEN = 64
 MAC_LEN = 17
 
-# Provisioning states a node record can be in (set by the lab service, read by everyone).
-STATES = ("idle", "provisioning", "ready", "destroying", "error")
+# Provisioning states a node record can be in, and the moves between them: lablease.store.rules.
+STATES = ("idle", "provisioning", "ready", "destroying", "destroy-failed")
 
 
 class Base(DeclarativeBase):
@@ -49,6 +49,13 @@ class Node(Base):
     cloud_server_id: Mapped[str | None] = mapped_column(String(255))
     addresses: Mapped[list | None] = mapped_column(JSON)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The running attempt, persisted as it happens (migration 0003), and who works on the node.
+    attempt_id: Mapped[str | None] = mapped_column(String(64))
+    volume_ids: Mapped[list | None] = mapped_column(JSON)
+    dns_written: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime)
+    state_since: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from lablease.store import pg_fast
@@ -23,14 +24,14 @@ from lablease.store import queries as q
 from lablease.store.engine import PG_LOCK_TIMEOUT_MS, Engines, make_engines
 from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from lablease.store.migrate import migrate
-from lablease.store.models import STATES, nodes
+from lablease.store.models import nodes
 from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, parse_time, utcnow
 from lablease.store.retry import run_with_retry
-from lablease.store.rules import UPDATABLE, plan_changes
+from lablease.store.rules import UPDATABLE, plan_changes, unlock_values
+from lablease.store.states import StageLog, StateMachine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _machine_type_clause(machine_type: str):
     return nodes.c.machine_type.in_(types) if len(types) > 1 else nodes.c.machine_type == machine_type
 
 
-class NodeStore:
+class NodeStore(StateMachine, StageLog):
     """The node inventory. Methods raise lablease.store.errors.* with paddles' messages."""
 
     def __init__(self, engines: Engines):
@@ -108,6 +109,13 @@ class NodeStore:
         if not found:
             raise NotFound(missing)
         return found[0]
+
+    def _all_named(self, conn: Connection, wanted: list[str]) -> list[NodeRecord]:
+        """Every node of ``wanted`` (sorted names), row-locked; paddles' 400 when one is missing."""
+        found = self._records(conn, q.BY_NAMES_FOR_UPDATE, {"names": wanted})
+        if len(found) != len(wanted):
+            raise InvalidRequest("Could not find all nodes!")
+        return found
 
     @staticmethod
     def _host_id(conn: Connection, host: str | None) -> int | None:
@@ -217,6 +225,10 @@ class NodeStore:
         """Delete ``name``; its events stay; VM guests lose their host link."""
         def run(conn: Connection) -> None:
             node = self._one(conn, name, for_update=True)
+            if node.state != "idle":
+                # Its server, volumes or DNS name may exist: deleting the record would orphan them.
+                raise Forbidden(f"Cannot delete {name}: it is {node.state}; unlock it first so that "
+                                "its cloud resources are destroyed")
             conn.execute(delete(nodes).where(nodes.c.id == node.id))
             old = {k: v for k, v in node.to_json().items() if k != "vm_host"}
             self._event(conn, [self._event_row(name, "delete", who, utcnow(), old, None)])
@@ -242,54 +254,34 @@ class NodeStore:
         """``PUT /nodes/<name>/lock/``: lock, unlock, or (``locked`` absent) apply the other fields."""
         return self.update_values(name, values, missing="node not found")
 
-    def set_provisioning(self, name: str, *, state: str = _UNSET, cloud_server_id: str | None = _UNSET,
-                         addresses: Iterable[str] | None = _UNSET, last_error: str | None = _UNSET,
-                         who: str | None = None) -> NodeRecord:
-        """Record provisioning progress of ``name`` (lab service); writes a ``provision`` event."""
-        changes: dict[str, Any] = {}
-        if state is not _UNSET:
-            if state not in STATES:
-                raise InvalidRequest(f"state: must be one of {', '.join(STATES)}")
-            changes["state"] = state
-        if cloud_server_id is not _UNSET:
-            changes["cloud_server_id"] = cloud_server_id
-        if addresses is not _UNSET:
-            changes["addresses"] = list(addresses or [])
-        if last_error is not _UNSET:
-            changes["last_error"] = last_error
-
-        def run(conn: Connection) -> NodeRecord:
-            node = self._one(conn, name, for_update=True)
-            diff = {k: v for k, v in changes.items() if getattr(node, k) != v}
-            if not diff:
-                return node
-            now = utcnow()
-            conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **diff, "updated_at": now})
-            old = {k: getattr(node, k) for k in diff}
-            self._event(conn, [self._event_row(name, "provision", who, now, old, diff)])
-            return replace(node, **diff, updated_at=now)
-        return self._write(run)
-
     # -- locking many ---------------------------------------------------------------------
     def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None,
                   os_type: str | None = None, os_version: str | None = None,
-                  arch: str | None = None) -> list[NodeRecord]:
+                  arch: str | None = None, *, provision: bool = False, lease_owner: str | None = None,
+                  lease_seconds: float = 0) -> list[NodeRecord]:
         """Lock ``count`` free, up nodes of ``machine_type`` (``a|b`` for either) for ``locked_by``:
-        all or none, in name order. Unavailable("only N nodes available") when too few are free."""
+        all or none, in name order. Unavailable("only N nodes available") when too few are free.
+
+        ``provision`` (a cloud type, for the lab service): the OS fields say what to create, not
+        which records match, and the nodes move ``idle -> provisioning`` in the same transaction.
+        """
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidRequest("count must be a positive integer")
         if not locked_by:
             raise InvalidRequest("locked_by: must not be empty")
+        if provision:
+            return self._lock_to_provision(count, machine_type, locked_by, description, os_type, os_version, arch,
+                                           lease_owner, lease_seconds)
         flags, params = pg_fast.lock_params(count, machine_type, locked_by, description, os_type, os_version, arch)
 
         postgres = self.engines.dialect == "postgresql"
 
         def fast() -> list[NodeRecord] | None:
+            # Raises only what provably wrote nothing (safe for run_with_retry to repeat); a lost
+            # answer is looked up, so ``careful`` below never locks a second set.
             with self.engines.autocommit.connect() as conn:  # type: ignore[union-attr]
-                _available, rows = pg_fast.lock_first_free(conn, flags, params, utcnow())
-                if len(rows) < count:
-                    return None  # nothing was written
-                return self._with_hosts(conn, sorted((NodeRecord.from_row(r) for r in rows), key=lambda r: r.name))
+                locked = pg_fast.lock_first_free(conn, flags, params, utcnow())
+            return locked or None  # the statement locks all ``count`` nodes or none
 
         def careful(conn: Connection) -> list[NodeRecord]:
             # SQLite: we hold the database's write lock, so the first rows read are free for us.
@@ -314,6 +306,34 @@ class NodeStore:
                 return got
         return self._write(careful)
 
+    def _lock_to_provision(self, count: int, machine_type: str, locked_by: str, description: str | None,
+                           os_type: str | None, os_version: str | None, arch: str | None,
+                           lease_owner: str | None, lease_seconds: float) -> list[NodeRecord]:
+        flags, params = pg_fast.lock_params(count, machine_type, locked_by, description)
+        postgres = self.engines.dialect == "postgresql"
+
+        def run(conn: Connection) -> list[NodeRecord]:
+            stmt = q.lock_candidates(*flags).with_for_update() if postgres else q.first_candidates(*flags)
+            found = conn.execute(stmt, params).all()[:count]
+            if len(found) < count:
+                raise Unavailable(f"only {len(found)} nodes available")
+            now = utcnow()
+            rows = conn.execute(q.LOCK_IDS_PROVISIONING, {
+                **params, "ids": [r.id for r in found], "p_now": now, "p_os_type": os_type,
+                "p_os_version": os_version and str(os_version), "p_arch": arch}).all()
+            if len(rows) != count:
+                raise Forbidden("Cannot lock an already-locked node")
+            locked = self._locked(conn, rows, locked_by, description, now, {r.id: r.old_description for r in found})
+            lease = {} if lease_owner is None else {
+                "lease_owner": lease_owner, "lease_expires": now + timedelta(seconds=lease_seconds)}
+            if lease:
+                conn.execute(q.UPDATE_BY_IDS, {"node_ids": [r.id for r in locked], **lease, "updated_at": now})
+            self._event(conn, [self._event_row(r.name, "state", locked_by, now, {"state": "idle"},
+                                               {"state": "provisioning", "os_type": os_type,
+                                                "os_version": os_version, "arch": arch}) for r in locked])
+            return [replace(r, **lease) for r in locked]
+        return self._write(run)
+
     def _locked(self, conn: Connection, rows, locked_by: str, description: str | None, now,  # noqa: ANN001
                 old_description: dict[int, str | None] | None = None) -> list[NodeRecord]:
         """Write the lock events of freshly locked ``rows``; return their records in name order."""
@@ -328,17 +348,11 @@ class NodeStore:
 
     def unlock_many(self, names: Sequence[str], locked_by: str, description: str | None = None) -> list[NodeRecord]:
         """Unlock all of ``names`` held by ``locked_by``, or none of them (atomic)."""
-        if not locked_by:
-            raise InvalidRequest("Cannot unlock without specifying locked_by")
+        values = unlock_values(locked_by, description)
         wanted = sorted(set(names))
-        values: dict[str, Any] = {"locked": False, "locked_by": locked_by}
-        if description:
-            values["description"] = description
 
         def run(conn: Connection) -> list[NodeRecord]:
-            found = self._records(conn, q.BY_NAMES_FOR_UPDATE, {"names": wanted})
-            if len(found) != len(wanted):
-                raise InvalidRequest("Could not find all nodes!")
+            found = self._all_named(conn, wanted)
             now = utcnow()
             plans = []
             for node in found:
@@ -362,12 +376,13 @@ class NodeStore:
             return [after[n] for n in names if n in after]
 
         def fast() -> list[NodeRecord] | None:
+            # As in lock_many: a lost answer is looked up, never retried (a second run would be a false 403).
             with self.engines.autocommit.connect() as conn:  # type: ignore[union-attr]
-                rows = pg_fast.unlock_all(conn, wanted, locked_by, description, utcnow())
-                if len(rows) != len(wanted):
-                    return None  # nothing was written; the transactional path finds the culprit
-                by_name = {r.name: r for r in self._with_hosts(conn, [NodeRecord.from_row(r) for r in rows])}
-                return [by_name[n] for n in names if n in by_name]
+                unlocked = pg_fast.unlock_all(conn, wanted, locked_by, description, utcnow())
+            if not unlocked:
+                return None  # nothing was written; the transactional path finds the culprit
+            by_name = {r.name: r for r in unlocked}
+            return [by_name[n] for n in names if n in by_name]
 
         if self.engines.autocommit is not None and wanted:
             got = run_with_retry(fast)

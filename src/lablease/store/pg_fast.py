@@ -4,6 +4,8 @@ Each statement picks, checks, updates and writes its events at once (data-modify
 lock costs one round trip instead of BEGIN/SELECT/UPDATE/INSERT/COMMIT. Both are all-or-nothing
 inside the statement: when not every row qualifies, nothing is written and the caller falls
 back to the transactional path, which waits for held rows and produces paddles' exact errors.
+A statement whose answer is lost (connection dropped) may have committed, so it is never handed
+on or run again: what it wrote is looked up (``written_by_lost_statement``) and answered.
 
 The statements are plain psycopg SQL (``%(name)s`` parameters), run by the store through
 SQLAlchemy's connection (``exec_driver_sql``) and by the lock API's async lane
@@ -13,13 +15,24 @@ uses on a connection, so PostgreSQL stops parsing and planning them.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection
+import psycopg
+from psycopg.rows import namedtuple_row
+from sqlalchemy import URL, Connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
-from lablease.store.records import COLUMNS
+from lablease.store.engine import PG_LOCK_TIMEOUT_MS, pg_lock_timeout_options
+from lablease.store.errors import Unavailable
+from lablease.store.records import COLUMNS, NodeRecord
+from lablease.store.rules import ELIGIBLE_SQL
+
+log = logging.getLogger(__name__)
 
 _RETURN = ", ".join(f"nodes.{c}" for c in COLUMNS)
 _OUT = ", ".join(f"upd.{c}" for c in COLUMNS)
@@ -27,6 +40,24 @@ _TIME = "'YYYY-MM-DD HH24:MI:SS.US'"
 Flags = tuple[bool, bool, bool]  # os_type, os_version, arch given
 
 HOSTS_SQL = f"SELECT {', '.join(COLUMNS)} FROM nodes WHERE id = ANY(%(ids)s::integer[])"
+
+# After a lost answer, what the statement wrote is looked up only once its session has ended (it
+# might still be running and commit later). PostgreSQL 14+ (pg_terminate_backend with a timeout);
+# a NULL answer means that session was already gone.
+_END_SESSION_MS = 5000
+END_SESSION_SQL = """
+SELECT bool_and(pg_terminate_backend(pid, %(wait_ms)s::bigint)) AS ended FROM pg_stat_activity
+WHERE pid = %(pid)s::integer AND pid <> pg_backend_pid()
+"""
+# What a lock statement wrote: it set locked_by and locked_since = p_now (microseconds, per request).
+LOCKED_BY_REQUEST_SQL = f"""SELECT {', '.join(COLUMNS)} FROM nodes
+WHERE locked_by = %(p_locked_by)s::text AND locked_since = %(p_now)s::timestamp ORDER BY name"""
+# What an unlock statement wrote: its events (locked_by/locked_since are cleared, so they cannot tell).
+UNLOCKED_BY_REQUEST_SQL = f"""SELECT {', '.join(COLUMNS)} FROM nodes
+WHERE name = ANY(%(names)s::text[]) AND EXISTS (
+    SELECT 1 FROM node_events e WHERE e.node = nodes.name AND e.action = 'unlock'
+      AND e.who = %(by)s::text AND e.at = %(now)s::timestamp)
+ORDER BY name"""
 
 
 def lock_params(count: int, machine_type: str, locked_by: str, description: str | None,
@@ -52,7 +83,7 @@ def lock_sql(os_type: bool, os_version: bool, arch: bool) -> str:
     return f"""
 WITH picked AS (
     SELECT id, description AS old_description FROM nodes
-    WHERE machine_type = ANY(%(types)s::text[]) AND up IS TRUE AND locked IS FALSE{extra}
+    WHERE machine_type = ANY(%(types)s::text[]) AND {ELIGIBLE_SQL}{extra}
     ORDER BY name LIMIT %(count)s::integer FOR UPDATE SKIP LOCKED
 ), enough AS (SELECT count(*) AS n FROM picked),
 upd AS (
@@ -75,11 +106,11 @@ FROM (SELECT 1) AS one LEFT JOIN upd ON TRUE
 
 UNLOCK_SQL = f"""
 WITH cur AS (
-    SELECT id, locked, locked_by, locked_since, description FROM nodes
+    SELECT id, locked, locked_by, locked_since, description, state FROM nodes
     WHERE name = ANY(%(names)s::text[]) ORDER BY name FOR UPDATE
 ), ok AS (
     SELECT count(*) AS n FROM cur
-    WHERE locked AND locked_by = %(by)s::text
+    WHERE locked AND state = 'idle' AND locked_by = %(by)s::text
       AND (COALESCE(%(descr)s::text, '') = '' OR description = %(descr)s::text)
 ), upd AS (
     UPDATE nodes SET locked = FALSE, locked_by = NULL, locked_since = NULL, updated_at = %(now)s::timestamp
@@ -101,15 +132,101 @@ def unlock_params(names: list[str], locked_by: str, description: str | None, now
     return {"names": names, "by": locked_by, "descr": description, "now": now, "wanted": len(names)}
 
 
-def lock_first_free(conn: Connection, flags: Flags, params: dict[str, Any],
-                    now: datetime) -> tuple[int, list[Any]]:
-    """Lock the first ``count`` free candidates; returns (candidates seen, locked rows or [])."""
-    rows = conn.exec_driver_sql(lock_sql(*flags), {**params, "p_now": now}).all()
-    available = rows[0].available if rows else 0
-    return available, [r for r in rows if r.id is not None]
+def psycopg_conninfo(url: str | URL, lock_timeout_ms: int = PG_LOCK_TIMEOUT_MS) -> str:
+    """A libpq connection string from a SQLAlchemy ``postgresql+psycopg://`` URL (row-lock waits
+    bounded as on the store's own engine, unless the URL sets ``options`` itself)."""
+    u = make_url(url)
+    parts = {"host": u.host, "port": u.port, "user": u.username, "password": u.password, "dbname": u.database,
+             "options": pg_lock_timeout_options(lock_timeout_ms),
+             **{k: v for k, v in u.query.items() if isinstance(v, str)}}
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v is not None})
+
+
+def statement_failed(exc: BaseException) -> bool:
+    """True when PostgreSQL itself reported that the statement failed (an ERROR with a SQLSTATE, the
+    session going on): an autocommit statement then rolled back, so running it again is safe.
+
+    Anything else (connection lost, server gone, an error on the client side) may have come after
+    the commit."""
+    err = getattr(exc, "orig", exc)  # SQLAlchemy wraps the driver's error
+    if not isinstance(err, psycopg.Error) or not err.sqlstate or err.sqlstate.startswith("08"):
+        return False
+    return (err.diag.severity_nonlocalized or err.diag.severity) == "ERROR"  # not FATAL/PANIC
+
+
+def with_hosts(records: list[NodeRecord], host_rows: Sequence[Any]) -> list[NodeRecord]:
+    """``records`` with ``vm_host`` set from the rows of ``HOSTS_SQL``."""
+    hosts = {h.id: NodeRecord.from_row(h) for h in host_rows}
+    for r in records:
+        r.vm_host = hosts.get(r.vm_host_id)
+    return records
+
+
+def host_ids(records: list[NodeRecord]) -> list[int]:
+    """The ids ``HOSTS_SQL`` needs for ``records`` ([] when none is a VM with a host)."""
+    return sorted({r.vm_host_id for r in records if r.vm_host_id is not None})
+
+
+def written_by_lost_statement(url: str | URL, pid: int | None, sql: str,
+                              params: dict[str, Any]) -> list[NodeRecord]:
+    """What a statement whose outcome is unknown wrote: the records ``sql`` finds ([] = nothing).
+
+    Runs on a new connection, after ending the statement's session ``pid`` (when it may still run),
+    so a late commit cannot follow the answer. Unavailable when this cannot be known: the caller
+    must then neither answer nor retry."""
+    try:
+        with psycopg.connect(psycopg_conninfo(url), autocommit=True, row_factory=namedtuple_row,
+                             connect_timeout=5) as db:
+            if pid is not None:
+                ended = db.execute(END_SESSION_SQL, {"pid": pid, "wait_ms": _END_SESSION_MS}).fetchone()
+                if ended is None or ended.ended is False:
+                    log.error("session %d of a statement with a lost answer did not end in time", pid)
+                    raise Unavailable("encountered a DB error; please retry")
+            records = [NodeRecord.from_row(r) for r in db.execute(sql, params).fetchall()]
+            ids = host_ids(records)
+            return with_hosts(records, db.execute(HOSTS_SQL, {"ids": ids}).fetchall() if ids else [])
+    except (psycopg.Error, OSError) as exc:
+        log.error("could not find out what a statement with a lost answer wrote error=%s: %s",
+                  type(exc).__name__, (str(exc).splitlines() or [""])[0])
+        raise Unavailable("encountered a DB error; please retry") from None
+
+
+def run_once(conn: Connection, sql: str, params: dict[str, Any], find_sql: str,
+             find_params: dict[str, Any]) -> list[NodeRecord]:
+    """Run the autocommit statement ``sql`` once; the records it wrote (hosts set), [] if none.
+
+    It raises only errors after which it provably wrote nothing (``statement_failed``), so a caller
+    may retry those. When it may have committed (connection lost, its answer or the hosts query
+    failed), ``find_sql`` on a new connection says what it wrote; never run it twice."""
+    driver = conn.connection.driver_connection
+    pid = driver.info.backend_pid
+    try:
+        rows = conn.exec_driver_sql(sql, params).all()
+    except DBAPIError as exc:
+        if statement_failed(exc):
+            raise
+        # A session that lost its client may still be running the statement: end it first.
+        lost = pid if (driver.closed or driver.broken) else None
+        log.warning("fast path lost the answer of its statement error=%s; looking it up", type(exc.orig).__name__)
+        return written_by_lost_statement(conn.engine.url, lost, find_sql, find_params)
+    records = [NodeRecord.from_row(r) for r in rows if r.id is not None]
+    ids = host_ids(records)
+    try:
+        return with_hosts(records, conn.exec_driver_sql(HOSTS_SQL, {"ids": ids}).all() if ids else [])
+    except DBAPIError:
+        # The statement committed: only the hosts are missing, and a retry would lock again.
+        return written_by_lost_statement(conn.engine.url, None, find_sql, find_params)
+
+
+def lock_first_free(conn: Connection, flags: Flags, params: dict[str, Any], now: datetime) -> list[NodeRecord]:
+    """Lock the first ``count`` free candidates: their records in name order, or [] (nothing written)."""
+    found = run_once(conn, lock_sql(*flags), {**params, "p_now": now}, LOCKED_BY_REQUEST_SQL,
+                     {"p_locked_by": params["p_locked_by"], "p_now": now})
+    return sorted(found, key=lambda r: r.name)
 
 
 def unlock_all(conn: Connection, names: list[str], locked_by: str, description: str | None,
-               now: datetime) -> list[Any]:
+               now: datetime) -> list[NodeRecord]:
     """Unlock ``names`` if every one is held by ``locked_by``; else write nothing and return []."""
-    return conn.exec_driver_sql(UNLOCK_SQL, unlock_params(names, locked_by, description, now)).all()
+    return run_once(conn, UNLOCK_SQL, unlock_params(names, locked_by, description, now), UNLOCKED_BY_REQUEST_SQL,
+                    {"names": names, "by": locked_by, "now": now})

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 
 from lablease.store.models import node_events, nodes
 from lablease.store.records import COLUMNS
+from lablease.store.rules import ELIGIBLE_SQL
 
 COLS = [nodes.c[k] for k in COLUMNS]
 SELECT = select(*COLS)
@@ -31,9 +32,8 @@ _LOCK_VALUES = dict(locked=True, locked_by=bindparam("p_locked_by"), locked_sinc
 
 @lru_cache(maxsize=16)
 def lock_candidates(os_type: bool, os_version: bool, arch: bool):
-    """Free, up nodes of the given machine types (``types``), in name order."""
-    cond = [nodes.c.machine_type.in_(bindparam("types", expanding=True)), nodes.c.up.is_(True),
-            nodes.c.locked.is_(False)]
+    """Eligible nodes (rules.ELIGIBLE_SQL) of the given machine types (``types``), in name order."""
+    cond = [nodes.c.machine_type.in_(bindparam("types", expanding=True)), text(ELIGIBLE_SQL)]
     if os_type:
         cond.append(nodes.c.os_type == bindparam("c_os_type"))
     if os_version:
@@ -50,5 +50,11 @@ def first_candidates(os_type: bool, os_version: bool, arch: bool):
     return lock_candidates(os_type, os_version, arch).limit(bindparam("count"))
 
 
-LOCK_IDS = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), nodes.c.locked.is_(False))
+LOCK_IDS = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), text(ELIGIBLE_SQL))
             .values(**_LOCK_VALUES).returning(*COLS))
+# The same, for a cloud type: the nodes also start provisioning, with the OS asked for.
+LOCK_IDS_PROVISIONING = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), text(ELIGIBLE_SQL))
+                         .values(**_LOCK_VALUES, state="provisioning", state_since=bindparam("p_now"),
+                                 os_type=bindparam("p_os_type"), os_version=bindparam("p_os_version"),
+                                 arch=bindparam("p_arch"))
+                         .returning(*COLS))

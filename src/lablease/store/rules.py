@@ -39,9 +39,20 @@ def check_lock_change(node: NodeRecord, values: dict[str, Any]) -> None:
             raise Forbidden("Cannot unlock - description values must match")
 
 
+def unlock_values(locked_by: str, description: str | None) -> dict[str, Any]:
+    """The update an owner's unlock asks for; paddles' 400 without ``locked_by``."""
+    if not locked_by:
+        raise InvalidRequest("Cannot unlock without specifying locked_by")
+    values: dict[str, Any] = {"locked": False, "locked_by": locked_by}
+    if description:
+        values["description"] = description
+    return values
+
+
 def plan_changes(node: NodeRecord, values: dict[str, Any], now: datetime) -> tuple[dict[str, Any], str]:
     """Columns to write (only those that differ) and the event action: lock, unlock or update."""
     check_lock_change(node, values)
+    check_not_busy(node, values)
     wanted = {k: v for k, v in values.items() if k in UPDATABLE and k != "locked"}
     action = "update"
     locking = values.get("locked")
@@ -59,3 +70,55 @@ def plan_changes(node: NodeRecord, values: dict[str, Any], now: datetime) -> tup
         wanted.pop("locked_since", None)
     changes = {k: v for k, v in wanted.items() if getattr(node, k) != v}
     return changes, action
+
+
+# -- the node's provisioning state machine ---------------------------------------------------------
+
+# Every move a node's ``state`` may make; NodeStore.transition refuses any other.
+MOVES: frozenset[tuple[str, str]] = frozenset({
+    ("idle", "provisioning"),            # locked for a cloud type: the lab service creates it
+    ("provisioning", "ready"),           # SSH-ready, handed to its owner
+    ("provisioning", "destroying"),      # the launch failed or the request was all-or-nothing
+    ("ready", "destroying"),             # unlocked by its owner
+    ("destroying", "idle"),              # everything gone: the record is free again
+    ("destroying", "destroy-failed"),    # something may remain: the node stays locked
+    ("destroy-failed", "destroying"),    # retried by its owner or the reconciler
+})
+
+# Lock eligibility, defined once: the SQLAlchemy paths use it as a text clause, the PostgreSQL
+# one-statement path pastes it into its SQL. A node still being created or destroyed, or whose
+# destroy failed, is never handed out, even if something left it unlocked.
+ELIGIBLE_SQL = "up IS TRUE AND locked IS FALSE AND state = 'idle'"
+
+
+def check_move(name: str, current: str, to: str) -> None:
+    """Raise InvalidRequest unless ``current -> to`` is one of MOVES."""
+    if (current, to) not in MOVES:
+        raise InvalidRequest(f"{name}: a node cannot go from {current} to {to}")
+
+
+def check_not_busy(node: NodeRecord, values: dict[str, Any]) -> None:
+    """A lock change through the plain lock rules applies to a node at rest (``idle``) only.
+
+    Cloud nodes in other states are locked and unlocked by the lab service, which creates and
+    destroys them on the way (``NodeStore.begin_destroy``); freeing such a record here would leave
+    its server running behind an unlocked record.
+    """
+    locking = values.get("locked")
+    if locking is None or locking == node.locked or node.state == "idle":
+        return
+    verb = "lock" if locking else "unlock"
+    doing = {"provisioning": "still being provisioned", "destroying": "being destroyed",
+             "destroy-failed": "waiting for its failed destroy to be retried",
+             "ready": "a cloud node, and this server has no provider for its machine type to destroy it"
+             }.get(node.state, node.state)
+    raise Forbidden(f"Cannot {verb} {node.name}: it is {doing}")
+
+
+def check_destroyable(node: NodeRecord) -> None:
+    """An owner's unlock of a cloud node starts its destroy from ``ready`` or ``destroy-failed`` only."""
+    if node.state in ("ready", "destroy-failed"):
+        return
+    doing = {"provisioning": "still being provisioned; wait for its lock to finish",
+             "destroying": "already being destroyed", "idle": "not provisioned"}.get(node.state, node.state)
+    raise Forbidden(f"Cannot unlock {node.name}: it is {doing}")
