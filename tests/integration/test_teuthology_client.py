@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import filelock
@@ -48,6 +49,21 @@ def teuthology_venv() -> Path:
     return venv
 
 
+def commands(home: Path, venv: Path) -> tuple[Callable[..., subprocess.CompletedProcess], ...]:
+    """``lablease`` and teuthology's ``teuthology-lock`` as a user whose HOME is ``home`` runs them."""
+    env = {"HOME": str(home), "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def lablease(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lablease", *args], env={**os.environ, "HOME": str(home)},
+                              capture_output=True, text=True, timeout=60)
+
+    def teuthology_lock(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "teuthology-lock"), *args], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)
+
+    return lablease, teuthology_lock
+
+
 @pytest.fixture(scope="module")
 def venv() -> Path:
     return teuthology_venv()
@@ -63,16 +79,7 @@ def lab(tmp_path, venv, devcloud):
         "lock_server": server.url, "results_server": server.url, "lab_domain": LAB_DOMAIN,
         "libcloud": {"providers": {"ovh": {"driver": "openstack", "driver_args": devcloud.driver_args()}}},
     }))
-    env = {"HOME": str(home), "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8"}
-
-    def lablease(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lablease", *args], env={**os.environ, "HOME": str(home)},
-                              capture_output=True, text=True, timeout=60)
-
-    def teuthology_lock(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / "teuthology-lock"), *args], env=env, cwd=home,
-                              capture_output=True, text=True, timeout=180)
-
+    lablease, teuthology_lock = commands(home, venv)
     db = f"sqlite:///{tmp_path / 'server' / 'data' / 'lablease.db'}"
     store = NodeStore.open(db, run_migrations=False, pool_size=2)
     yield lablease, teuthology_lock, store

@@ -1,4 +1,4 @@
-"""Client of the DNS service for the rest of lablease (the provisioning engine): update, delete, lookup.
+"""Client of the DNS service for the rest of lablease (engine, reconciler): update, delete, lookup, list names.
 
 Retries a bounded number of times on 5xx answers and connection errors (the DNS server or the
 service may be restarting); never on 4xx, which will not get better by asking again.
@@ -6,6 +6,7 @@ service may be restarting); never on 4xx, which will not get better by asking ag
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -93,11 +94,25 @@ class DNSClient:
 
     def lookup(self, name: str) -> list[str]:
         """The addresses the DNS server holds for ``name`` now."""
-        response = self._request(f"lookup of {name}", "GET", f"{self.base_url}/records/{quote(name, safe='')}")
-        try:
-            return list(response.json()["addresses"])
-        except (ValueError, KeyError, TypeError):
-            raise DNSClientError(f"lookup of {name}: unexpected answer from DNS service: {response.text[:200]}", response.status_code) from None
+        what = f"lookup of {name}"
+        response = self._request(what, "GET", f"{self.base_url}/records/{quote(name, safe='')}")
+        return list(_field(response, "addresses", list, what))
+
+    def names(self) -> list[str]:
+        """The short names (sorted) the service's allow pattern admits that have A/AAAA records: the lab's names in the zone."""
+        what = "listing of the zone"
+        return sorted(_field(self._request(what, "GET", f"{self.base_url}/records"), "names", dict, what))
+
+
+def _field(response: httpx.Response, key: str, kind: type, what: str) -> Any:
+    """``key`` of the service's JSON answer, of type ``kind``; DNSClientError when the answer is not what the service sends."""
+    try:
+        value = response.json()[key]
+    except (ValueError, KeyError, TypeError):
+        value = None
+    if not isinstance(value, kind):
+        raise DNSClientError(f"{what}: unexpected answer from DNS service: {response.text[:200]}", response.status_code)
+    return value
 
 
 def _answer(response: httpx.Response) -> str:

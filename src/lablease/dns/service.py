@@ -1,4 +1,4 @@
-"""The HTTP service: nsupdate-web's `/update` call plus delete, lookup, health and metrics.
+"""The HTTP service: nsupdate-web's `/update` call plus delete, lookup, the zone's names, health and metrics.
 
 Built by `create_app(config)` from a validated DnsConfig; nothing is global, so tests and
 benchmarks can run several instances side by side.
@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lablease.dns.auth import Authenticator, Caller
 from lablease.dns.config import DnsConfig
 from lablease.dns.metrics import DnsMetrics
+from lablease.dns.openapi import ApiDocs
 from lablease.dns.updater import DnsError, Updater, read_key_file
 from lablease.dns.validation import HostName, Rejection, check_addresses, check_name
 
@@ -91,6 +92,23 @@ class _Handlers:
         addresses = await self.updater.addresses(host.fqdn)
         return JSONResponse({"name": host.fqdn.rstrip("."), "addresses": addresses})
 
+    async def names(self, request: Request) -> Response:
+        """The caller's names in the zone: a zone transfer, filtered by the caller's allow pattern."""
+        caller = self.caller(request)
+        found = await self.updater.zone_addresses()
+        return JSONResponse({"zone": self.config.zone, "names": self._allowed(found, caller)})
+
+    def _allowed(self, found: dict[str, list[str]], caller: Caller) -> dict[str, list[str]]:
+        """``found`` (relative name -> addresses) reduced to the names ``caller`` may change, sorted."""
+        names: dict[str, list[str]] = {}
+        for relative, addresses in found.items():
+            try:
+                host = self.name(f"{relative}.{self.config.zone}", caller)  # absolute: relative may hold dots
+            except Rejection:
+                continue  # the apex ("@"), ns, other hosts: not the lab's to list
+            names[host.relative] = addresses
+        return dict(sorted(names.items()))
+
     async def health(self) -> Response:
         try:
             seconds = await self.updater.healthy()
@@ -104,26 +122,43 @@ class _Handlers:
 _ANY = re.compile(r"(?s:.*)")
 
 
-def _router(h: _Handlers, update_path: str) -> APIRouter:
+def _router(h: _Handlers, update_path: str, docs: ApiDocs) -> APIRouter:
+    # `name` and `ip` are read from the request, not declared to FastAPI: see lablease.dns.openapi.
     router = APIRouter()
 
-    @router.get(update_path, response_class=PlainTextResponse, summary="Replace a name's A/AAAA records (nsupdate-web)")
-    async def update(request: Request, name: str | None = None, ip: list[str] = Query(default=[])) -> Response:
-        return await h.run("update", lambda: h.update(request, name, ip))
+    @router.get(update_path, response_class=PlainTextResponse, summary="Replace a name's A/AAAA records (nsupdate-web)",
+                responses=docs.change("the addresses were written, or BIND already held exactly them"),
+                openapi_extra=docs.update_parameters())
+    async def update(request: Request) -> Response:
+        query = request.query_params
+        return await h.run("update", lambda: h.update(request, query.get("name"), query.getlist("ip")))
 
-    @router.get("/delete", response_class=PlainTextResponse, summary="Remove a name's A/AAAA records")
-    async def delete(request: Request, name: str | None = None) -> Response:
-        return await h.run("delete", lambda: h.delete(request, name))
+    @router.get("/delete", response_class=PlainTextResponse, summary="Remove a name's A/AAAA records",
+                responses=docs.change("the records were removed, or there were none"),
+                openapi_extra=docs.name_parameter("query"))
+    async def delete(request: Request) -> Response:
+        return await h.run("delete", lambda: h.delete(request, request.query_params.get("name")))
 
-    @router.delete("/records/{name}", response_class=PlainTextResponse, summary="Remove a name's A/AAAA records")
-    async def delete_record(request: Request, name: str) -> Response:
-        return await h.run("delete", lambda: h.delete(request, name))
+    @router.delete("/records/{name}", response_class=PlainTextResponse, summary="Remove a name's A/AAAA records",
+                   responses=docs.change("the records were removed, or there were none"),
+                   openapi_extra=docs.name_parameter("path"))
+    async def delete_record(request: Request) -> Response:
+        return await h.run("delete", lambda: h.delete(request, request.path_params["name"]))
 
-    @router.get("/records/{name}", summary="The name's current addresses, asked of the DNS server")
-    async def records(name: str) -> Response:
-        return await h.run("lookup", lambda: h.lookup(name))
+    @router.get("/records", summary="The lab's names in the zone (those the allow pattern admits) and their addresses",
+                responses=docs.listing())
+    async def names(request: Request) -> Response:
+        return await h.run("names", lambda: h.names(request))
 
-    @router.get("/healthz", summary="200 when the DNS server serves the zone, 503 otherwise")
+    # The same listing with a trailing slash, answered directly: a redirect would lose clients that do not follow it.
+    router.add_api_route("/records/", names, methods=["GET"], include_in_schema=False)
+
+    @router.get("/records/{name}", summary="The name's current addresses, asked of the DNS server",
+                responses=docs.lookup(), openapi_extra=docs.name_parameter("path"))
+    async def records(request: Request) -> Response:
+        return await h.run("lookup", lambda: h.lookup(request.path_params["name"]))
+
+    @router.get("/healthz", summary="200 when the DNS server serves the zone, 503 otherwise", responses=docs.health())
     async def healthz() -> Response:
         return await h.health()
 
@@ -148,6 +183,6 @@ def create_app(config: DnsConfig, updater: Updater | None = None, update_path: s
 
     app = FastAPI(title="lablease DNS service", lifespan=lifespan,
                   openapi_url=f"{config.base_path}/openapi.json", docs_url=f"{config.base_path}/docs", redoc_url=None)
-    app.include_router(_router(handlers, update_path), prefix=config.base_path)
+    app.include_router(_router(handlers, update_path, ApiDocs(config)), prefix=config.base_path)
     app.state.metrics = metrics
     return app

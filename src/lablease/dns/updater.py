@@ -1,4 +1,5 @@
-"""RFC 2136 updates with TSIG over TCP through dnspython: read a name's addresses, replace or delete them.
+"""RFC 2136 updates with TSIG over TCP through dnspython: read a name's addresses, replace or delete them,
+and list the zone's addresses by a signed zone transfer (AXFR).
 
 Asynchronous (dnspython's asyncio backend) so one service process serves many clients without
 a thread per request. Connections to the DNS server are pooled and reused (BIND answers many
@@ -28,6 +29,8 @@ import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
+import dns.xfr
+import dns.zone
 
 from lablease.config import ConfigError
 
@@ -37,6 +40,15 @@ log = logging.getLogger(__name__)
 def _address_order(text: str) -> tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address]:
     address = ipaddress.ip_address(text)
     return (address.version, address)
+
+
+def same_addresses(left: list[str], right: list[str]) -> bool:
+    """Whether two address lists hold the same addresses, whatever their spelling.
+
+    Python writes ``::ffff:a00:14`` where BIND and dnspython write ``::ffff:10.0.0.20``: text
+    comparison would call every repeat of an IPv4-mapped address a change.
+    """
+    return sorted(map(_address_order, left)) == sorted(map(_address_order, right))
 
 
 class DnsError(Exception):
@@ -90,7 +102,7 @@ class _Pool:
         self._timeout = timeout
         self._keep = keep
         self._idle: list = []
-        self._backend = dns.asyncbackend.get_backend("asyncio")
+        self.backend = dns.asyncbackend.get_backend("asyncio")
 
     async def get(self) -> tuple[Any, bool]:
         """A connection and whether it is new."""
@@ -99,7 +111,7 @@ class _Pool:
             if not (sock.writer.is_closing() or sock.reader.at_eof()):  # the server may have closed it while idle
                 return sock, False
             _close_quietly(sock)
-        sock = await self._backend.make_socket(self._family, socket.SOCK_STREAM, 0, None, self._destination, self._timeout)
+        sock = await self.backend.make_socket(self._family, socket.SOCK_STREAM, 0, None, self._destination, self._timeout)
         return sock, True
 
     def put(self, sock: Any) -> None:
@@ -235,7 +247,7 @@ class Updater:
     async def replace(self, fqdn: str, addresses: list[str]) -> tuple[list[str], bool]:
         """Make ``addresses`` the name's only A/AAAA records; return (old addresses, whether it changed)."""
         old = await self.addresses(fqdn)
-        if old == addresses:
+        if same_addresses(old, addresses):
             return old, False
         await self._update(fqdn, addresses)
         return old, True
@@ -247,6 +259,38 @@ class Updater:
             await self._update(fqdn, [])
         return old
 
+    async def zone_addresses(self) -> dict[str, list[str]]:
+        """Every name of the zone that has A/AAAA records (relative, lowered) with its sorted addresses.
+
+        Read by one TSIG-signed AXFR on its own connection (a transfer is many messages, so it
+        cannot share the pooled ones), finished within ``timeout``; BIND must allow it to our key.
+        """
+        zone = dns.zone.Zone(self.zone)
+        query, _ = dns.xfr.make_query(zone, keyring=self.key.keyring, keyname=self.key.name)
+        async with self._in_flight:
+            try:
+                await dns.asyncquery.inbound_xfr(self.server, zone, query, port=self.port, timeout=self.timeout,
+                                                 lifetime=self.timeout, backend=self._pool.backend)
+            except BaseException as exc:
+                error = self._transfer_error(exc)
+                if error is None:
+                    raise
+                raise error from None
+        return _addresses_by_name(zone)
+
+    def _transfer_error(self, exc: BaseException) -> DnsError | None:
+        """The 502/504 for a failed transfer, naming BIND; a REFUSED one says the named.conf line that allows it."""
+        where = f"zone transfer of {self.zone.to_text(omit_final_dot=True)} from BIND at {self.server}:{self.port}"
+        if not isinstance(exc, dns.xfr.TransferError):
+            error = self._translate(exc)
+            return None if error is None else DnsError(error.status, error.kind, f"{where}: {error.message}")
+        text = dns.rcode.to_text(exc.rcode)
+        message = f"{where}: BIND answered {text}"
+        if exc.rcode == dns.rcode.REFUSED:
+            key = self.key.name.to_text(omit_final_dot=True)
+            message += f"; allow it to our key with `allow-transfer {{ key {key}; }};` in the zone statement of named.conf"
+        return DnsError(502, text, message)
+
     async def healthy(self) -> float:
         """Ask the zone's SOA; return the round trip in seconds or raise DnsError."""
         start = time.perf_counter()
@@ -255,3 +299,12 @@ class Updater:
             text = dns.rcode.to_text(answer.rcode())
             raise DnsError(502, text, f"the DNS server does not serve {self.zone.to_text(omit_final_dot=True)} (answered {text})")
         return time.perf_counter() - start
+
+
+def _addresses_by_name(zone: dns.zone.Zone) -> dict[str, list[str]]:
+    """The transferred zone's A/AAAA addresses by relative, lowered name (the apex is ``@``)."""
+    found: dict[str, list[str]] = {}
+    for name, rdataset in zone.iterate_rdatasets():
+        if rdataset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            found.setdefault(name.to_text().lower(), []).extend(rr.to_text() for rr in rdataset)
+    return {name: sorted(addresses, key=_address_order) for name, addresses in found.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -12,18 +13,26 @@ from starlette.types import ASGIApp
 from lablease import __version__
 from lablease.lockapi.errors import install_error_handlers
 from lablease.lockapi.fastlane import HotPaths
+from lablease.lockapi.locking import LockContext
 from lablease.lockapi.middleware import BodySizeLimit
 from lablease.lockapi.routes import router
 from lablease.lockapi.settings import LockSettings
 from lablease.store import NodeStore
 from lablease.store.pg_async import AsyncLockLane
 
+if TYPE_CHECKING:
+    from lablease.config.lab import LabConfig
+
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_migrations: bool = True,
-               fast_paths: bool = True) -> FastAPI:
+               fast_paths: bool = True, lab_config: "LabConfig | None" = None,
+               lab_options: dict | None = None) -> FastAPI:
     """Build the app; with no ``store`` it opens (and migrates) ``settings.database_url``.
+
+    With a ``lab_config`` that has libcloud providers the app is the lab service: locking nodes of
+    those machine types provisions them (``lablease.lab``); ``lab_options`` go to its Provisioners.
 
     A store passed in belongs to the caller, who closes it. ``fast_paths`` serves lock_many and
     unlock_many from a lean ASGI layer in front of FastAPI (same answers, less CPU); on
@@ -38,6 +47,17 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         # As large as the threaded pool: measured, a lane pool smaller than the number of requests in
         # flight costs more server CPU in waiting than it saves (16 clients: 8 % fewer pairs/s at 10).
         lane = AsyncLockLane(settings.database_url, max_size=settings.db_pool_size)
+    lab = None
+    if lab_config is not None and lab_config.libcloud.providers:
+        from lablease.lab.service import LabService
+
+        try:
+            lab = LabService(store, lab_config, lease_seconds=settings.lease_seconds,
+                             reconcile_interval=settings.reconcile_interval, provisioner_options=lab_options)
+        except BaseException:
+            if owned:
+                store.close()
+            raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -48,6 +68,9 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         try:
             yield
         finally:
+            if lab is not None:
+                await anyio.to_thread.run_sync(lab.drain, settings.shutdown_timeout)
+                lab.close()
             if lane is not None:
                 await lane.close()
             if owned:
@@ -58,16 +81,26 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
     app.state.settings = settings
     app.state.store = store
     app.state.lane = lane
+    app.state.lab = lab
+    app.state.lock_context = LockContext(store=store, lane=lane, lab=lab)
     install_error_handlers(app)
     app.include_router(router)
+    if lab is not None:
+        from lablease.lab.http import router as lab_router, lab_metrics
+
+        app.state.lab_metrics = lab_metrics(lab)
+        app.include_router(lab_router)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if fast_paths:
-        app.add_middleware(HotPaths, store=store, limit=settings.max_body_bytes, lane=lane)
+        app.add_middleware(HotPaths, ctx=app.state.lock_context, limit=settings.max_body_bytes)
     return app
 
 
-def create_served_app(settings: LockSettings, *, run_migrations: bool = False) -> ASGIApp:
+def create_served_app(settings: LockSettings, *, run_migrations: bool = False,
+                      lab_config: "LabConfig | None" = None) -> ASGIApp:
     """What ``lablease serve`` runs: the hot-path layer outermost, so lock_many/unlock_many skip
     FastAPI's and Starlette's per-request middleware; every other request goes to ``create_app``'s app."""
-    app = create_app(settings, run_migrations=run_migrations)
-    return HotPaths(app, store=app.state.store, limit=settings.max_body_bytes, lane=app.state.lane)
+    app = create_app(settings, run_migrations=run_migrations, lab_config=lab_config)
+    served = HotPaths(app, ctx=app.state.lock_context, limit=settings.max_body_bytes)
+    served.state = app.state  # type: ignore[attr-defined]  # lablease serve's shutdown reaches the lab here
+    return served

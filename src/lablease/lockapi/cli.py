@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lablease.config import ConfigError, load_yaml_file
-from lablease.hostnames import canonicalize_hostname, numbered_names
+from lablease.hostnames import HostNameError, fold_name, inventory_name, numbered_names
 from lablease.lockapi.client import LockClient, LockClientError
 from lablease.lockapi.settings import DEFAULT_PORT, LockSettings
 
@@ -50,16 +50,11 @@ def serve(
 
 
 def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:
-    """The inventory names of ``names`` in the lab domain; a malformed name is a usage error."""
-    with_user = [n for n in names if "@" in n]
-    if with_user:
-        # Inventory names carry no user (teuthology drops it for the lock server): 'ubuntu@node1'
-        # would become a node no job ever asks for.
-        _fail(f"node names carry no user: give {with_user[0].rpartition('@')[2] or 'the host name'}, "
-              f"not {with_user[0]}")
+    """The inventory names of ``names`` (lower case, in the lab domain, each once); a malformed name is a usage error."""
     try:
-        return [canonicalize_hostname(n, lab_domain) for n in names]
-    except ValueError as exc:
+        # dict keeps order: 'Node1 node1' is one node, named once.
+        return list(dict.fromkeys(inventory_name(n, lab_domain) for n in names))
+    except HostNameError as exc:
         _fail(str(exc))
     raise AssertionError  # pragma: no cover
 
@@ -87,7 +82,10 @@ def _client(server: Optional[str], config: Optional[Path], token: Optional[str])
         except ConfigError as exc:
             _fail(str(exc))
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    return LockClient(url, admin_token=token), data.get("lab_domain")
+    client = LockClient(url, admin_token=token)
+    # Without a lab_domain of its own the client takes the server's, so `nodes add -m T` makes the same
+    # T001.<domain> names the server's users lock (not a bare T001 beside them).
+    return client, data.get("lab_domain") or client.server_lab_domain()
 
 
 ServerOpt = typer.Option(None, "--server", help="Lock server URL (default: lock_server of the config).")
@@ -106,6 +104,18 @@ def _delete_all(client: LockClient, names: list[str]) -> list[str]:
     return left
 
 
+def _undo_add(client: LockClient, created: list[str], reason: str, code: int = 2) -> None:
+    """Remove the nodes a failed or interrupted add created, then exit ``code`` saying what is left."""
+    left = _delete_all(client, created)
+    if left:
+        text = (f"{reason}; could not remove {len(left)} of the node(s) created before it, "
+                f"remove them by hand: {', '.join(left)}")
+    else:
+        text = reason + (f"; removed the {len(created)} node(s) created before it" if created else "; nothing added")
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(code)
+
+
 @nodes_app.command("add")
 def add(
     names: list[str] = typer.Argument(None, help="Node names; or use --count with --machine-type."),
@@ -119,6 +129,8 @@ def add(
     server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt, token: Optional[str] = TokenOpt,
 ) -> None:
     """Create nodes in the lab domain; all of them or none (created ones are removed on failure)."""
+    from lablease.interrupts import rollback_on_signal
+
     if count is not None:
         if names:
             _fail("give node names or --count, not both")
@@ -137,25 +149,26 @@ def add(
               if v is not None}
     with client:
         try:
-            existing = {n["name"] for n in client.list()}
+            # Folded: a record written in another case before names were lowered is the same node.
+            existing = {fold_name(n["name"]) for n in client.list()}
         except LockClientError as exc:
             _fail(str(exc))
         clash = sorted(set(full) & existing)
         if clash:
             _fail(f"already in the inventory: {', '.join(clash[:10])}{' …' if len(clash) > 10 else ''}; nothing added")
         created: list[str] = []
-        try:
-            for name in full:
-                client.create(name, **fields)
-                created.append(name)
-        except (LockClientError, KeyboardInterrupt) as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-            left = _delete_all(client, created)
-            if left:
-                _fail(f"{reason}; could not remove {len(left)} of the node(s) created before it, "
-                      f"remove them by hand: {', '.join(left)}")
-            undo = f"; removed the {len(created)} node(s) created before it" if created else "; nothing added"
-            _fail(f"{reason}{undo}")
+        # Ctrl-C or SIGTERM stops adding and undoes the add (exit 130/143); a second one cannot cut that short.
+        with rollback_on_signal() as interrupts:
+            try:
+                for name in full:
+                    if interrupts.interrupted:
+                        break
+                    client.create(name, **fields)
+                    created.append(name)
+            except (LockClientError, KeyboardInterrupt) as exc:
+                _undo_add(client, created, "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+            if interrupts.exit_code is not None:
+                _undo_add(client, created, "interrupted", interrupts.exit_code)
     typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
 
 
@@ -170,7 +183,7 @@ def remove(
     full = _full_names(names, lab_domain)
     with client:
         try:
-            known = {n["name"]: n for n in client.list()}
+            known = {fold_name(n["name"]): n for n in client.list()}
         except LockClientError as exc:
             _fail(str(exc))
         missing = [n for n in full if n not in known]
@@ -181,7 +194,7 @@ def remove(
             _fail(f"locked: {', '.join(locked)}; unlock them first or pass --force; nothing removed")
         for done, name in enumerate(full):
             try:
-                client.delete(name)
+                client.delete(known[name]["name"])  # as the server spells it, which may predate lowering
             except LockClientError as exc:
                 # Deleted nodes cannot be put back as they were: say exactly what is gone and what is not.
                 gone = f"removed before it: {', '.join(full[:done])}" if done else "nothing removed"

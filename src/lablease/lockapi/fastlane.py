@@ -11,20 +11,20 @@ of FastAPI's own middleware; ``create_app`` also installs it inside the app (tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio.to_thread
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lablease.lockapi import locking
 from lablease.lockapi.errors import describe_validation
+from lablease.lockapi.locking import LockContext
 from lablease.lockapi.middleware import too_large_message
 from lablease.lockapi.schemas import LockMany, UnlockMany
-from lablease.store import NodeStore, StoreError
-from lablease.store.pg_async import AsyncLockLane
 
 log = logging.getLogger(__name__)
 _HEADERS = [(b"content-type", b"application/json")]
@@ -34,12 +34,11 @@ Answer = tuple[int, Any]
 class HotPaths:
     """Serve ``POST /nodes/lock_many/`` and ``POST /nodes/unlock_many/``; pass the rest on."""
 
-    def __init__(self, app: ASGIApp, store: NodeStore, limit: int, lane: AsyncLockLane | None = None):
+    def __init__(self, app: ASGIApp, ctx: LockContext, limit: int):
         self.app = app
         self.limit = limit
-        self.store = store
-        self.lane = lane
-        self.routes: dict[str, Callable[[bytes], Awaitable[Answer]]] = {}
+        self.ctx = ctx
+        self.routes: dict[str, Callable[[bytes, asyncio.Event], Awaitable[Answer]]] = {}
         for path, handler in (("/nodes/lock_many", self._lock_many), ("/nodes/unlock_many", self._unlock_many)):
             self.routes[path] = self.routes[path + "/"] = handler
 
@@ -59,12 +58,18 @@ class HotPaths:
             if size > self.limit:
                 await _answer(send, 413, {"message": too_large_message(self.limit)})
                 return
+        # A client that goes away while its nodes are provisioned must not leave them locked for nobody.
+        abandoned = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, abandoned))
         try:
-            status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks), abandoned)
         except Exception:  # the FastAPI app's catch-all does not wrap this lane
             log.exception("unhandled error path=%s", scope.get("path"))
             status, body = 500, {"message": "internal error; see the server log"}
-        await _answer(send, status, body)
+        finally:
+            watcher.cancel()
+        if not abandoned.is_set():
+            await _answer(send, status, body)
 
     @staticmethod
     def _validated(model, raw: bytes):  # noqa: ANN001, ANN205
@@ -77,39 +82,22 @@ class HotPaths:
         except ValidationError as exc:
             return None, (400, {"message": describe_validation(exc.errors())})
 
-    async def _lock_many(self, raw: bytes) -> Answer:
+    async def _lock_many(self, raw: bytes, abandoned: asyncio.Event | None = None) -> Answer:
         body, error = self._validated(LockMany, raw)
-        if error:
-            return error
-        args = (body.count, body.machine_type, body.locked_by, body.description)
-        extra = {"os_type": body.os_type, "os_version": body.os_version, "arch": body.arch}
-        if self.lane is not None:
-            got = await self.lane.lock_many(*args, **extra)
-            if got is not None:
-                return 200, [n.to_json() for n in got]
+        return error or await locking.lock_many(self.ctx, body, abandoned)
 
-        def run() -> Answer:
-            try:
-                return 200, [n.to_json() for n in self.store.lock_many(*args, **extra)]
-            except StoreError as exc:
-                return exc.status, {"message": exc.message}
-        return await anyio.to_thread.run_sync(run)
-
-    async def _unlock_many(self, raw: bytes) -> Answer:
+    async def _unlock_many(self, raw: bytes, abandoned: asyncio.Event | None = None) -> Answer:
         body, error = self._validated(UnlockMany, raw)
-        if error:
-            return error
-        if self.lane is not None:
-            got = await self.lane.unlock_many(body.names, body.locked_by, body.description)
-            if got is not None:
-                return 200, [n.lock_json() for n in got]
+        return error or await locking.unlock_many(self.ctx, body)
 
-        def run() -> Answer:
-            try:
-                return 200, [n.lock_json() for n in self.store.unlock_many(body.names, body.locked_by, body.description)]
-            except StoreError as exc:
-                return exc.status, {"message": exc.message}
-        return await anyio.to_thread.run_sync(run)
+
+async def _watch_disconnect(receive: Receive, abandoned: asyncio.Event) -> None:
+    """Set ``abandoned`` when the client disconnects (the body has been read, so nothing else arrives)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            abandoned.set()
+            return
 
 
 async def _answer(send: Send, status: int, body: Any) -> None:

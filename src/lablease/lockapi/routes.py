@@ -6,10 +6,15 @@ import hmac
 import logging
 from collections.abc import Callable
 
+import anyio.to_thread
+
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from lablease import __version__
+from lablease.lockapi import locking
 from lablease.lockapi.errors import message
+from lablease.lockapi.locking import LockContext
 from lablease.lockapi.schemas import MAX_COUNT, LockMany, NodeCreate, NodeFields, UnlockMany
 from lablease.store import NodeFilter, NodeStore
 
@@ -29,6 +34,14 @@ def route(path: str, methods: list[str], **kwargs) -> Callable:
 
 def store_of(request: Request) -> NodeStore:
     return request.app.state.store
+
+
+def ctx_of(request: Request) -> LockContext:
+    return request.app.state.lock_context
+
+
+def answer(status: int, body) -> JSONResponse:  # noqa: ANN001
+    return JSONResponse(body, status_code=status)
 
 
 def require_admin(request: Request) -> None:
@@ -51,19 +64,16 @@ def ok() -> JSONResponse:
 
 # Hot endpoints first: routes are matched in order of registration.
 @route("/nodes/lock_many/", ["POST"])
-def lock_many(request: Request, body: LockMany) -> JSONResponse:
-    """Lock ``count`` free nodes of a type, all or none; 503 when too few are free."""
-    got = store_of(request).lock_many(
-        body.count, body.machine_type, body.locked_by, body.description,
-        os_type=body.os_type, os_version=body.os_version, arch=body.arch)
-    return JSONResponse([n.to_json() for n in got])
+async def lock_many(request: Request, body: LockMany) -> JSONResponse:
+    """Lock ``count`` free nodes of a type, all or none; 503 when too few are free. For a cloud type
+    (lab service) the nodes are provisioned first; 503 when that failed and everything was undone."""
+    return answer(*await locking.lock_many(ctx_of(request), body))
 
 
 @route("/nodes/unlock_many/", ["POST"])
-def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
-    """Unlock all the named nodes, or none of them."""
-    got = store_of(request).unlock_many(body.names, body.locked_by, body.description)
-    return JSONResponse([n.lock_json() for n in got])
+async def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
+    """Unlock all the named nodes, or none of them; cloud nodes are destroyed first."""
+    return answer(*await locking.unlock_many(ctx_of(request), body))
 
 
 @route("/nodes/lock_many/", ["GET", "PUT", "DELETE"])
@@ -72,16 +82,25 @@ def many_wrong_method() -> JSONResponse:
     return message(400, "this endpoint takes POST only")
 
 
+@router.get("/lablease/")
+def about(request: Request) -> JSONResponse:
+    """What this server is: lablease's version, its lab domain (clients complete short names with it)
+    and whether it provisions cloud machine types (the lab service)."""
+    settings = request.app.state.settings
+    lab = request.app.state.lab
+    return JSONResponse({"server": "lablease", "version": __version__, "lab_domain": settings.lab_domain,
+                         "cloud_machine_types": sorted(lab.workers) if lab is not None else []})
+
+
 @route("/nodes/machine_types/", ["GET"])
 def machine_types(request: Request) -> JSONResponse:
     return JSONResponse(store_of(request).machine_types())
 
 
 @route("/nodes/{name}/lock/", ["PUT", "POST"])
-def lock_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
+async def lock_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
     """``locked`` true locks, false unlocks, absent checks (other fields still apply)."""
-    node = store_of(request).lock(name, body.values() if body else {})
-    return JSONResponse(node.lock_json())
+    return answer(*await locking.lock_one(ctx_of(request), name, body.values() if body else {}))
 
 
 @route("/nodes/{name}/lock/", ["GET", "DELETE"])
@@ -103,7 +122,8 @@ def list_nodes(
     """Nodes matching the filters (``machine_type`` may be ``a|b``), in name order."""
     flt = NodeFilter(locked=locked, machine_type=machine_type or None, os_type=os_type or None,
                      os_version=os_version or None, locked_by=locked_by or None, up=up, count=count)
-    return JSONResponse([n.to_json() for n in store_of(request).list(flt)])
+    ctx = ctx_of(request)
+    return JSONResponse([ctx.node_json(n) for n in store_of(request).list(flt)])
 
 
 @route("/nodes/", ["POST"], dependencies=[Depends(require_admin)])
@@ -118,13 +138,20 @@ def create_node(request: Request, body: NodeCreate) -> JSONResponse:
 
 @route("/nodes/{name}/", ["GET"])
 def get_node(request: Request, name: str) -> JSONResponse:
-    return JSONResponse(store_of(request).get(name).to_json())
+    return JSONResponse(ctx_of(request).node_json(store_of(request).get(name)))
 
 
 @route("/nodes/{name}/", ["PUT"])
-def update_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
-    """Update; a forbidden lock change is 403 JSON (paddles answered 500 HTML)."""
-    store_of(request).update_values(name, body.values() if body else {})
+async def update_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
+    """Update; a forbidden lock change is 403 JSON (paddles answered 500 HTML). A lock change of a
+    cloud node goes through the lab service, as on ``/lock/``."""
+    values = body.values() if body else {}
+    ctx = ctx_of(request)
+    if values.get("locked") is not None and ctx.lab is not None and \
+            await anyio.to_thread.run_sync(ctx.lab.owns_any, [name]):
+        status, got = await locking.lock_one(ctx, name, values)
+        return answer(status, {}) if status == 200 else answer(status, got)
+    await anyio.to_thread.run_sync(lambda: store_of(request).update_values(name, values))
     return ok()
 
 

@@ -20,6 +20,7 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Name = Annotated[Text, Field(min_length=1, max_length=m.NAME_LEN)]
+RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class NodeFields(BaseModel):
@@ -38,6 +39,7 @@ class NodeFields(BaseModel):
     locked: bool | None = None
     locked_by: Text | None = Field(None, max_length=m.LOCKED_BY_LEN)
     locked_since: Text | None = None
+    request_id: RequestId | None = None  # lablease: progress id of a cloud node's lock (see LockMany)
     mac_address: Text | None = Field(None, max_length=m.MAC_LEN)
     ssh_pub_key: Text | None = None
 
@@ -71,6 +73,11 @@ class LockMany(BaseModel):
     os_type: Text | None = None
     os_version: Text | None = None
     arch: Text | None = None
+    # lablease's own keys (paddles clients never send them): the id under which the lab service
+    # publishes this request's progress (GET /lab/progress/?request=ID), and the job's resource
+    # hints for a cloud type, as teuthology's job config carries them.
+    request_id: RequestId | None = None
+    openstack: dict | list | None = None
 
     _version = field_validator("os_version", mode="before")(NodeFields._version_as_text.__func__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -17,6 +19,9 @@ from lablease.lockapi.settings import LockSettings
 from lablease.logs import setup_logging
 from lablease.store import NodeStore
 
+if TYPE_CHECKING:
+    from lablease.config.lab import LabConfig
+
 log = logging.getLogger(__name__)
 
 # Workers are separate processes: they re-read the same config file named here.
@@ -26,6 +31,51 @@ _CONFIG_ENV = "LABLEASE_LOCKAPI_CONFIG"
 def safe_url(url: str) -> str:
     """The database URL with any password hidden, for logs."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def lab_config_of(settings: LockSettings) -> "LabConfig | None":
+    """The lab config of the same file when it has a ``libcloud:`` section (then this is the lab service)."""
+    if settings.config_file is None:
+        return None
+    from lablease.config import load_yaml_file
+    from lablease.config.lab import parse_lab_config
+
+    data = load_yaml_file(settings.config_file)
+    if not (data.get("libcloud") or {}).get("providers"):
+        return None
+    return parse_lab_config(data, file=str(settings.config_file))
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that, on SIGTERM or Ctrl-C, first lets the lab service finish or roll back its work.
+
+    New locks get 503 meanwhile; a second signal is ignored with a message instead of killing launches
+    half-way (which would leave servers behind). Without a lab service it exits as uvicorn does.
+    """
+
+    def __init__(self, config: uvicorn.Config, lab, timeout: float):  # noqa: ANN001
+        super().__init__(config)
+        self.lab = lab
+        self.timeout = timeout
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
+        if self.lab is None:
+            super().handle_exit(sig, frame)
+            return
+        if self._draining:
+            log.warning("shutdown: still finishing or rolling back work in flight, please wait")
+            return
+        self._draining = True
+        log.info("shutdown: taking no new locks; finishing work in flight (at most %.0fs, then rolling back)",
+                 self.timeout)
+        self.lab.begin_drain()
+        threading.Thread(target=self._drain_then_exit, args=(sig, frame), name="lab-drain", daemon=True).start()
+
+    def _drain_then_exit(self, sig: int, frame) -> None:  # noqa: ANN001
+        finished = self.lab.drain(self.timeout)
+        log.info("shutdown: work in flight %s", "finished" if finished else "cancelled and rolled back")
+        super().handle_exit(sig, frame)
 
 
 def worker_app() -> ASGIApp:
@@ -52,10 +102,22 @@ def serve(settings: LockSettings) -> None:
     if settings.workers > 1 and settings.database_url.startswith("sqlite"):
         log.warning("several workers on SQLite contend for the database file's write lock; "
                     "workers: 1 is faster (threads of one process queue without polling)")
+    lab_config = lab_config_of(settings)
+    if lab_config is not None and settings.workers > 1:
+        raise ConfigError("the lab service (a libcloud: section) runs as one worker process for now",
+                          file=str(settings.config_file), key="lablease.workers",
+                          fix="set workers: 1 (provisioning is I/O bound; one process runs max_parallel launches "
+                              "per provider)")
     common = dict(host=settings.host, port=settings.port, access_log=False,
                   log_level=settings.log_level.lower(), timeout_keep_alive=30, backlog=2048)
     if settings.workers == 1:
-        uvicorn.run(create_served_app(settings, run_migrations=False), **common)
+        app = create_served_app(settings, run_migrations=False, lab_config=lab_config)
+        lab = app.state.lab  # type: ignore[attr-defined]
+        if lab is not None:
+            log.info("lab service: provisioning machine types %s", ", ".join(sorted(lab.workers)))
+        # After the drain, open progress streams are cut after a few seconds instead of holding the exit.
+        config = uvicorn.Config(app, **common, timeout_graceful_shutdown=5 if lab is not None else None)
+        DrainingServer(config, lab, settings.shutdown_timeout).run()
         return
     os.environ[_CONFIG_ENV] = str(settings.config_file or "")
     uvicorn.run("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)

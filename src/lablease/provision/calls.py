@@ -8,6 +8,7 @@ fail at once. The whole retry loop of one call is bounded by ``max_time`` second
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRY_KINDS = (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMIT)
+
+# Told of every request sent to the cloud (each retry too): what, seconds, error kind or None.
+CallObserver = Callable[[str, float, str | None], None]
 
 
 class _CloudWait(wait_base):
@@ -46,13 +50,14 @@ class CloudCaller:
 
     def __init__(self, classify: Callable[[BaseException], ErrorInfo], limiter: RateLimiter, *,
                  max_time: float = 120.0, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 sleep: Callable[[float], None] | None = None):
+                 sleep: Callable[[float], None] | None = None, on_call: CallObserver | None = None):
         self.classify = classify
         self.limiter = limiter
         self.max_time = max_time
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
+        self.on_call = on_call  # may be set after construction (the lab service adds its metrics)
 
     def call(self, stage: Stage, node: str | None, fn: Callable[[], T], *, what: str = "",
              idempotent: bool = True) -> T:
@@ -65,7 +70,17 @@ class CloudCaller:
 
         def attempt() -> T:
             self.limiter.acquire()
-            return fn()
+            observer = self.on_call
+            if observer is None:
+                return fn()
+            started = time.monotonic()
+            try:
+                result = fn()
+            except Exception as exc:
+                self._observe(observer, what, time.monotonic() - started, exc)
+                raise
+            self._observe(observer, what, time.monotonic() - started, None)
+            return result
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -90,6 +105,13 @@ class CloudCaller:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error becomes a named ProvisionError
             raise self.to_error(stage, node, exc, what, idempotent=idempotent) from exc
+
+    def _observe(self, observer: CallObserver, what: str, seconds: float, exc: BaseException | None) -> None:
+        """Tell ``observer`` of one request; a broken observer is logged, never fails the call."""
+        try:
+            observer(what, seconds, None if exc is None else self.classify(exc).kind.value)
+        except Exception:  # noqa: BLE001 - metrics must not break provisioning
+            log.exception("cloud call observer failed call=%s", what)
 
     def to_error(self, stage: Stage, node: str | None, exc: BaseException, what: str = "",
                  idempotent: bool = True) -> ProvisionError:

@@ -28,7 +28,14 @@ def generate_lab_key(path: str | Path) -> Path:
 
 def devcloud_lab_config(cloud, key_file: str | Path, *, nsupdate_url: str | None = None,
                         lab_domain: str = "lab.example", machine_type: str = "dev", **provider: Any) -> LabConfig:
-    """A validated LabConfig whose provider ``machine_type`` is ``cloud`` (a DevcloudHandle).
+    """A validated LabConfig whose provider ``machine_type`` is ``cloud`` (a DevcloudHandle)."""
+    return LabConfig.model_validate(devcloud_lab_data(cloud, key_file, nsupdate_url=nsupdate_url,
+                                                      lab_domain=lab_domain, machine_type=machine_type, **provider))
+
+
+def devcloud_lab_data(cloud, key_file: str | Path, *, nsupdate_url: str | None = None,
+                      lab_domain: str = "lab.example", machine_type: str = "dev", **provider: Any) -> dict[str, Any]:
+    """The teuthology.yaml keys (lab_domain, nsupdate_url, libcloud) of a lab whose provider is ``cloud``.
 
     Nodes log in as the account devcloud runs as (its sshd accepts only that one).
     """
@@ -49,4 +56,4 @@ def devcloud_lab_config(cloud, key_file: str | Path, *, nsupdate_url: str | None
     data: dict[str, Any] = {"lab_domain": lab_domain, "libcloud": {"providers": {machine_type: settings}}}
     if nsupdate_url:
         data["nsupdate_url"] = nsupdate_url
-    return LabConfig.model_validate(data)
+    return data

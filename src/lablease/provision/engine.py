@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 from lablease.config.errors import ConfigError
 from lablease.config.lab import LabConfig, ProviderConfig
-from lablease.dns.validation import Rejection, check_name
+from lablease.hostnames import HostNameError, decanonicalize_hostname, node_short_name
 from lablease.provision.adapters import CloudAdapter, adapter_for
 from lablease.provision.calls import CloudCaller
 from lablease.provision.errors import ProvisionError, Stage
@@ -42,11 +40,11 @@ from lablease.provision.models import (
 from lablease.provision.ratelimit import RateLimiter
 from lablease.provision.readiness import SSHProbe, load_private_key, public_key_line
 from lablease.provision.tokencache import FileTokenCache
+from lablease.provision.waiting import cancelled
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa")
-_ANY_NAME = re.compile(r"(?s:.*)")  # node names are checked for form only; which ones may be used is the lock's job
 
 
 def _no_progress(event: ProgressEvent) -> None:
@@ -95,10 +93,12 @@ class Provisioner:
         probe = probe or SSHProbe(user=self.provider.ssh_user, key=key, port=self.provider.ssh_port,
                                   command=self.provider.ready_command, connect_timeout=ssh_connect_timeout)
         self.public_keys = [public_key_line(key, f"lablease@{self.lab}")] + self.provider.public_key_lines()
+        self._cancel = threading.Event()  # shared with the lifecycle's waits; see cancel()
         self.lifecycle = Lifecycle(
             provider=self.provider, lab=self.lab, lab_domain=config.lab_domain, adapter=self.adapter,
             caller=self.caller, listings=self.listings, dns_client=dns_client, probe=probe,
             public_keys=self.public_keys, emit=self._emit, poll_first=poll_first, poll_cap=poll_cap,
+            cancel=self._cancel,
         )
         self._auth_once = threading.Lock()
         self._owned_dns = None
@@ -116,6 +116,29 @@ class Provisioner:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    # -- cancel ----------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop creating, from any thread (a signal handler, a service shutting down): no new attempt or
+        node starts, every create wait raises ProvisionError(kind="cancelled") within a fraction of a
+        second, and each attempt's rollback still runs in full. Nodes a ``create_many`` already had up
+        are destroyed again. Destroy is never cancelled. It holds until ``reset()``."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` was called (and not ``reset()`` since)."""
+        return self._cancel.is_set()
+
+    def reset(self) -> None:
+        """Accept creates again after ``cancel()``; call it only when no create is running."""
+        self._cancel.clear()
+
+    def _check_cancel(self, node: str, attempt: int) -> None:
+        """Refuse to start ``attempt`` once cancelled: nothing new may be made while rolling back."""
+        if self._cancel.is_set():
+            raise cancelled(Stage.CREATE, node, f"starting attempt {attempt}")
+
     def _emit(self, event: ProgressEvent) -> None:
         try:
             self.emit(event)
@@ -123,23 +146,19 @@ class Provisioner:
             log.exception("progress callback failed node=%s stage=%s", event.node, event.stage)
 
     def short_name(self, name: str) -> str:
-        """``node1.front.example.com`` -> ``node1``; the server name and DNS name are the short name."""
-        name = name.split("@", 1)[-1].rstrip(".")
-        suffix = "." + self.config.lab_domain
-        return name[: -len(suffix)] if name.endswith(suffix) else name
+        """``Node1.Front.example.com`` -> ``node1``, unchecked (for messages); servers and DNS use the short name."""
+        return decanonicalize_hostname(name, self.config.lab_domain)
 
     def node_name(self, name: str, stage: Stage) -> str:
-        """``short_name(name)``, refused (ProvisionError) unless it is one host name in the lab domain.
+        """The lower-case short name of ``name``, refused (ProvisionError) unless one host label in the lab domain.
 
-        An empty or odd name would otherwise name a server, a DNS record and the volume pattern
-        ``<name>_<digits>`` that destroy deletes by; the DNS service's own check decides.
+        Node names are DNS names, so ``Node1`` and ``node1`` must be one server; an empty or odd name
+        would otherwise name a server, a DNS record and the volume pattern destroy deletes by.
         """
-        node = self.short_name(name)
         try:
-            check_name(node, self.config.lab_domain.lower(), _ANY_NAME)
-        except Rejection as exc:
-            raise ProvisionError(stage, node or None, f"bad node name: {exc.message}") from None
-        return node
+            return node_short_name(name, self.config.lab_domain)
+        except HostNameError as exc:
+            raise ProvisionError(stage, self.short_name(name) or None, f"bad node name: {exc}") from None
 
     def prepare(self) -> None:
         """Authenticate once before the worker threads start, so they share one token."""
@@ -149,7 +168,8 @@ class Provisioner:
     # -- create ----------------------------------------------------------------------------------
 
     def create(self, name: str, os_type: str, os_version: str, hints: Any = None) -> NodeInfo:
-        """Create one node, ready over SSH and named in DNS, or raise ProvisionError with nothing left behind."""
+        """Create one node, ready over SSH and named in DNS, or raise ProvisionError with nothing left behind
+        (kind "cancelled" after ``cancel()``)."""
         node = self.node_name(name, Stage.CREATE)
         try:
             need = merge_hints(self.config.openstack, hints)
@@ -157,10 +177,11 @@ class Provisioner:
             raise ProvisionError(Stage.SIZE, node, str(exc)) from None
         retries = self.provider.launch_retries
         for attempt in range(1, retries + 1):
+            self._check_cancel(node, attempt)
             track = Track(node=node, attempt=attempt, attempt_id=f"{attempt}-{uuid.uuid4().hex[:10]}")
             try:
                 info = self.lifecycle.create(track, os_type, os_version, need)
-                self._emit(ProgressEvent(node, "ready", "done", attempt))
+                self._emit(ProgressEvent(node, "ready", "done", attempt, attempt_id=track.attempt_id))
                 log.info("node ready node=%s server=%s address=%s attempt=%d seconds=%.1f",
                          node, info.server_id, info.address, attempt, info.seconds)
                 return info
@@ -174,8 +195,9 @@ class Provisioner:
                                            + "; ".join(problems), retryable=False, kind=error.kind)
                 if not isinstance(exc, Exception):
                     raise
-                last = attempt == retries or not error.retryable
-                self._emit(ProgressEvent(node, error.stage.value, "failed" if last else "retry", attempt, error.message))
+                last = attempt == retries or not error.retryable or self.cancelled
+                self._emit(ProgressEvent(node, error.stage.value, "failed" if last else "retry", attempt, error.message,
+                                         attempt_id=track.attempt_id))
                 log.warning("create failed node=%s attempt=%d/%d stage=%s retry=%s error=%s", node, attempt,
                             retries, error.stage.value, not last, error.message)
                 if last:
@@ -183,13 +205,14 @@ class Provisioner:
                         error = ProvisionError(error.stage, node, f"{error.message} (after {attempt} attempts)",
                                                retryable=error.retryable, kind=error.kind)
                     raise error from None
-                time.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+                # Backoff that cancel() cuts short; the next loop head then refuses the attempt.
+                self._cancel.wait(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
     def create_many(self, requests: Iterable[CreateRequest], *, all_or_nothing: bool = False) -> list[Outcome]:
         """Create nodes up to ``max_parallel`` at a time; one Outcome per request, in order.
 
-        With ``all_or_nothing`` a single failure destroys the nodes that did come up.
+        With ``all_or_nothing`` a single failure destroys the nodes that did come up; so does ``cancel()``.
         """
         requests = list(requests)
         try:
@@ -225,26 +248,31 @@ class Provisioner:
                     log.error("cleanup after interrupt failed node=%s error=%s", undone.name, undone.error)
 
         outcomes = self._map(one, list(enumerate(requests)), on_interrupt=undo)
-        if all_or_nothing and not all(o.ok for o in outcomes):
-            made = [o for o in outcomes if o.ok]
-            for o, undone in zip(made, self.destroy_many([o.name for o in made])):
-                node = self.short_name(o.name)
-                if undone.ok:
-                    message = "destroyed again because another node of the request failed"
-                else:  # say that it is still there: the caller must not think nothing is left
-                    log.error("all-or-nothing cleanup failed node=%s error=%s", undone.name, undone.error)
-                    message = ("another node of the request failed, and destroying this one failed too, "
-                               f"so it may remain: {undone.error.message}")
-                o.ok, o.node = False, None
-                o.error = ProvisionError(Stage.DESTROY, node, message)
+        if self.cancelled:
+            self._destroy_made(outcomes, "the create was cancelled", kind="cancelled")
+        elif all_or_nothing and not all(o.ok for o in outcomes):
+            self._destroy_made(outcomes, "another node of the request failed")
         return outcomes
+
+    def _destroy_made(self, outcomes: list[Outcome], why: str, kind: str = "fatal") -> None:
+        """Destroy the nodes of ``outcomes`` that came up and turn each into a failure that says ``why``."""
+        made = [o for o in outcomes if o.ok]
+        for o, undone in zip(made, self.destroy_many([o.name for o in made])):
+            if undone.ok:
+                message = f"destroyed again because {why}"
+            else:  # say that it is still there: the caller must not think nothing is left
+                log.error("cleanup failed node=%s why=%s error=%s", undone.name, why, undone.error)
+                message = f"{why}, and destroying this one failed too, so it may remain: {undone.error.message}"
+            o.ok, o.node = False, None
+            o.error = ProvisionError(Stage.DESTROY, self.short_name(o.name), message, kind=kind)
 
     def _map(self, fn, items: list, on_interrupt: Callable[[list], None] | None = None) -> list:
         """``fn`` over ``items`` on up to ``max_parallel`` threads, results in order.
 
-        On Ctrl-C (any BaseException while waiting) the items not started yet are dropped, the
-        running ones finish (each rolls back its own failure), and ``on_interrupt`` gets the results
-        that did come back, so that what they made can be undone before the interrupt goes up.
+        On Ctrl-C (any BaseException while waiting) the engine is cancelled (see ``cancel()``): the
+        items not started yet are dropped, the running ones stop waiting and roll back, and
+        ``on_interrupt`` gets the results that did come back, so that what they made can be undone
+        before the interrupt goes up.
         """
         if not items:
             return []
@@ -254,6 +282,7 @@ class Provisioner:
         try:
             return [f.result() for f in futures]
         except BaseException:
+            self.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             if on_interrupt is not None:
                 on_interrupt([f.result() for f in futures
@@ -316,6 +345,17 @@ class Provisioner:
                 return Outcome(name, False, error=exc)
 
         return self._map(one, names)
+
+    def remove_leaks(self, server_ids: list[str], volume_ids: list[str]) -> list[str]:
+        """Delete these servers and volumes (detaching the volumes first); returns what could not be removed.
+
+        For the reconciler, which decided they are leaks; no DNS name is touched.
+        """
+        self.prepare()
+        wanted = set(volume_ids)
+        volumes = [v for v in self.caller.call(Stage.DESTROY, None, self.adapter.list_volumes, what="list volumes")
+                   if v.id in wanted]
+        return self.lifecycle.teardown("(leaks)", list(server_ids), volumes, dns=False)
 
     # -- inventory ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,7 +24,7 @@ from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, TAG_NODE, NodeInfo, 
 from lablease.provision.readiness import EarlyProbe, SSHProbe
 from lablease.provision.selection import select_image, select_networks, select_security_groups, select_size
 from lablease.provision.userdata import build_userdata
-from lablease.provision.waiting import poll
+from lablease.provision.waiting import cancelled, poll
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class Lifecycle:
 
     def __init__(self, *, provider: ProviderConfig, lab: str, lab_domain: str, adapter: CloudAdapter,
                  caller: CloudCaller, listings: ListingCache, dns_client, probe: SSHProbe,
-                 public_keys: list[str], emit: ProgressCallback, poll_first: float = 0.2, poll_cap: float = 5.0):
+                 public_keys: list[str], emit: ProgressCallback, poll_first: float = 0.2, poll_cap: float = 5.0,
+                 cancel: threading.Event | None = None):
         self.p = provider
         self.lab = lab
         self.lab_domain = lab_domain
@@ -75,15 +77,26 @@ class Lifecycle:
         self.emit = emit
         self.poll_first = poll_first
         self.poll_cap = poll_cap
+        self.cancel = cancel or threading.Event()  # the engine's: set, it stops create's waits (never teardown's)
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _poll(self, check: Callable, timeout: float, on_timeout: Callable[[], Exception]):
-        return poll(check, timeout, on_timeout, first=self.poll_first, cap=self.poll_cap)
+    def _poll(self, check: Callable, timeout: float, on_timeout: Callable[[], Exception],
+              cancel_as: tuple[Stage, str, str] | None = None):
+        """``poll`` at the engine's pace. ``cancel_as`` (stage, node, what) lets ``cancel`` stop the wait;
+        teardown's waits leave it out, so that a rollback always runs to its end."""
+        if cancel_as is None:
+            return poll(check, timeout, on_timeout, first=self.poll_first, cap=self.poll_cap)
+        return poll(check, timeout, on_timeout, first=self.poll_first, cap=self.poll_cap, cancel=self.cancel,
+                    on_cancel=lambda: cancelled(*cancel_as))
 
     def _stage(self, track: Track, stage: Stage) -> None:
         track.stage = stage
-        self.emit(ProgressEvent(track.node, stage.value, "start", track.attempt))
+        self.emit(ProgressEvent(track.node, stage.value, "start", track.attempt, attempt_id=track.attempt_id))
+
+    def _made(self, track: Track, **made: str) -> None:
+        self.emit(ProgressEvent(track.node, track.stage.value, "made", track.attempt, attempt_id=track.attempt_id,
+                                made=made))
 
     def listing(self, kind: str, stage: Stage, load: Callable[[], list]) -> list:
         return self.listings.get(kind, lambda: self.caller.call(stage, None, load, what=f"list {kind}"))
@@ -118,6 +131,7 @@ class Lifecycle:
                                   idempotent=False)
         track.server_ids.append(server.id)
         track.server_unsure = False
+        self._made(track, server_id=server.id)
 
         # The SSH wait starts now, beside the boot poll, when the cloud already gave an address.
         early_ips = getattr(server, self.p.ssh_interface)
@@ -149,6 +163,7 @@ class Lifecycle:
         if self.dns is not None:
             self._stage(track, Stage.DNS)
             track.dns = True  # set first: an update whose answer was lost may still have happened
+            self._made(track, dns=node)
             try:
                 self.dns.update(node, [address])
             except Exception as exc:  # DNSClientError, or anything the client let through
@@ -157,9 +172,9 @@ class Lifecycle:
 
         self._stage(track, Stage.SSH)
         if early is not None and early.host == address:
-            ready = early.result(self.p.ready_timeout, node)
+            ready = early.result(self.p.ready_timeout, node, cancel=self.cancel)
         else:  # no address at create time, or the running server has another one
-            ready = self.probe.wait(address, self.p.ready_timeout, node)
+            ready = self.probe.wait(address, self.p.ready_timeout, node, cancel=self.cancel)
         if need.volume_count:
             track.stage = Stage.VOLUME
             for vid in track.volume_ids:
@@ -188,7 +203,8 @@ class Lifecycle:
 
         return self._poll(check, self.p.boot_timeout, lambda: ProvisionError(
             Stage.BOOT, node, f"server {server_id} not running with an address on {self.p.ssh_interface} "
-            f"after {self.p.boot_timeout:.0f}s (last state {last['state']})", retryable=True, kind="timeout"))
+            f"after {self.p.boot_timeout:.0f}s (last state {last['state']})", retryable=True, kind="timeout"),
+            cancel_as=(Stage.BOOT, node, f"server {server_id} boots"))
 
     def _create_volumes(self, track: Track, need: Resources, tags: dict[str, str]) -> None:
         node, a = track.node, self.adapter
@@ -198,6 +214,7 @@ class Lifecycle:
                                       what=f"create volume {name}", idempotent=False)
             track.volume_ids.append(volume.id)
             track.volume_unsure = False
+            self._made(track, volume_id=volume.id)
 
     def _attach_volumes(self, track: Track, server_id: str) -> None:
         """Wait until every volume is available, then ask for all attachments (completion is checked last)."""
@@ -209,7 +226,7 @@ class Lifecycle:
                              idempotent=False)
 
     def _wait_volume(self, node: str, volume_id: str, states: set[str], goal: str, server_id: str | None = None,
-                     stage: Stage = Stage.VOLUME) -> Volume:
+                     stage: Stage = Stage.VOLUME, cancellable: bool = True) -> Volume:
         last = {"state": "unknown"}
         seen: set[str] = set()
         polls = {"n": 0}
@@ -234,7 +251,8 @@ class Lifecycle:
 
         return self._poll(check, self.p.volume_timeout, lambda: ProvisionError(
             stage, node, f"volume {volume_id} did not {goal} within {self.p.volume_timeout:.0f}s "
-            f"(last state {last['state']})", retryable=True, kind="timeout"))
+            f"(last state {last['state']})", retryable=True, kind="timeout"),
+            cancel_as=(stage, node, f"waiting for volume {volume_id} to {goal}") if cancellable else None)
 
     # -- teardown --------------------------------------------------------------------------------
 
@@ -259,7 +277,7 @@ class Lifecycle:
         for vol in volumes:
             if vol.attached_to and attempt(f"detach volume {vol.id}", lambda v=vol: a.detach_volume(v)):
                 try:
-                    self._wait_volume(node, vol.id, {"available"}, "detach", stage=st)
+                    self._wait_volume(node, vol.id, {"available"}, "detach", stage=st, cancellable=False)
                 except ProvisionError as exc:
                     if "disappeared" not in exc.message:
                         problems.append(exc.message)

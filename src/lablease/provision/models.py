@@ -53,13 +53,19 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """A stage of one node started, finished, failed or is being retried (for progress bars and metrics)."""
+    """A stage of one node started, finished, failed or is being retried (for progress bars and metrics).
+
+    ``status`` "made" reports a resource the attempt created (``made``: server_id, volume_id or
+    dns) the moment it exists, so a caller can persist it before anything else can fail.
+    """
 
     node: str
     stage: str
-    status: str  # "start" | "done" | "failed" | "retry"
+    status: str  # "start" | "done" | "failed" | "retry" | "made"
     attempt: int = 1
     message: str = ""
+    attempt_id: str = ""
+    made: dict[str, str] = field(default_factory=dict)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

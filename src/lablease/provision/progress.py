@@ -21,6 +21,8 @@ def rich_progress(names: list[str]) -> Iterator[ProgressCallback]:
         tasks = {n.split(".")[0]: bar.add_task(f"{n}: waiting", total=len(_ORDER)) for n in names}
 
         def on_progress(event: ProgressEvent) -> None:
+            if event.status == "made":  # a resource note, not a stage change
+                return
             with lock:
                 task = tasks.get(event.node)
                 if task is None:

@@ -20,6 +20,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.tsigkeyring
 import dns.zone
 
 from lablease.netutil import free_port
@@ -45,7 +46,7 @@ include "{key_file}";
 zone "{zone}" {{
   type primary;
   file "{zone_file}";
-  allow-transfer {{ 127.0.0.0/8; }};
+  allow-transfer {{ {transfer}; }};
   update-policy {{ grant {key_name}. wildcard {policy_names} A AAAA; }};
 }};
 """
@@ -84,8 +85,14 @@ class BindServer:
         return found
 
     def zone_dump(self) -> list[str]:
-        """Every record of the zone, SOA serial included, by zone transfer (AXFR): to prove nothing changed."""
-        zone = dns.zone.from_xfr(dns.query.xfr(self.host, self.zone, port=self.port, timeout=5, lifetime=10))
+        """Every record of the zone, SOA serial included, by zone transfer (AXFR): to prove nothing changed.
+
+        Signed with the zone's key: BIND allows the transfer to the key only (as a lab should).
+        """
+        keyring = dns.tsigkeyring.from_file(self.key_file)
+        transfer = dns.query.xfr(self.host, self.zone, port=self.port, timeout=5, lifetime=10,
+                                 keyring=keyring, keyname=self.key_name)
+        zone = dns.zone.from_xfr(transfer)
         return sorted(zone.to_text(relativize=False).splitlines())
 
     def fqdn(self, name: str) -> str:
@@ -163,24 +170,28 @@ def start_bind(
     policy_names: str = "*.lab.example.",
     host: str = "127.0.0.1",
     key_name: str = "lablease-key",
+    allow_transfer: bool = True,
 ) -> BindServer:
     """Start named with dynamic ``zone`` in ``workdir``; the key may update A/AAAA of ``policy_names``.
 
-    A free port can be taken by another process before named binds it: then it tries a new one.
+    The key may also transfer the zone (AXFR), which the DNS service's name listing needs, unless
+    ``allow_transfer`` is false (then nobody may). A free port can be taken by another process
+    before named binds it: then it tries a new one.
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     zone = zone.rstrip(".")
     for attempt in range(3):
         try:
-            return _start_once(workdir, zone, policy_names, host, key_name)
+            return _start_once(workdir, zone, policy_names, host, key_name, allow_transfer)
         except RuntimeError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name: str) -> BindServer:
+def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name: str,
+                allow_transfer: bool) -> BindServer:
     port = free_port(host)
     state = _state_dir(workdir)
     key_file = _write_key(state, key_name)
@@ -191,7 +202,7 @@ def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name
     conf = state / "named.conf"
     conf.write_text(_CONF.format(
         dir=state, port=port, host=host, key_file=key_file, zone=zone, zone_file=zone_file,
-        key_name=key_name, policy_names=policy_names,
+        key_name=key_name, policy_names=policy_names, transfer=f"key {key_name}" if allow_transfer else "none",
     ))
     argv = [NAMED, "-g", "-c", str(conf)]
     if os.geteuid() == 0:

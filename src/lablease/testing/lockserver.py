@@ -29,10 +29,11 @@ class LockServer:
 def start_lock_server(workdir: Path, *, database_url: str | None = None, lab_domain: str | None = None,
                       admin_token: str | None = None, workers: int = 1,
                       extra: dict[str, Any] | None = None, timeout: float = 30.0,
-                      env: dict[str, str] | None = None) -> LockServer:
+                      env: dict[str, str] | None = None, top: dict[str, Any] | None = None) -> LockServer:
     """Write a config into ``workdir``, start ``python -m lablease serve`` and wait until it listens.
 
-    ``env`` replaces the server's environment (the benchmark runs an older checkout via PYTHONPATH).
+    ``env`` replaces the server's environment (the benchmark runs an older checkout via PYTHONPATH);
+    ``top`` adds top-level keys (``libcloud``, ``nsupdate_url``: then it is the lab service).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def start_lock_server(workdir: Path, *, database_url: str | None = None, lab_dom
         section["database_url"] = database_url
     if admin_token:
         section["admin_token"] = admin_token
-    config: dict[str, Any] = {"lablease": section}
+    config: dict[str, Any] = {**(top or {}), "lablease": section}
     if lab_domain:
         config["lab_domain"] = lab_domain
     path = workdir / "lablease.yaml"

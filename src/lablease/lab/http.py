@@ -1,0 +1,96 @@
+"""The lab service's own endpoints beside paddles' /nodes API: live progress, status, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from lablease.lab.bus import LabEvent
+from lablease.lab.service import LabService
+from lablease.lockapi.routes import require_admin
+
+router = APIRouter()
+KEEPALIVE_SECONDS = 15.0
+
+
+def lab_metrics(lab: LabService):  # noqa: ANN201
+    """Metrics of ``lab`` on their own registry, fed by its bus and its providers' cloud calls."""
+    from prometheus_client import CollectorRegistry
+
+    from lablease.lab.metrics import LabMetrics
+
+    metrics = LabMetrics(CollectorRegistry(), lab.store)
+    lab.bus.subscribe(metrics.on_event)
+    lab.reconciler.on_report = metrics.on_reconcile
+    for machine_type, worker in lab.workers.items():
+        worker.prov.caller.on_call = metrics.cloud_call_observer(machine_type)
+    return metrics
+
+
+def lab_of(request: Request) -> LabService:
+    return request.app.state.lab
+
+
+async def _sse(events: AsyncIterator[LabEvent], request: Request) -> AsyncIterator[bytes]:
+    """Server-sent events, with a comment line now and then so proxies keep the stream open."""
+    yield b": lablease progress\n\n"
+    it = events.__aiter__()
+    try:
+        while not await request.is_disconnected():
+            try:
+                event = await asyncio.wait_for(it.__anext__(), KEEPALIVE_SECONDS)
+            except asyncio.TimeoutError:
+                yield b": ping\n\n"
+                continue
+            yield b"event: progress\ndata: " + json.dumps(event.to_json()).encode() + b"\n\n"
+    finally:
+        await it.aclose()
+
+
+@router.get("/lab/progress/", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "server-sent events, one `progress` event per stage of a node"}})
+async def progress(request: Request, request_id: str | None = Query(None, alias="request", max_length=64),
+                   node: str | None = Query(None, max_length=256)) -> StreamingResponse:
+    """Every stage of every node as it happens; ``request`` (a lock's request_id) or ``node`` narrows it."""
+    def want(event: LabEvent) -> bool:
+        return (request_id is None or event.request == request_id) and (node is None or event.node == node)
+    stream = lab_of(request).bus.stream(want)
+    return StreamingResponse(_sse(stream, request), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/lab/status/")
+def status(request: Request) -> JSONResponse:
+    """The lab service's providers, requests in flight and whether it is shutting down."""
+    return JSONResponse(lab_of(request).status())
+
+
+@router.post("/lab/reconcile/", dependencies=[Depends(require_admin)])
+async def reconcile(request: Request, machine_type: str | None = Query(None, max_length=32),
+                    dry_run: bool = False) -> JSONResponse:
+    """Run one reconciler pass now (admin): leaks found, deleted and pending, nodes taken over, destroys retried.
+
+    409 when another process's pass is running; run it again in a moment.
+    """
+    lab = lab_of(request)
+    if machine_type is not None and machine_type not in lab.workers:
+        return JSONResponse({"message": f"machine_type: {machine_type!r} is not a cloud machine type of this "
+                                        f"service (known: {', '.join(sorted(lab.workers))})"}, status_code=400)
+    reports = await anyio.to_thread.run_sync(lambda: lab.reconciler.run(machine_type, dry_run))
+    if reports is None:
+        return JSONResponse({"message": "another reconciler pass is running; try again in a moment"},
+                            status_code=409)
+    return JSONResponse([r.to_json() for r in reports])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of the lab (nodes by type and state, launches, destroys, cloud calls)."""
+    body, content_type = request.app.state.lab_metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,228 @@
+"""The reconciler: compares lock records, the cloud's tagged servers and volumes, and the zone, and heals.
+
+Level-triggered and three-way, as Nodepool's cleanup is: every pass looks at what is, not at what
+happened. Per provider it
+
+- takes over nodes stuck in ``provisioning``/``destroying`` whose owner's lease expired (a process
+  died): they are destroyed by name and freed (a lock that died half-way never answered anybody);
+- destroys nodes in ``destroy-failed`` again, with backoff, until they are gone;
+- deletes servers and volumes tagged for this lab that no record owns (by node name and attempt
+  id), but only once they were seen as leaks in two consecutive passes, so a launch racing the
+  listing is never hit; untagged resources and other labs' are never touched;
+- deletes DNS names of free cloud nodes (same two-pass rule).
+
+One pass at a time across processes (``store.exclusive``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from lablease.store import NodeFilter, NodeRecord
+from lablease.store.exclusive import exclusive
+from lablease.store.records import utcnow
+from lablease.store.states import Conflict
+
+if TYPE_CHECKING:
+    from lablease.lab.service import LabService
+    from lablease.lab.workers import ProviderWorker
+
+log = logging.getLogger(__name__)
+
+OWNING = ("provisioning", "ready")
+RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
+
+
+@dataclass
+class PassReport:
+    """What one pass of one provider found and did; ``pending`` leaks are deleted next pass if still there."""
+
+    machine_type: str
+    found: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
+    pending: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
+    deleted: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
+    taken_over: list[str] = field(default_factory=list)
+    destroys_retried: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        count = {k: len(v) for k, v in self.deleted.items()}
+        return (f"type={self.machine_type} leaks_found={sum(len(v) for v in self.found.values())} "
+                f"deleted={count} taken_over={len(self.taken_over)} destroys_retried={len(self.destroys_retried)} "
+                f"failed={len(self.failed)}{' dry_run' if self.dry_run else ''}")
+
+
+class Reconciler:
+    """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``)."""
+
+    def __init__(self, lab: "LabService", interval: float, *, dns_client: Any = None):
+        self.lab = lab
+        self.interval = interval
+        self.dns = dns_client
+        self._seen: dict[tuple[str, str], set[str]] = {}  # (machine type, kind) -> leak ids of the last pass
+        self._retry_at: dict[str, tuple[float, float]] = {}  # node -> (next try, current delay)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: list[PassReport] = []
+        self.on_report = None  # metrics hook: called with each PassReport
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="lab-reconciler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run()
+            except Exception:  # noqa: BLE001 - a cloud or database outage: the next pass tries again
+                log.exception("reconcile pass failed")
+
+    def run(self, machine_type: str | None = None, dry_run: bool = False) -> list[PassReport] | None:
+        """One pass over ``machine_type`` (or every provider); None when another process's pass is running."""
+        with exclusive(self.lab.store.engines, "reconcile") as mine:
+            if not mine:
+                log.info("reconcile pass skipped: another process is running one")
+                return None
+            reports = [self._pass(worker, dry_run) for t, worker in sorted(self.lab.workers.items())
+                       if machine_type in (None, t)]
+        if not dry_run:
+            self.last = reports
+        for report in reports:
+            log.info("reconcile pass %s", report.summary())
+            if self.on_report is not None and not dry_run:
+                self.on_report(report)
+        return reports
+
+    # -- one provider ------------------------------------------------------------------------------
+
+    def _pass(self, worker: "ProviderWorker", dry_run: bool) -> PassReport:
+        report = PassReport(worker.machine_type, dry_run=dry_run)
+        records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
+        now = utcnow()
+        for node in records:
+            if node.state in ("provisioning", "destroying") and _lease_expired(node, now, self.lab.owner):
+                self._take_over(worker, node, report)
+            elif node.state == "destroy-failed":
+                self._retry_destroy(worker, node, report)
+        self._cloud_leaks(worker, records, report)
+        if self.dns is not None:
+            self._dns_leaks(worker, records, report)
+        return report
+
+    def _take_over(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
+        if report.dry_run:
+            report.taken_over.append(node.name)
+            return
+        try:
+            if node.state == "provisioning":
+                self.lab.store.retake(node.name, "provisioning", "destroying", lease_owner=self.lab.owner,
+                                      lease_seconds=self.lab.lease_seconds, who="reconciler",
+                                      last_error="its lock was abandoned (the process working on it stopped)")
+            else:
+                self.lab.store.retake(node.name, "destroying", None, lease_owner=self.lab.owner,
+                                      lease_seconds=self.lab.lease_seconds, who="reconciler")
+        except Conflict as exc:  # someone else took it, or its owner came back
+            log.info("reconciler: not taking over %s: %s", node.name, exc.message)
+            return
+        log.warning("reconciler: taking over %s (was %s, lease of %s expired)", node.name, node.state,
+                    node.lease_owner)
+        report.taken_over.append(node.name)
+        if not self.lab.destroy_now(worker, node.name, who="reconciler"):
+            report.failed.append(node.name)
+
+    def _retry_destroy(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
+        next_try, delay = self._retry_at.get(node.name, (0.0, RETRY_FIRST))
+        if time.monotonic() < next_try:
+            return
+        report.destroys_retried.append(node.name)
+        if report.dry_run:
+            return
+        try:
+            self.lab.store.retake(node.name, "destroy-failed", "destroying", lease_owner=self.lab.owner,
+                                  lease_seconds=self.lab.lease_seconds, who="reconciler")
+        except Conflict:
+            return
+        if self.lab.destroy_now(worker, node.name, who="reconciler"):
+            self._retry_at.pop(node.name, None)
+        else:
+            report.failed.append(node.name)
+            self._retry_at[node.name] = (time.monotonic() + delay, min(delay * 2, RETRY_CAP))
+
+    def _confirmed(self, machine_type: str, kind: str, candidates: set[str], report: PassReport,
+                   ) -> set[str]:
+        """Leaks seen in this pass and the one before; the rest wait for the next pass."""
+        key = (machine_type, kind)
+        seen_before = self._seen.get(key, set())
+        report.found[kind] = sorted(candidates)
+        confirmed = candidates & seen_before
+        report.pending[kind] = sorted(candidates - confirmed)
+        if not report.dry_run:
+            self._seen[key] = candidates - confirmed
+        return confirmed
+
+    def _cloud_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport) -> None:
+        prov = worker.prov
+        owners = {(prov.short_name(r.name), r.attempt_id) for r in records if r.state in OWNING}
+        # A node being destroyed owns everything of its name: its destroy removes it.
+        busy = {prov.short_name(r.name) for r in records if r.state in ("destroying", "destroy-failed")}
+        owned = prov.list_owned()
+
+        def leaked(node: str, attempt: str) -> bool:
+            return (node, attempt) not in owners and node not in busy
+
+        servers = self._confirmed(worker.machine_type, "servers",
+                                  {s.id for s in owned.servers if leaked(s.node, s.attempt)}, report)
+        volumes = self._confirmed(worker.machine_type, "volumes",
+                                  {v.id for v in owned.volumes if leaked(v.node, v.attempt)}, report)
+        if report.dry_run or not (servers or volumes):
+            return
+        problems = prov.remove_leaks(sorted(servers), sorted(volumes))
+        report.failed.extend(problems)
+        report.deleted["servers"] = sorted(servers)
+        report.deleted["volumes"] = sorted(volumes)
+        log.warning("reconciler: deleted leaked servers=%s volumes=%s%s", sorted(servers), sorted(volumes),
+                    f" problems={problems}" if problems else "")
+
+    def _dns_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport) -> None:
+        free = {worker.prov.short_name(r.name) for r in records if r.state == "idle"}
+        if not free:
+            return
+        try:
+            in_zone = set(self.dns.names())
+        except Exception as exc:  # noqa: BLE001 - DNSClientError: try again next pass
+            report.failed.append(f"listing the zone: {exc}")
+            return
+        names = self._confirmed(worker.machine_type, "dns", free & in_zone, report)
+        for name in sorted(names):
+            if report.dry_run:
+                continue
+            try:
+                self.dns.delete(name)
+                report.deleted["dns"].append(name)
+            except Exception as exc:  # noqa: BLE001
+                report.failed.append(f"DNS record of {name}: {exc}")
+        if report.deleted["dns"]:
+            log.warning("reconciler: deleted DNS records of free nodes %s", report.deleted["dns"])
+
+
+def _lease_expired(node: NodeRecord, now: datetime, me: str) -> bool:
+    if node.lease_owner == me:
+        return False  # this process is working on it; its heartbeat keeps the lease
+    return node.lease_expires is None or node.lease_expires < now

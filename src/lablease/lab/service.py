@@ -1,0 +1,313 @@
+"""The lab service: locking nodes of a cloud machine type provisions them; unlocking destroys them.
+
+It sits behind the lock API (``lablease serve`` with a ``libcloud:`` section): the HTTP layer asks
+``handles()``/``owns()`` and hands those requests here; everything else stays paddles' plain
+locking. Request handlers await the provider workers' futures, so no request thread is held for
+the minutes a launch takes. All or nothing: a lock request either gets every node SSH-ready, or
+every node of it is destroyed and unlocked again and the answer is 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from lablease.config.lab import LabConfig
+from lablease.lab.bus import LabEvent, ProgressBus
+from lablease.lab.reconciler import Reconciler
+from lablease.lab.workers import ProviderWorker
+from lablease.provision.engine import provisioner_from_config
+from lablease.provision.errors import ProvisionError
+from lablease.provision.hints import HintsError, merge_hints
+from lablease.provision.models import NodeInfo
+from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+DRAINING = "the lab service is shutting down; retry in a moment"
+
+
+def instance_id() -> str:
+    """Who holds a lease: this process, unique across hosts and restarts."""
+    return f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class LabService:
+    """Cloud machine types of ``config`` provisioned and destroyed through ``store``'s state machine."""
+
+    def __init__(self, store: NodeStore, config: LabConfig, *, bus: ProgressBus | None = None,
+                 lease_seconds: float = 300.0, reconcile_interval: float = 60.0,
+                 provisioner_options: dict[str, Any] | None = None):
+        self.store = store
+        self.config = config
+        self.bus = bus or ProgressBus()
+        self.owner = instance_id()
+        self.lease_seconds = lease_seconds
+        self.draining = False
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self.workers: dict[str, ProviderWorker] = {}
+        try:
+            for machine_type in config.libcloud.providers:
+                prov = provisioner_from_config(config, machine_type, **(provisioner_options or {}))
+                self.workers[machine_type] = ProviderWorker(machine_type, prov, store, self.bus, actor="lablease")
+        except BaseException:
+            self.close()
+            raise
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name="lab-lease-heartbeat", daemon=True)
+        self._heartbeat.start()
+        dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
+        self.reconciler = Reconciler(self, reconcile_interval, dns_client=dns)
+        self.reconciler.start()
+
+    # -- what is ours -------------------------------------------------------------------------------
+
+    def handles(self, machine_type: str | None) -> bool:
+        """Whether locking ``machine_type`` (``a|b`` counts if any is ours) means provisioning."""
+        return any(t in self.workers for t in (machine_type or "").split("|"))
+
+    def owns(self, node: NodeRecord) -> bool:
+        return node.machine_type in self.workers
+
+    def presented(self, node: NodeRecord) -> dict[str, Any]:
+        """Fields a client sees differently for a node this service manages (docs/lab-service.md).
+
+        ``is_vm`` is shown false: teuthology's client acts on VM records itself (its create_if_vm and
+        destroy_if_vm hand them to downburst or its own libcloud), which would fail or create a second
+        server. The service creates and destroys these nodes, so to clients they are plain machines.
+        """
+        return {"is_vm": False}
+
+    def owns_any(self, names: Sequence[str]) -> bool:
+        for name in names:
+            try:
+                if self.owns(self.store.get(name)):
+                    return True
+            except NotFound:
+                continue
+        return False
+
+    # -- locking ------------------------------------------------------------------------------------
+
+    async def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None, *,
+                        os_type: str | None = None, os_version: str | None = None, arch: str | None = None,
+                        hints: Any = None, request: str | None = None,
+                        abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
+        """Lock ``count`` idle nodes of a cloud type and provision them; all ready, or 503 with all undone.
+
+        When ``abandoned`` is set before the nodes are ready (the client went away), they are undone too.
+        """
+        types = [t for t in machine_type.split("|") if t]
+        if len(types) != 1:
+            raise InvalidRequest(f"machine_type: lock one cloud machine type at a time, not {machine_type!r}")
+        worker = self.workers[types[0]]
+        os_type, os_version = self._os(worker, os_type, os_version)
+        self._check_hints(hints)
+        with self._working():
+            nodes = await asyncio.to_thread(
+                self.store.lock_many, count, machine_type, locked_by, description, os_type=os_type,
+                os_version=os_version, arch=arch, provision=True, lease_owner=self.owner,
+                lease_seconds=self.lease_seconds)
+            log.info("lock request=%s type=%s count=%d owner=%s nodes=%s", request, machine_type, count, locked_by,
+                     ",".join(n.name for n in nodes))
+            return await self._provision(worker, nodes, os_type, os_version, hints, request, locked_by, abandoned)
+
+    async def lock_one(self, name: str, values: dict[str, Any], *, hints: Any = None) -> NodeRecord:
+        """``PUT /nodes/<name>/lock/`` locking a cloud node: provision it like a lock_many of one."""
+        node = await asyncio.to_thread(self.store.get, name)
+        worker = self.workers[node.machine_type or ""]
+        os_type, os_version = self._os(worker, values.get("os_type"), values.get("os_version"))
+        self._check_hints(hints)
+        with self._working():
+            locked, started = await asyncio.to_thread(
+                self.store.lock_to_provision, name, {**values, "os_type": os_type, "os_version": os_version},
+                lease_owner=self.owner, lease_seconds=self.lease_seconds)
+            if not started:
+                return locked  # paddles: the same owner re-locking with the same description
+            got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
+                                        values.get("locked_by"))
+            return got[0]
+
+    def _os(self, worker: ProviderWorker, os_type: str | None, os_version: str | None) -> tuple[str, str]:
+        p = worker.prov.provider
+        if os_type and not os_version and os_type != p.default_os_type:
+            raise InvalidRequest(f"os_version: give the version of {os_type} to provision (e.g. with --os-version)")
+        return os_type or p.default_os_type, str(os_version or p.default_os_version)
+
+    def _check_hints(self, hints: Any) -> None:
+        try:
+            merge_hints(self.config.openstack, hints)
+        except HintsError as exc:
+            raise InvalidRequest(f"openstack: {exc}") from None
+
+    async def _provision(self, worker: ProviderWorker, nodes: list[NodeRecord], os_type: str, os_version: str,
+                         hints: Any, request: str | None, who: str | None,
+                         abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
+        futures = [asyncio.wrap_future(worker.launch(n.name, os_type, os_version, hints, request)) for n in nodes]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException)]
+        if not failures and not (abandoned is not None and abandoned.is_set()):
+            return await asyncio.to_thread(self._mark_ready, nodes, results)
+        reason = "; ".join(_reason(n, e) for n, e in failures) or \
+            f"the client ({who}) disconnected before its nodes were ready"
+        log.warning("lock request=%s failed, undoing all %d nodes: %s", request, len(nodes), reason)
+        undone = await self._undo(worker, nodes, reason, request)
+        left = [n for n, ok in zip(nodes, undone) if not ok]
+        message = f"provisioning failed, so no node of the request was kept: {reason}"
+        if left:
+            message += (f"; destroying {', '.join(n.name for n in left)} failed too, so they stay locked in "
+                        "destroy-failed until their owner unlocks them again (which retries the destroy)")
+        raise Unavailable(message)
+
+    def _mark_ready(self, nodes: list[NodeRecord], infos: list[NodeInfo]) -> list[NodeRecord]:
+        ready = []
+        for node, info in zip(nodes, infos):
+            ready.append(self.store.transition(
+                node.name, "provisioning", "ready", who="lablease", ssh_pub_key=info.host_key,
+                addresses=[info.address], cloud_server_id=info.server_id, volume_ids=list(info.volume_ids),
+                lease_owner=None, lease_expires=None))
+        return ready
+
+    async def _undo(self, worker: ProviderWorker, nodes: list[NodeRecord], reason: str,
+                    request: str | None) -> list[bool]:
+        """Destroy and free every node of a failed request (each failed launch already rolled itself back;
+        a destroy by name also catches what a rollback could not remove)."""
+        for node in nodes:
+            await asyncio.to_thread(self.store.transition, node.name, "provisioning", "destroying",
+                                    who="lablease", last_error=reason[:2000])
+        return list(await asyncio.gather(*(self._destroy(worker, n.name, request) for n in nodes)))
+
+    # -- unlocking ----------------------------------------------------------------------------------
+
+    async def unlock_many(self, names: Sequence[str], locked_by: str,
+                          description: str | None = None) -> list[NodeRecord]:
+        """Unlock ``names`` (paddles' rules for every one first, all or none); cloud nodes are destroyed
+        before their records are freed. 503 when a destroy failed (that node stays locked)."""
+        destroy, unlocked = await asyncio.to_thread(
+            self.store.begin_destroy, list(names), locked_by, description, lease_owner=self.owner,
+            lease_seconds=self.lease_seconds)
+        with self._working(refuse=False):
+            ok = await asyncio.gather(*(self._destroy(self.workers[n.machine_type or ""], n.name, None)
+                                        for n in destroy if n.machine_type in self.workers))
+        failed = [n.name for n, good in zip(destroy, ok) if not good]
+        if failed:
+            raise Unavailable(f"destroying {', '.join(failed)} failed; they stay locked in destroy-failed "
+                              f"(see last_error); unlocking them again retries the destroy")
+        by_name = {n.name: n for n in unlocked}
+        for n in destroy:
+            by_name[n.name] = await asyncio.to_thread(self.store.get, n.name)
+        return [by_name[n] for n in names if n in by_name]
+
+    async def _destroy(self, worker: ProviderWorker, name: str, request: str | None) -> bool:
+        """``destroying -> idle`` once everything is gone, else ``-> destroy-failed`` with the error."""
+        try:
+            await asyncio.wrap_future(worker.destroy(name, request))
+        except Exception as exc:  # noqa: BLE001 - ProvisionError, or a bug: either way the node is not clean
+            return await asyncio.to_thread(self._destroyed, worker, name, request, exc, "lablease")
+        return await asyncio.to_thread(self._destroyed, worker, name, request, None, "lablease")
+
+    def destroy_now(self, worker: ProviderWorker, name: str, *, who: str = "lablease") -> bool:
+        """The same as an unlock's destroy, for a node already in ``destroying``, from a plain thread."""
+        try:
+            worker.destroy(name).result()
+        except Exception as exc:  # noqa: BLE001
+            return self._destroyed(worker, name, None, exc, who)
+        return self._destroyed(worker, name, None, None, who)
+
+    def _destroyed(self, worker: ProviderWorker, name: str, request: str | None, error: BaseException | None,
+                   who: str) -> bool:
+        """Record a destroy's outcome: the node is freed, or stays locked in destroy-failed with the reason."""
+        if error is not None:
+            message = error.message if isinstance(error, ProvisionError) else f"{type(error).__name__}: {error}"
+            log.error("destroy failed node=%s error=%s", name, message)
+            self.store.transition(name, "destroying", "destroy-failed", who=who, last_error=message[:2000],
+                                  lease_owner=None, lease_expires=None)
+            return False
+        self.store.free(name, who=who)
+        self.bus.publish(LabEvent(node=name, machine_type=worker.machine_type, stage="destroy", status="freed",
+                                  request=request))
+        return True
+
+    # -- shutting down ------------------------------------------------------------------------------
+
+    def _working(self, refuse: bool = True) -> "_InFlight":
+        if refuse and self.draining:
+            raise Unavailable(DRAINING)
+        return _InFlight(self)
+
+    def begin_drain(self) -> None:
+        """Stop taking new locks (they get 503); work in flight goes on."""
+        self.draining = True
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for work in flight; then cancel what is left (it rolls back) and wait
+        for that. Returns whether everything finished within the bound."""
+        self.begin_drain()
+        with self._idle:
+            if self._idle.wait_for(lambda: self._inflight == 0, timeout=timeout):
+                return True
+            log.warning("shutdown: %d requests still in flight after %.0fs; cancelling them (they roll back)",
+                        self._inflight, timeout)
+        for worker in self.workers.values():
+            cancel = getattr(worker.prov, "cancel", None)
+            if cancel is not None:
+                cancel()
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout=max(timeout, 60.0))
+
+    def close(self) -> None:
+        reconciler = getattr(self, "reconciler", None)
+        if reconciler is not None:
+            reconciler.stop()
+        self._stop_heartbeat()
+        for worker in self.workers.values():
+            worker.close()
+        self.workers = {}
+
+    def _stop_heartbeat(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+
+    def _beat(self) -> None:
+        """Renew this process's leases while it works on nodes (a dead process's leases expire)."""
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.store.renew_leases(self.owner, self.lease_seconds)
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                log.warning("lease heartbeat failed", exc_info=True)
+
+    def status(self) -> dict[str, Any]:
+        return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight,
+                "providers": {t: {"max_parallel": w.prov.provider.max_parallel} for t, w in self.workers.items()},
+                "reconciler": {"interval": self.reconciler.interval,
+                               "last_pass": [r.to_json() for r in self.reconciler.last]}}
+
+
+class _InFlight:
+    """Counts a request as in flight for the graceful shutdown."""
+
+    def __init__(self, lab: LabService):
+        self.lab = lab
+
+    def __enter__(self) -> None:
+        with self.lab._idle:
+            self.lab._inflight += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self.lab._idle:
+            self.lab._inflight -= 1
+            self.lab._idle.notify_all()
+
+
+def _reason(node: NodeRecord, exc: BaseException) -> str:
+    if isinstance(exc, ProvisionError):
+        return f"{node.name}: {exc.stage.value} failed: {exc.message}"
+    return f"{node.name}: unexpected {type(exc).__name__}: {exc}"

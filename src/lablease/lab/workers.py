@@ -1,0 +1,115 @@
+"""One long-lived worker pool per provider: its Provisioner, its threads, its progress.
+
+The lab service keeps one ``ProviderWorker`` per cloud machine type for its whole life, so the
+token, the listings and the rate limiter are shared by every request, and at most
+``max_parallel`` launches and destroys of that provider run at once. Every stage the engine
+reports is persisted on the node's row first (what the attempt made), then published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lablease.lab.bus import LabEvent, ProgressBus
+from lablease.provision.engine import Provisioner
+from lablease.provision.models import NodeInfo, ProgressEvent
+from lablease.store import NodeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """A node being worked on: its record name, the lock request it belongs to, when it began."""
+
+    record: str
+    request: str | None
+    started: float = field(default_factory=time.monotonic)
+    attempt_id: str | None = None
+    volume_ids: list[str] = field(default_factory=list)
+
+
+class ProviderWorker:
+    """Launch and destroy nodes of one provider on a bounded, long-lived thread pool."""
+
+    def __init__(self, machine_type: str, provisioner: Provisioner, store: NodeStore, bus: ProgressBus, *,
+                 actor: str = "lablease"):
+        self.machine_type = machine_type
+        self.prov = provisioner
+        self.store = store
+        self.bus = bus
+        self.actor = actor
+        self.pool = ThreadPoolExecutor(max_workers=provisioner.provider.max_parallel,
+                                       thread_name_prefix=f"lab-{machine_type}")
+        self._jobs: dict[str, Job] = {}  # engine's short node name -> job
+        self._lock = threading.Lock()
+        provisioner.emit = self._on_progress
+
+    # -- work --------------------------------------------------------------------------------------
+
+    def launch(self, record: str, os_type: str, os_version: str, hints: Any, request: str | None) -> Future[NodeInfo]:
+        """Create the node of ``record`` (ProvisionError on failure, after the engine's own rollback)."""
+        return self.pool.submit(self._run, record, request, lambda: self._create(record, os_type, os_version, hints))
+
+    def destroy(self, record: str, request: str | None = None) -> Future[None]:
+        """Destroy every server, volume and the DNS name of ``record`` (ProvisionError when something remains)."""
+        return self.pool.submit(self._run, record, request, lambda: self.prov.destroy(record))
+
+    def _create(self, record: str, os_type: str, os_version: str, hints: Any) -> NodeInfo:
+        self.prov.prepare()
+        return self.prov.create(record, os_type, os_version, hints)
+
+    def _run(self, record: str, request: str | None, work):  # noqa: ANN001, ANN202
+        short = self.prov.short_name(record)
+        with self._lock:
+            self._jobs[short] = Job(record, request)
+        try:
+            return work()
+        finally:
+            with self._lock:
+                self._jobs.pop(short, None)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.prov.close()
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        with self._lock:
+            job = self._jobs.get(event.node)
+        if job is None:
+            return
+        try:
+            self._persist(job, event)
+        except Exception:  # noqa: BLE001 - the engine's own rollback still knows what it made
+            log.exception("could not persist progress node=%s stage=%s", job.record, event.stage)
+        self.bus.publish(LabEvent(
+            node=job.record, machine_type=self.machine_type, stage=event.stage, status=event.status,
+            request=job.request, attempt=event.attempt, message=event.message,
+            elapsed=round(time.monotonic() - job.started, 3), made=dict(event.made)))
+
+    def _persist(self, job: Job, event: ProgressEvent) -> None:
+        """Write what the attempt made on the row before the engine goes on (a restart can then undo it)."""
+        fields: dict[str, Any] = {}
+        if event.attempt_id and event.attempt_id != job.attempt_id:
+            job.attempt_id, job.volume_ids = event.attempt_id, []
+            fields.update(attempt_id=event.attempt_id, cloud_server_id=None, volume_ids=[], dns_written=False)
+        if event.status == "made":
+            if "server_id" in event.made:
+                fields["cloud_server_id"] = event.made["server_id"]
+            if "volume_id" in event.made:
+                job.volume_ids.append(event.made["volume_id"])
+                fields["volume_ids"] = list(job.volume_ids)
+            if "dns" in event.made:
+                fields["dns_written"] = True
+        if fields:
+            self.store.note_attempt(job.record, who=self.actor, **fields)
+        if event.status in ("start", "failed", "retry") or (event.stage == "ready" and event.status == "done"):
+            self.store.record_stage(job.record, event.stage, event.status, event.attempt, event.message,
+                                    who=self.actor)

@@ -1,0 +1,108 @@
+"""The lock endpoints' behaviour, once, for both the FastAPI routes and the ASGI fast lane.
+
+lock_many, unlock_many and a single node's lock change go to the lab service when it provisions
+that machine type (cloud nodes), else to paddles' plain locking: the PostgreSQL async lane when
+there is one, then ``NodeStore`` in a thread. Each function returns ``(status, body)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from lablease.lockapi.schemas import LockMany, UnlockMany
+from lablease.store import NodeRecord, NodeStore, StoreError
+from lablease.store.pg_async import AsyncLockLane
+
+if TYPE_CHECKING:
+    from lablease.lab.service import LabService
+
+Answer = tuple[int, Any]
+
+
+@dataclass
+class LockContext:
+    """What the lock endpoints work with; ``lab`` is None on a plain lock server."""
+
+    store: NodeStore
+    lane: AsyncLockLane | None = None
+    lab: "LabService | None" = None
+
+    def node_json(self, node: NodeRecord) -> dict[str, Any]:
+        """A node as clients see it: paddles' JSON, with a lab-managed node presented as the lab decides."""
+        data = node.to_json()
+        if self.lab is not None and self.lab.owns(node):
+            data.update(self.lab.presented(node))
+        return data
+
+    def short_json(self, node: NodeRecord) -> dict[str, Any]:
+        data = node.lock_json()
+        if self.lab is not None and self.lab.owns(node):
+            data.update({k: v for k, v in self.lab.presented(node).items() if k in data})
+        return data
+
+
+async def _guard(coro) -> Answer:  # noqa: ANN001
+    """Await ``coro``; a StoreError becomes its status and paddles' message body."""
+    try:
+        return 200, await coro
+    except StoreError as exc:
+        return exc.status, {"message": exc.message}
+
+
+async def _in_thread(fn, *args: Any, **kwargs: Any) -> Answer:  # noqa: ANN001
+    def run() -> Answer:
+        try:
+            return 200, fn(*args, **kwargs)
+        except StoreError as exc:
+            return exc.status, {"message": exc.message}
+    return await anyio.to_thread.run_sync(run)
+
+
+async def lock_many(ctx: LockContext, body: LockMany, abandoned: asyncio.Event | None = None) -> Answer:
+    """``POST /nodes/lock_many/``: all or none; 503 when too few are free (or, for a cloud type, when
+    provisioning failed and everything was undone). ``abandoned`` is set when the client went away:
+    the cloud nodes of the request are then undone instead of being left locked for nobody."""
+    args = (body.count, body.machine_type, body.locked_by, body.description)
+    extra = {"os_type": body.os_type, "os_version": body.os_version, "arch": body.arch}
+    if ctx.lab is not None and ctx.lab.handles(body.machine_type):
+        status, got = await _guard(ctx.lab.lock_many(*args, **extra, hints=body.openstack, request=body.request_id,
+                                                     abandoned=abandoned))
+    else:
+        status, got = await _guard(ctx.lane.lock_many(*args, **extra)) if ctx.lane is not None else (200, None)
+        if status == 200 and got is None:
+            status, got = await _in_thread(ctx.store.lock_many, *args, **extra)
+    return (status, [ctx.node_json(n) for n in got]) if status == 200 else (status, got)
+
+
+async def unlock_many(ctx: LockContext, body: UnlockMany) -> Answer:
+    """``POST /nodes/unlock_many/``: all or none; cloud nodes are destroyed before they are freed."""
+    if ctx.lab is not None and await anyio.to_thread.run_sync(ctx.lab.owns_any, body.names):
+        status, got = await _guard(ctx.lab.unlock_many(body.names, body.locked_by, body.description))
+    else:
+        status, got = await _guard(ctx.lane.unlock_many(body.names, body.locked_by, body.description)) \
+            if ctx.lane is not None else (200, None)
+        if status == 200 and got is None:
+            status, got = await _in_thread(ctx.store.unlock_many, body.names, body.locked_by, body.description)
+    return (status, [ctx.short_json(n) for n in got]) if status == 200 else (status, got)
+
+
+async def lock_one(ctx: LockContext, name: str, values: dict[str, Any]) -> Answer:
+    """``PUT /nodes/<name>/lock/``: lock, unlock, or (``locked`` absent) apply the other fields."""
+    locking = values.get("locked")
+    if ctx.lab is not None and locking is not None and await anyio.to_thread.run_sync(ctx.lab.owns_any, [name]):
+        if locking:
+            status, got = await _guard(ctx.lab.lock_one(name, values))
+            return (status, ctx.short_json(got)) if status == 200 else (status, got)
+        status, got = await _guard(ctx.lab.unlock_many([name], values.get("locked_by") or "",
+                                                       values.get("description")))
+        if status == 503:
+            # teuthology's unlock_one retries anything but 403 ten times, then dies with a traceback;
+            # a 403 makes it report the server's message (the node stays locked in destroy-failed).
+            status = 403
+        return (status, ctx.short_json(got[0])) if status == 200 else (status, got)
+    status, got = await _in_thread(ctx.store.lock, name, values)
+    return (status, ctx.short_json(got)) if status == 200 else (status, got)
