@@ -1,17 +1,20 @@
 """`make demo`: lablease's main job end to end on one machine, with the real parts on loopback.
 
-A user locks three cloud nodes in the lock server; the provisioning engine creates them in
-devcloud through libcloud in parallel (server, volume, DNS name in BIND, SSH readiness), records
-their state in the lock server, logs in to one over SSH, destroys them all and unlocks them, and
-shows that nothing is left in the cloud or in DNS. The servers are started by `demo_stack`.
+A lab admin adds three cloud nodes to the lab service's inventory; a user locks them with
+`lablease lock-many` (the lab service creates them in devcloud through libcloud in parallel:
+server, volume, DNS name in BIND, SSH readiness) and sees each node's stage live; the nodes are
+shown as a table and as teuthology `targets:`; the demo logs in to one over SSH with the host key
+the service captured; the user unlocks them (the service destroys everything) and the demo shows
+that nothing is left in the cloud or in DNS. The servers are started by `demo_stack`.
 """
 
 from __future__ import annotations
 
 import base64
 import getpass
-import hashlib
+import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,21 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from lablease.demo_stack import LAB_DOMAIN, MACHINE_TYPE, Stack, running_stack
-from lablease.dns.client import DNSClient
-from lablease.hostnames import canonicalize_hostname, numbered_names
+from lablease.demo_stack import MACHINE_TYPE, VOLUMES, Stack, running_stack
 from lablease.lockapi.client import LockClient
 from lablease.logs import setup_logging
-from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
-from lablease.provision.engine import Provisioner
-from lablease.provision.models import CreateRequest, NodeInfo, ProgressCallback, ProgressEvent
-from lablease.provision.progress import rich_progress
 
 COUNT = 3
-VOLUME = {"count": 1, "size": 1}  # one 1 GB volume per node (teuthology's `openstack:` job hints)
 console = Console(soft_wrap=True)
 if not console.is_terminal:  # logs and CI: the node table is wider than 80 columns, do not wrap its cells
     console.width = 160
@@ -43,90 +40,70 @@ class DemoError(RuntimeError):
     """A step of the demo did not give what it should have; the message says which."""
 
 
-class Relay:
-    """The engine takes one progress callback for its life; this forwards to the current display."""
-
-    def __init__(self) -> None:
-        self.target: ProgressCallback | None = None
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self.target is not None:
-            self.target(event)
+def lablease(stack: Stack, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `lablease` command as a user would, against the lab service."""
+    argv = [sys.executable, "-m", "lablease", *args, "--server", stack.lock.url]
+    console.print(f"[dim]$ lablease {' '.join(args)}[/]")
+    sys.stdout.flush()
+    return subprocess.run(argv, text=True, capture_output=capture, timeout=300,
+                          env={**os.environ, "COLUMNS": str(console.width)})
 
 
-def fingerprint(host_key: str) -> str:
-    """OpenSSH's SHA256 fingerprint of a "<type> <base64>" host key, as `ssh-keygen -l` shows it."""
-    blob = host_key.split()[1]
-    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest()).decode().rstrip("=")
+def add_nodes(stack: Stack) -> None:
+    """The admin's pool: COUNT records of the cloud machine type, as the seed tells lab admins to add them."""
+    done = lablease(stack, "nodes", "add", "--machine-type", MACHINE_TYPE, "--vm", "--count", str(COUNT))
+    if done.returncode != 0:
+        raise DemoError(f"lablease nodes add exited {done.returncode}")
 
 
-def lock_nodes(client: LockClient, user: str) -> list[str]:
-    """Add COUNT cloud nodes to the inventory (as `lablease nodes add --vm` does) and lock them as a user would."""
-    for name in numbered_names(MACHINE_TYPE, COUNT):
-        client.create(canonicalize_hostname(name, LAB_DOMAIN), machine_type=MACHINE_TYPE, is_vm=True, up=True)
-    locked = client.lock_many(COUNT, MACHINE_TYPE, user, "lablease demo")
-    names = sorted(n["name"] for n in locked)
-    console.print(f"[bold]lock server[/]: added {COUNT} nodes of machine type {MACHINE_TYPE}; "
-                  f"lock_many locked {', '.join(names)} for {user}")
-    return names
+def lock_nodes(stack: Stack, user: str) -> list[dict[str, Any]]:
+    """`lablease lock-many`: the service provisions the nodes; the command shows each node's stage live."""
+    started = time.monotonic()
+    done = lablease(stack, "lock-many", str(COUNT), "-m", MACHINE_TYPE, "--os-type", "ubuntu", "--os-version",
+                    "22.04", "--desc", "lablease demo", "--owner", user)
+    if done.returncode != 0:
+        with LockClient(stack.lock.url) as client:
+            errors = [f"{n['name']}: {n['last_error']}" for n in client.list() if n.get("last_error")]
+        raise DemoError(f"provisioning failed: lablease lock-many exited {done.returncode}; "
+                        + ("; ".join(errors) or "see its message above"))
+    with LockClient(stack.lock.url) as client:
+        nodes = sorted(client.list(locked=True, locked_by=user), key=lambda n: n["name"])
+    console.print(f"[bold]lab service[/]: lock_many locked {', '.join(n['name'] for n in nodes)} for {user}, "
+                  f"all SSH-ready, in {time.monotonic() - started:.1f} s")
+    return nodes
 
 
-def provision(stack: Stack, prov: Provisioner, relay: Relay, names: list[str], user: str) -> list[NodeInfo]:
-    """Create the nodes in parallel with a progress line each; record every node's state in the lock server."""
-    console.print(f"[bold]provisioning[/] {COUNT} nodes in parallel (server, {VOLUME['size']} GB volume, "
-                  "DNS name, SSH readiness):")
-    for name in names:
-        stack.store.set_provisioning(name, state="provisioning", who=user)
-    with rich_progress(names) as on_progress:
-        relay.target = on_progress
-        outcomes = prov.create_many([CreateRequest(n, "ubuntu", "22.04", {"volumes": VOLUME}) for n in names],
-                                    all_or_nothing=True)
-        relay.target = None
-    for o in outcomes:
-        if o.ok:
-            stack.store.set_provisioning(o.name, state="ready", cloud_server_id=o.node.server_id,
-                                         addresses=[o.node.address], who=user)
-        else:
-            stack.store.set_provisioning(o.name, state="error", last_error=str(o.error), who=user)
-    failed = [str(o.error) for o in outcomes if not o.ok]
-    if failed:
-        raise DemoError("provisioning failed (the engine removed what it had created): " + "; ".join(failed))
-    return [o.node for o in outcomes]
-
-
-def show_nodes(stack: Stack, client: LockClient, nodes: list[NodeInfo], user: str) -> None:
-    """Where each node is, what BIND answers for its name, its host key, its volume, its lock server record."""
-    volumes = {v["id"]: v for v in stack.cloud.resources()["volumes"]}
-    table = Table(title=f"{len(nodes)} nodes ready")
-    for column in ("node", "address", "DNS (BIND)", "lock server"):
+def show_nodes(stack: Stack, nodes: list[dict[str, Any]]) -> None:
+    """The user's view (`lablease list`), checked against BIND and devcloud; then teuthology's targets."""
+    lablease(stack, "list", "-m", MACHINE_TYPE)
+    volumes = stack.cloud.resources()["volumes"]
+    table = Table(title=f"{len(nodes)} nodes ready, checked against BIND and devcloud")
+    for column in ("node", "address", "DNS (BIND)", "state", f"volume ({VOLUMES['size']} GB)"):
         table.add_column(column, no_wrap=True)
-    for column in ("SSH host key fingerprint", f"volume ({VOLUME['size']} GB)"):
-        table.add_column(column, overflow="fold")  # a narrow terminal folds these, never cuts them
     for node in nodes:
-        answer = sorted(stack.bind.addresses(node.fqdn))
-        if answer != [node.address]:
-            raise DemoError(f"BIND answers {answer or 'nothing'} for {node.fqdn}, expected {node.address}")
-        record = client.get(node.fqdn)
-        if record["locked_by"] != user or record["state"] != "ready":
-            raise DemoError(f"lock server has {node.fqdn} {record['state']}, locked by {record['locked_by']}")
-        vols = [f"{volumes[v]['name']} {volumes[v]['status']}" for v in node.volume_ids]
-        table.add_row(node.name, node.address, answer[0], record["state"], fingerprint(node.host_key),
-                      ", ".join(vols))
+        short = node["name"].split(".")[0]
+        answer = sorted(stack.bind.addresses(short))
+        if answer != node["addresses"]:
+            raise DemoError(f"BIND answers {answer or 'nothing'} for {node['name']}, expected {node['addresses']}")
+        vols = [f"{v['name']} {v['status']}" for v in volumes if v["name"].startswith(f"{short}_")]
+        table.add_row(short, node["addresses"][0], answer[0], node["state"], ", ".join(vols))
     console.print(table)
-    console.print(f"all {len(nodes)} nodes resolved in DNS to their own address, each locked by {user}")
+    console.print(f"all {len(nodes)} nodes resolved in DNS to their own address")
+    targets = {"targets": {n["name"]: n["ssh_pub_key"] for n in nodes}}
+    console.print("[bold]teuthology targets[/] (what `teuthology-lock --lock-many` prints for a job):")
+    console.print(yaml.safe_dump(targets, width=1000).rstrip(), markup=False, highlight=False)
 
 
-def prove_ssh(stack: Stack, prov: Provisioner, node: NodeInfo, key_file: Path) -> None:
-    """Log in to the address BIND gives for the node, with the lab key, trusting only the host key seen at boot."""
-    [address] = stack.bind.addresses(node.fqdn)
-    port, user = prov.provider.ssh_port, prov.provider.ssh_user
+def prove_ssh(stack: Stack, node: dict[str, Any]) -> None:
+    """Log in to the address BIND gives for the node, with the lab key, trusting only the host key the service saw."""
+    [address] = stack.bind.addresses(node["name"].split(".")[0])
+    port = stack.cloud.ssh_port
     client = paramiko.SSHClient()
-    kind, blob = node.host_key.split()[:2]
-    pinned = paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
-    client.get_host_keys().add(f"[{address}]:{port}", kind, pinned)
+    kind, blob = node["ssh_pub_key"].split()[:2]
+    client.get_host_keys().add(f"[{address}]:{port}", kind, paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())  # any other host key is refused
     command = 'hostname; id -un; echo "$SSH_CONNECTION"; test -e "${DEVCLOUD_ROOT:-}/.teuth_provisioned" && echo marker'
-    client.connect(address, port=port, username=user, key_filename=str(key_file), look_for_keys=False,
+    client.connect(address, port=port, username=stack.ssh_user, key_filename=str(stack.key_file), look_for_keys=False,
                    allow_agent=False, timeout=10)
     try:
         _, out, _ = client.exec_command(command, timeout=10)
@@ -135,36 +112,30 @@ def prove_ssh(stack: Stack, prov: Provisioner, node: NodeInfo, key_file: Path) -
     finally:
         client.close()
     if status != 0 or len(lines) != 7:
-        raise DemoError(f"SSH command on {node.fqdn} exited {status} with {' '.join(lines)!r}")
+        raise DemoError(f"SSH command on {node['name']} exited {status} with {' '.join(lines)!r}")
     hostname, login, _, _, server_ip, server_port, _ = lines
-    console.print(f"[bold]ssh[/] to {node.fqdn} with the lab key, host key pinned to the one captured at boot:")
+    console.print(f"[bold]ssh[/] to {node['name']} with the lab key, host key pinned to the one captured at boot:")
     console.print(f"  hostname: {hostname} (devcloud's nodes are sshd processes on this machine)")
     console.print(f"  logged in as {login}, connection to {server_ip} port {server_port} (the node's own address)")
     console.print("  readiness marker /.teuth_provisioned present (cloud-init's runcmd, done by devcloud)")
 
 
-def destroy(stack: Stack, prov: Provisioner, client: LockClient, names: list[str], user: str) -> None:
-    """Destroy the nodes in parallel (volumes, servers, DNS records), mark them idle, unlock them."""
-    for name in names:
-        stack.store.set_provisioning(name, state="destroying", who=user)
+def unlock_nodes(stack: Stack, names: list[str], user: str) -> None:
+    """`lablease unlock`: the service destroys volumes, servers and DNS records, then frees the records."""
     started = time.monotonic()
-    outcomes = prov.destroy_many(names)
-    failed = [str(o.error) for o in outcomes if not o.ok]
-    if failed:
-        raise DemoError("destroy failed: " + "; ".join(failed))
-    console.print(f"[bold]destroyed[/] {len(names)} nodes in parallel in {time.monotonic() - started:.1f} s "
-                  "(volumes detached and deleted, servers deleted, DNS records deleted)")
-    for name in names:
-        stack.store.set_provisioning(name, state="idle", cloud_server_id=None, addresses=[], who=user)
-    client.unlock_many(names, user)
-    console.print(f"[bold]lock server[/]: unlocked {', '.join(names)}")
+    done = lablease(stack, "unlock", *names, "--owner", user)
+    if done.returncode != 0:
+        raise DemoError(f"lablease unlock exited {done.returncode}")
+    console.print(f"[bold]lab service[/]: destroyed and unlocked {len(names)} nodes in "
+                  f"{time.monotonic() - started:.1f} s (volumes, servers and DNS records deleted)")
 
 
-def check_nothing_left(stack: Stack, client: LockClient, names: list[str]) -> None:
+def check_nothing_left(stack: Stack, names: list[str]) -> None:
     """devcloud holds no server and no volume, BIND no record, the lock server no lock: or fail."""
     res = stack.cloud.resources()
-    records = {n: sorted(stack.bind.addresses(n)) for n in names}
-    locked = [n["name"] for n in client.list(locked=True)]
+    records = {n: sorted(stack.bind.addresses(n.split(".")[0])) for n in names}
+    with LockClient(stack.lock.url) as client:
+        locked = [n["name"] for n in client.list(locked=True)]
     if res["servers"] or res["volumes"] or any(records.values()) or locked:
         raise DemoError(f"left behind: servers {res['servers']}, volumes {res['volumes']}, DNS {records}, "
                         f"locked {locked}")
@@ -181,42 +152,37 @@ def check_nothing_left(stack: Stack, client: LockClient, names: list[str]) -> No
     console.print(table)
 
 
-def run(stack: Stack, workdir: Path) -> None:
-    """Lock, provision, show, log in, destroy, unlock, check: the main job, step by step."""
+def run(stack: Stack) -> None:
+    """Add, lock (provision), show, log in, unlock (destroy), check: the main job, step by step."""
     user = f"{getpass.getuser()}@{socket.gethostname()}"
-    key_file = generate_lab_key(workdir / "lab_key")  # made at run time; the public key goes into user-data
-    config = devcloud_lab_config(stack.cloud, key_file, nsupdate_url=stack.dns.update_url, lab_domain=LAB_DOMAIN,
-                                 machine_type=MACHINE_TYPE)
-    relay = Relay()
-    with LockClient(stack.lock.url) as client, DNSClient(stack.dns.update_url) as dns:
-        prov = Provisioner(config, MACHINE_TYPE, dns, token_cache_dir=workdir / "tokens", on_progress=relay,
-                           poll_cap=1.0)
-        names = lock_nodes(client, user)
-        try:
-            nodes = provision(stack, prov, relay, names, user)
-            show_nodes(stack, client, nodes, user)
-            prove_ssh(stack, prov, nodes[0], key_file)
-        except BaseException:
-            # Report the first failure, not a cleanup problem; the cloud dies with the demo anyway.
-            left = "; ".join(str(o.error) for o in prov.destroy_many(names) if not o.ok)
-            console.print(f"cleanup: destroyed the nodes{', except: ' + left if left else ''}")
-            raise
-        destroy(stack, prov, client, names, user)
-        check_nothing_left(stack, client, names)
+    add_nodes(stack)
+    nodes = lock_nodes(stack, user)
+    names = [n["name"] for n in nodes]
+    try:
+        show_nodes(stack, nodes)
+        prove_ssh(stack, nodes[0])
+    except BaseException:
+        # Report the first failure, not a cleanup problem; the cloud dies with the demo anyway.
+        done = lablease(stack, "unlock", *names, "--owner", user, "-q", capture=True)
+        console.print("cleanup: unlocked and destroyed the nodes" + ("" if done.returncode == 0 else
+                                                                      f", except: {done.stderr.strip()}"))
+        raise
+    unlock_nodes(stack, names, user)
+    check_nothing_left(stack, names)
 
 
 def main(cloud_config: dict[str, Any] | None = None) -> int:
     """Run the demo; ``cloud_config`` replaces devcloud's demo settings (the tests inject faults with it)."""
-    setup_logging("WARNING")  # the engine's retries and failures, on stderr
+    setup_logging("WARNING")
     started = time.monotonic()
     console.print("[bold]lablease demo[/]: devcloud (OpenStack on loopback, real sshd per server), BIND, "
-                  "the DNS service and the lock server, each on a free loopback port")
+                  "the DNS service and the lab service, each on a free loopback port")
     try:
         with tempfile.TemporaryDirectory(prefix="lablease-demo-") as tmp:
             with running_stack(Path(tmp), cloud_config) as stack:
                 console.print(f"  devcloud {stack.cloud.url}, BIND 127.0.0.1:{stack.bind.port}, "
-                              f"DNS service {stack.dns.url}, lock server {stack.lock.url}")
-                run(stack, Path(tmp))
+                              f"DNS service {stack.dns.url}, lab service {stack.lock.url}")
+                run(stack)
     except KeyboardInterrupt:
         console.print("[red]demo interrupted[/]: all servers stopped")
         return 130
