@@ -34,11 +34,12 @@ def test_demo_locks_provisions_resolves_logs_in_destroys_and_leaves_nothing_behi
     assert result.returncode == 0, out + result.stderr
     assert f"lock_many locked {', '.join(n + '.lab.example' for n in NODES)}" in out
     for node in NODES:
-        assert re.search(rf"{node}: ready done", out), out
-        # One table row per node: its address, the same address answered by BIND, lock state, host key, volume.
-        row = re.search(rf"│ {node}\s+│ (127\.[\d.]+)\s+│ (127\.[\d.]+)\s+│ ready\s+│ SHA256:\S{{43}}\s+"
-                        rf"│ {node}_0 in-use", out)
+        # the live view of `lablease lock-many` (on stderr, as progress goes)
+        assert re.search(rf"{node}\.lab\.example: ready done", result.stderr), result.stderr
+        # One table row per node: its address, the same address answered by BIND, state, volume.
+        row = re.search(rf"│ {node}\s+│ (127\.[\d.]+)\s+│ (127\.[\d.]+)\s+│ ready\s+│ {node}_0 in-use", out)
         assert row and row.group(1) == row.group(2), out
+        assert re.search(rf"  {node}\.lab\.example: ssh-ed25519 \S+", out), out  # teuthology targets
     assert "3 nodes ready" in out and "all 3 nodes resolved in DNS to their own address" in out
     assert re.search(r"connection to 127\.[\d.]+ port \d+ \(the node's own address\)", out), out
     assert "readiness marker /.teuth_provisioned present" in out
@@ -56,7 +57,7 @@ def test_demo_exits_1_naming_the_failure_and_stops_every_server_when_the_cloud_c
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "demo failed (DemoError): provisioning failed" in out
-    assert "No valid host was found. (after 3 attempts)" in out
-    assert "cleanup: destroyed the nodes\n" in out and "all servers stopped" in out
+    assert "No valid host was found. (after 3 attempts)" in out + result.stderr
+    assert "all servers stopped" in out
     assert "demo done" not in out
     _assert_servers_stopped(out)
