@@ -107,3 +107,32 @@ def test_note_attempt_persists_what_the_attempt_made(store):
     assert (node.attempt_id, node.cloud_server_id, node.volume_ids, node.dns_written) == ("1-abc", "srv-1", ["v1"], True)
     with pytest.raises(InvalidRequest, match="unknown node field"):
         store.note_attempt("c1", flavour="x")
+
+
+def test_node_names_are_case_insensitive_in_every_store_call(store):
+    store.create("Node7.LAB.Example", {"machine_type": "cloud", "up": True})
+    assert store.get("node7.lab.example").name == "node7.lab.example"
+    assert store.get("NODE7.lab.example").name == "node7.lab.example"
+    with pytest.raises(InvalidRequest, match="already exists"):
+        store.create("node7.lab.example")
+    store.lock("NODE7.lab.example", {"locked": True, "locked_by": "alice", "description": "d"})
+    assert [n.name for n in store.unlock_many(["Node7.Lab.Example"], "alice")] == ["node7.lab.example"]
+    assert store.events("NODE7.LAB.EXAMPLE")[0].action == "create"
+
+
+def test_the_migration_lowers_stored_names_but_never_merges_two_records(tmp_path):
+    from sqlalchemy import insert
+    from lablease.store.migrate import migrate
+    from lablease.store.models import nodes
+    from lablease.store.records import utcnow
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    s = NodeStore.open(url)
+    now = utcnow()
+    with s.engines.write.begin() as conn:  # rows as an older lablease stored them
+        for name in ("Old1.Lab.Example", "Twin.X", "twin.x"):
+            conn.execute(insert(nodes).values(name=name, is_vm=False, locked=False, state="idle", created_at=now,
+                                              updated_at=now))
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0003'")
+    migrate(s.engines)
+    assert sorted(n.name for n in s.list()) == ["Twin.X", "old1.lab.example", "twin.x"]
+    s.close()

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, insert
 from sqlalchemy.exc import IntegrityError
 
+from lablease.hostnames import fold_name
 from lablease.store import pg_fast
 from lablease.store import queries as q
 
@@ -105,7 +106,7 @@ class NodeStore(StateMachine, StageLog):
 
     def _one(self, conn: Connection, name: str, *, for_update: bool = False,
              missing: str = "node not found") -> NodeRecord:
-        found = self._records(conn, q.BY_NAME_FOR_UPDATE if for_update else q.BY_NAME, {"name": name})
+        found = self._records(conn, q.BY_NAME_FOR_UPDATE if for_update else q.BY_NAME, {"name": fold_name(name)})
         if not found:
             raise NotFound(missing)
         return found[0]
@@ -121,7 +122,7 @@ class NodeStore(StateMachine, StageLog):
     def _host_id(conn: Connection, host: str | None) -> int | None:
         if host is None:
             return None
-        hid = conn.execute(q.ID_BY_NAME, {"name": host}).scalar()
+        hid = conn.execute(q.ID_BY_NAME, {"name": fold_name(host)}).scalar()
         if hid is None:
             raise InvalidRequest(f"vm_host: no node named {host!r}; create the host node first")
         return hid
@@ -189,6 +190,8 @@ class NodeStore(StateMachine, StageLog):
 
     def events(self, name: str, limit: int | None = None) -> list[NodeEventRecord]:
         """The audit trail of ``name``, oldest first; NotFound when there is neither node nor trail."""
+        name = fold_name(name)
+
         def run(conn: Connection) -> list[NodeEventRecord]:
             stmt = q.EVENTS_OF if limit is None else q.EVENTS_OF.limit(limit)
             rows = [NodeEventRecord(**r._mapping) for r in conn.execute(stmt, {"name": name})]
@@ -206,6 +209,7 @@ class NodeStore(StateMachine, StageLog):
             # /nodes/<name>/ could never address it (not even as %2F): it could not be read or deleted.
             raise InvalidRequest("name: must not contain '/'; use a host name such as node1.example.com")
         values = {k: v for k, v in (values or {}).items() if k != "name"}
+        name = fold_name(name)  # host names are case-insensitive: stored and compared lowered
 
         def run(conn: Connection) -> NodeRecord:
             if conn.execute(q.ID_BY_NAME, {"name": name}).first() is not None:
@@ -349,6 +353,7 @@ class NodeStore(StateMachine, StageLog):
     def unlock_many(self, names: Sequence[str], locked_by: str, description: str | None = None) -> list[NodeRecord]:
         """Unlock all of ``names`` held by ``locked_by``, or none of them (atomic)."""
         values = unlock_values(locked_by, description)
+        names = [fold_name(n) for n in names]
         wanted = sorted(set(names))
 
         def run(conn: Connection) -> list[NodeRecord]:

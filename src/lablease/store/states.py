@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from lablease.hostnames import fold_name
 from lablease.store import queries as q
 from lablease.store.errors import Forbidden, InvalidRequest, StoreError
 from lablease.store.records import NodeRecord, jsonable, utcnow
@@ -127,7 +128,7 @@ class StateMachine:
         ``ready|destroy-failed -> destroying`` (still locked). Nodes never provisioned (``idle``) are
         unlocked at once. Returns (nodes to destroy, nodes unlocked)."""
         values = unlock_values(locked_by, description)
-        wanted = sorted(set(names))
+        wanted = sorted({fold_name(n) for n in names})
 
         def run(conn: Connection) -> tuple[list[NodeRecord], list[NodeRecord]]:
             found = self._all_named(conn, wanted)  # type: ignore[attr-defined]
