@@ -58,20 +58,64 @@ class Lab:
             assert (node["locked"], node["state"], node["cloud_server_id"]) == (False, "idle", None), node
 
 
+@pytest.fixture(scope="module")
+def cloud_stack(tmp_path_factory):
+    """devcloud (SSH on), BIND and the DNS service, shared by this module's tests: each test starts its own
+    lab service on its own database and must leave the cloud and the zone empty (they check it)."""
+    from lablease.testing.bind import start_bind
+    from lablease.testing.devcloud import _merge, start_devcloud
+    from lablease.testing.dns import start_dns_service
+    from tests.fixtures.devcloud import TEST_DEFAULTS
+
+    work = tmp_path_factory.mktemp("cloud-stack")
+    cloud = start_devcloud(work / "devcloud", _merge(TEST_DEFAULTS, CLOUD))
+    bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
+    dns = start_dns_service(work / "dns", bind, allow_pattern=r"node[0-9]+")
+    yield cloud, bind, dns
+    dns.stop()
+    bind.stop()
+    cloud.stop()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def lab(request, devcloud_factory, dns_service, tmp_path):
+def lab(request, cloud_stack, tmp_path):
+    cloud, bind, dns = cloud_stack
+    cloud.clear_faults()
+    assert cloud.resources()["servers"] == [], "an earlier test left servers behind"
     db_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else \
         f"sqlite:///{tmp_path / 'lab.db'}"
-    cloud = devcloud_factory(CLOUD)
     key = generate_lab_key(tmp_path / "lab_key")
-    top = devcloud_lab_data(cloud, key, nsupdate_url=dns_service.update_url, lab_domain=DOMAIN, machine_type="dev",
+    top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="dev",
                             max_parallel=10, launch_retries=2, boot_timeout=30, ready_timeout=30,
                             delete_timeout=4)
     server = start_lock_server(tmp_path / "lab", database_url=db_url, lab_domain=DOMAIN, top=top)
-    lab = Lab(server.url, cloud, dns_service.bind, key, db_url, server)
+    lab = Lab(server.url, cloud, bind, key, db_url, server)
     yield lab
     lab.http.close()
     server.stop()
+    cloud.clear_faults()
+    _wipe(cloud, dns)
+
+
+def _wipe(cloud, dns) -> None:  # noqa: ANN001
+    """Remove what a test left on purpose (a node held at its end, a simulated crash) from the shared cloud and
+    zone, straight through the cloud's API and the DNS service."""
+    import time
+
+    from lablease.dns.client import DNSClient
+
+    driver = cloud.driver()
+    for node in driver.list_nodes():
+        driver.destroy_node(node)
+    deadline = time.monotonic() + 30
+    while (cloud.resources()["servers"] or cloud.resources()["volumes"]) and time.monotonic() < deadline:
+        for volume in driver.list_volumes():
+            if volume.state in ("available", "error"):
+                driver.destroy_volume(volume)
+        time.sleep(0.2)
+    with DNSClient(dns.update_url) as client:
+        for name in client.names():
+            client.delete(name)
 
 
 def _host_key_seen_over_ssh(address: str, port: int, key_path, user: str) -> tuple[str, str]:

@@ -105,6 +105,8 @@ class ProviderConfig(BaseModel):
     # the lab service: what a lock that names no OS gets
     default_os_type: str = "ubuntu"
     default_os_version: str = "22.04"
+    # warm pool: per "<os_type>-<os_version>", how many nodes to keep provisioned, unlocked and ready
+    min_ready: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
     @classmethod
@@ -129,6 +131,16 @@ class ProviderConfig(BaseModel):
         for key in value:
             if not _USERDATA_KEY.match(key):
                 raise ValueError("keys must be <os_type>-<os_version>, e.g. ubuntu-22.04")
+        return value
+
+    @field_validator("min_ready")
+    @classmethod
+    def _min_ready(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, count in value.items():
+            if not _USERDATA_KEY.match(key):
+                raise ValueError("keys must be <os_type>-<os_version>, e.g. ubuntu-22.04")
+            if count < 0:
+                raise ValueError(f"{key}: must not be negative")
         return value
 
     @field_validator("tags")

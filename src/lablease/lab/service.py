@@ -20,6 +20,7 @@ from typing import Any
 
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
+from lablease.lab.pool import WarmPool
 from lablease.lab.reconciler import Reconciler
 from lablease.lab.workers import ProviderWorker
 from lablease.provision.engine import provisioner_from_config
@@ -63,6 +64,9 @@ class LabService:
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="lab-lease-heartbeat", daemon=True)
         self._heartbeat.start()
+        self.pools = {t: WarmPool(self, w) for t, w in self.workers.items() if w.prov.provider.min_ready}
+        for pool in self.pools.values():
+            pool.start()
         dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
         self.reconciler = Reconciler(self, reconcile_interval, dns_client=dns)
         self.reconciler.start()
@@ -111,13 +115,60 @@ class LabService:
         os_type, os_version = self._os(worker, os_type, os_version)
         self._check_hints(hints)
         with self._working():
+            pool = self.pools.get(types[0])
+            if pool is None or not pool.wants(os_type, os_version):
+                return await self._lock_cold(worker, [], count, machine_type, locked_by, description, os_type,
+                                             os_version, arch, hints, request, abandoned)
+            with pool.claiming():
+                warm = await self._claim_warm(pool, count, machine_type, os_type, os_version, locked_by,
+                                              description)
+                return await self._lock_cold(worker, warm, count, machine_type, locked_by, description, os_type,
+                                             os_version, arch, hints, request, abandoned)
+
+    async def _lock_cold(self, worker: ProviderWorker, warm: list[NodeRecord], count: int, machine_type: str,
+                         locked_by: str, description: str | None, os_type: str, os_version: str, arch: str | None,
+                         hints: Any, request: str | None, abandoned: asyncio.Event | None) -> list[NodeRecord]:
+        """Lock and provision what the warm nodes do not cover; all or nothing (warm ones go back to the pool)."""
+        if len(warm) == count:
+            log.info("lock request=%s type=%s count=%d owner=%s answered from the warm pool: %s", request,
+                     machine_type, count, locked_by, ",".join(n.name for n in warm))
+            return warm
+        try:
             nodes = await asyncio.to_thread(
-                self.store.lock_many, count, machine_type, locked_by, description, os_type=os_type,
+                self.store.lock_many, count - len(warm), machine_type, locked_by, description, os_type=os_type,
                 os_version=os_version, arch=arch, provision=True, lease_owner=self.owner,
                 lease_seconds=self.lease_seconds)
-            log.info("lock request=%s type=%s count=%d owner=%s nodes=%s", request, machine_type, count, locked_by,
-                     ",".join(n.name for n in nodes))
-            return await self._provision(worker, nodes, os_type, os_version, hints, request, locked_by, abandoned)
+        except Unavailable as exc:
+            await self._return_to_pool(warm)
+            if warm:  # say how many there were in all, as paddles' message does
+                idle = int(exc.message.split()[1]) if exc.message.startswith("only ") else 0
+                raise Unavailable(f"only {idle + len(warm)} nodes available") from None
+            raise
+        log.info("lock request=%s type=%s count=%d owner=%s warm=%s nodes=%s", request, machine_type, count,
+                 locked_by, ",".join(n.name for n in warm) or "none", ",".join(n.name for n in nodes))
+        try:
+            cold = await self._provision(worker, nodes, os_type, os_version, hints, request, locked_by, abandoned)
+        except Unavailable:
+            await self._return_to_pool(warm)
+            raise
+        return sorted(warm + cold, key=lambda n: n.name)
+
+    async def _claim_warm(self, pool: WarmPool, count: int, machine_type: str, os_type: str, os_version: str,
+                          locked_by: str, description: str | None) -> list[NodeRecord]:
+        """Warm nodes of the OS, claimed and re-checked over SSH; one that fails is destroyed, never lent."""
+        claimed = await asyncio.to_thread(self.store.claim_warm, count, machine_type, os_type, os_version,
+                                          locked_by, description)
+        checks = await asyncio.gather(*(asyncio.wrap_future(pool.worker.pool.submit(pool.check, n)) for n in claimed))
+        for node, good in zip(claimed, checks):
+            if not good:
+                await asyncio.to_thread(self.store.transition, node.name, "ready", "destroying", who="warm-pool",
+                                        last_error="failed its check over SSH before being lent; replaced")
+                asyncio.ensure_future(self._destroy(pool.worker, node.name, None))
+        return [n for n, good in zip(claimed, checks) if good]
+
+    async def _return_to_pool(self, warm: list[NodeRecord]) -> None:
+        for node in warm:
+            await asyncio.to_thread(self.store.to_pool, node.name, who="lablease")
 
     async def lock_one(self, name: str, values: dict[str, Any], *, hints: Any = None) -> NodeRecord:
         """``PUT /nodes/<name>/lock/`` locking a cloud node: provision it like a lock_many of one."""
@@ -266,6 +317,8 @@ class LabService:
         reconciler = getattr(self, "reconciler", None)
         if reconciler is not None:
             reconciler.stop()
+        for pool in getattr(self, "pools", {}).values():
+            pool.stop()
         self._stop_heartbeat()
         for worker in self.workers.values():
             worker.close()

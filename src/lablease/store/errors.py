@@ -29,3 +29,9 @@ class Unavailable(StoreError):
     """Too few free nodes, or the database kept failing after retries."""
 
     status = 503
+
+
+class Conflict(StoreError):
+    """The node is not in the state the caller expected (someone else moved it)."""
+
+    status = 409

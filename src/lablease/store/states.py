@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from lablease.hostnames import fold_name
 from lablease.store import queries as q
-from lablease.store.errors import Forbidden, InvalidRequest, StoreError
+from lablease.store.errors import Conflict, Forbidden, InvalidRequest, StoreError
 from lablease.store.records import NodeRecord, jsonable, utcnow
 from lablease.store.rules import check_destroyable, check_lock_change, check_move, plan_changes, unlock_values
 
@@ -32,12 +32,6 @@ CLEARED_ON_FREE: dict[str, Any] = {
     "addresses": [], "attempt_id": None, "volume_ids": [], "dns_written": False, "lease_owner": None,
     "lease_expires": None, "last_error": None,
 }
-
-
-class Conflict(StoreError):
-    """The node is not in the state the caller expected (someone else moved it)."""
-
-    status = 409
 
 
 class StateMachine:
