@@ -121,11 +121,19 @@ def test_an_unknown_machine_type_lists_the_known_ones():
         lab.provider("ovh")
 
 
+def _with_key(tmp_path, text: str) -> str:
+    """``text`` with a usable lab key for the provider (config check refuses a provider without one)."""
+    from lablease.provision.devlab import generate_lab_key
+
+    return text + f"      ssh_key_file: {generate_lab_key(tmp_path / 'lab_key')}\n"
+
+
 def test_config_check_reports_ok_and_config_show_redacts_every_secret(tmp_path):
-    path = _write(tmp_path, SEED + "      ssh_key_passphrase: s3cret-phrase\n")
+    path = _write(tmp_path, _with_key(tmp_path, SEED))
     runner = CliRunner()
     result = runner.invoke(app, ["config", "check", "--config", str(path)])
     assert result.exit_code == 0 and "ok" in result.output and "ovh" in result.output
+    path.write_text(path.read_text() + "      ssh_key_passphrase: s3cret-phrase\n")
     result = runner.invoke(app, ["config", "show", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert "my_ovh_password" not in result.output and "s3cret-phrase" not in result.output
@@ -142,7 +150,7 @@ def test_config_check_fails_with_the_named_error_and_exit_code_2(tmp_path):
 
 def test_config_defaults_to_the_users_teuthology_yaml(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / ".teuthology.yaml").write_text(SEED)
+    (tmp_path / ".teuthology.yaml").write_text(_with_key(tmp_path, SEED))
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 0 and str(tmp_path / ".teuthology.yaml") in result.output
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +44,37 @@ def _key_path(prefix: str, loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def did_you_mean(key: str, known: typing.Iterable[str], cutoff: float = 0.75) -> str | None:
+    """The known key ``key`` is probably a misspelling of (``worker`` -> ``workers``), or None."""
+    if not isinstance(key, str):
+        return None
+    lowered = {k.lower(): k for k in known}
+    found = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[found[0]] if found and found[0] != key else None
+
+
+def _unwrap(kind: Any) -> Any:
+    """``X`` of ``X | None``."""
+    while typing.get_origin(kind) in (typing.Union, types.UnionType):
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), None)
+    return kind
+
+
+def _fields_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model allows at ``loc`` (a pydantic error location without its last part)."""
+    kind: Any = model
+    for part in loc:
+        kind = _unwrap(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields:
+            kind = kind.model_fields[part].annotation
+        elif typing.get_origin(kind) in (dict, list) and typing.get_args(kind):
+            kind = typing.get_args(kind)[-1]  # the value type; ``part`` is a key or an index
+        else:
+            return []
+    kind = _unwrap(kind)
+    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+
+
 def validate_section(model: type[M], data: Any, *, file: str | None = None, prefix: str = "") -> M:
     """Validate ``data`` as ``model``; the first error becomes a ConfigError naming its key path.
 
@@ -53,7 +87,10 @@ def validate_section(model: type[M], data: Any, *, file: str | None = None, pref
         key = _key_path(prefix, tuple(err.get("loc", ())))
         msg = err.get("msg", "invalid value")
         if err.get("type") == "extra_forbidden":
-            msg, fix = "unknown key", "remove it or check its spelling"
+            loc = tuple(err.get("loc", ()))
+            guess = did_you_mean(loc[-1], _fields_at(model, loc[:-1])) if loc else None
+            msg = "unknown key"
+            fix = f"did you mean {guess!r}? otherwise remove it" if guess else "remove it or check its spelling"
         elif err.get("type") == "missing":
             msg, fix = "required key is missing", "add it"
         else:

@@ -1,4 +1,4 @@
-"""Redaction of secrets in configuration data before it is shown or logged."""
+"""Redaction of secrets in configuration data and text before it is shown or logged."""
 
 from __future__ import annotations
 
@@ -12,15 +12,26 @@ _SECRET_KEY = re.compile(
     r"(pass(word|wd|phrase)?|secret|token|api_?key|access_?key|private_?key|credential|tsig_?key|key_?data)",
     re.IGNORECASE,
 )
+# ...except a key that names where a secret is kept (admin_token_file, token_file): a path is no secret.
+_NAMES_A_PLACE = re.compile(r"_(file|path|dir)$", re.IGNORECASE)
+# The password of a URL: scheme://user:PASSWORD@host (a database_url, an nsupdate_url with basic auth).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?=@)")
 
 
 def is_secret_key(key: str) -> bool:
     """True when a mapping key names a secret (password, token, secret, api key, ...)."""
-    return bool(_SECRET_KEY.search(str(key)))
+    key = str(key)
+    return bool(_SECRET_KEY.search(key)) and not _NAMES_A_PLACE.search(key)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (``postgresql://u:***@host/db``)."""
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
 
 
 def redact(value: Any, *, secret: bool = False) -> Any:
-    """Return a deep copy of ``value`` with every secret-named key's value replaced by ``***``.
+    """Return a deep copy of ``value`` with every secret-named key's value replaced by ``***``,
+    and the password of every URL hidden.
 
     Containers under a secret-looking key are walked, not hidden whole, so that
     ``tokens: [{id: ci, token: ...}]`` still shows the ids; but a plain value in a list under such
@@ -30,4 +41,6 @@ def redact(value: Any, *, secret: bool = False) -> Any:
         return {k: redact(v, secret=is_secret_key(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v, secret=secret) for v in value]
-    return REDACTED if secret and value not in (None, "") else value
+    if secret and value not in (None, ""):
+        return REDACTED
+    return redact_text(value) if isinstance(value, str) else value

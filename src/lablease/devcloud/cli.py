@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from lablease.logs import LogLevelOpt, ServiceQuietOpt, service_level
+
 devcloud_app = typer.Typer(no_args_is_help=True, help="devcloud: an OpenStack-compatible local cloud.")
 
 
@@ -17,6 +19,7 @@ def serve(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (default: the documented default cloud)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (keep it on loopback)"),
     port: int = typer.Option(8780, "--port", help="port for every API (Keystone, Nova, Cinder, Glance, Neutron)"),
+    quiet: bool = ServiceQuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Serve devcloud until interrupted; every API on one port."""
     import uvicorn
@@ -24,7 +27,7 @@ def serve(
     from lablease.config import ConfigError
     from lablease.devcloud.app import create_app
     from lablease.devcloud.config import load_config
-    from lablease.logs import setup_logging
+    from lablease.logs import announcing, setup_logging
 
     if not _is_loopback(host):
         typer.echo(f"error: --host {host}: devcloud serves loopback only (its admin API has no authentication); "
@@ -35,11 +38,12 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    setup_logging(cfg.log_level)
+    setup_logging(service_level(quiet, log_level, cfg.log_level))
     workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="devcloud-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        uvicorn.run(create_app(cfg, workdir), host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(create_app(cfg, workdir), host=host, port=port, log_config=None, access_log=False)
+        announcing(uvicorn.Server, "lablease devcloud serve", f"http://{host}:{port}")(config).run()
     finally:
         if not cfg.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -6,49 +6,66 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from lablease.config import ConfigError
+from lablease.logs import LogLevelOpt, QuietOpt, ServiceQuietOpt, service_level, setup_command_logging
 
 dns_app = typer.Typer(no_args_is_help=True, help="The DNS update service (nsupdate-web compatible).")
 
 _CONFIG_ENV = "LABLEASE_DNS_CONFIG"
+_LEVEL_ENV = "LABLEASE_DNS_LOG_LEVEL"  # --log-level, which the config file does not hold
+
+
+def _app(cfg):
+    """The service's ASGI app for ``cfg``, with one access line per request unless ``access_log: false``."""
+    from lablease.dns.service import create_app
+    from lablease.logs import AccessLog
+
+    app = create_app(cfg)
+    return AccessLog(app) if cfg.access_log else app
 
 
 def app_from_env():
     """uvicorn factory for multi-worker mode: each worker process loads the config itself."""
     from lablease.dns.config import load_dns_config
-    from lablease.dns.service import create_app
+    from lablease.logs import setup_logging
 
-    return create_app(load_dns_config(os.environ[_CONFIG_ENV]))
+    cfg = load_dns_config(os.environ[_CONFIG_ENV])
+    setup_logging(os.environ.get(_LEVEL_ENV) or cfg.log_level)  # a worker is a fresh process
+    return _app(cfg)
 
 
 @dns_app.command()
-def serve(config: Path = typer.Option(..., "--config", "-c", help="dns.yaml")) -> None:
+def serve(config: Path = typer.Option(..., "--config", "-c", help="dns.yaml"),
+          quiet: bool = ServiceQuietOpt, log_level: Optional[str] = LogLevelOpt) -> None:
     """Serve the DNS update API until interrupted."""
     import uvicorn
 
     from lablease.dns.config import load_dns_config
-    from lablease.dns.service import create_app
-    from lablease.logs import setup_logging
+    from lablease.logs import announcing, setup_logging
 
     try:
         cfg = load_dns_config(config)
-        app = create_app(cfg)  # also proves the key and token files are readable before we listen
+        app = _app(cfg)  # also proves the key and token files are readable before we listen
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    setup_logging(cfg.log_level)
-    common = dict(host=cfg.listen_host, port=cfg.listen_port, access_log=False, log_level=cfg.log_level.lower(),
-                  log_config=None, timeout_graceful_shutdown=5)
+    level = service_level(quiet, log_level, cfg.log_level)
+    setup_logging(level)
+    common = dict(host=cfg.listen_host, port=cfg.listen_port, access_log=False, log_config=None,
+                  timeout_graceful_shutdown=5)
+    url = f"http://{cfg.listen_host}:{cfg.listen_port}{cfg.base_path}"
     if cfg.workers == 1:
-        uvicorn.run(app, **common)
+        announcing(uvicorn.Server, "lablease dns serve", url)(uvicorn.Config(app, **common)).run()
     else:
-        _serve_workers(cfg, config, common)
+        os.environ[_LEVEL_ENV] = level
+        _serve_workers(cfg, config, common, url)
 
 
-def _serve_workers(cfg, config_path: Path, common: dict) -> None:
+def _serve_workers(cfg, config_path: Path, common: dict, url: str) -> None:
     """Several uvicorn worker processes sharing one listening socket.
 
     uvicorn's own bind makes a socket with protocol 0, and asyncio then leaves TCP_NODELAY off on
@@ -58,6 +75,8 @@ def _serve_workers(cfg, config_path: Path, common: dict) -> None:
 
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from lablease.logs import announce
 
     os.environ[_CONFIG_ENV] = str(config_path.resolve())
     uv_config = uvicorn.Config("lablease.dns.cli:app_from_env", factory=True, workers=cfg.workers, **common)
@@ -72,6 +91,7 @@ def _serve_workers(cfg, config_path: Path, common: dict) -> None:
                    "(change listen_host/listen_port or stop what uses the port)", err=True)
         raise typer.Exit(2) from None
     sock.set_inheritable(True)
+    announce("lablease dns serve", url)
     try:
         Multiprocess(uv_config, sockets=[sock]).run()
     finally:
@@ -79,8 +99,9 @@ def _serve_workers(cfg, config_path: Path, common: dict) -> None:
 
 
 @dns_app.command("hash-token")
-def hash_token() -> None:
+def hash_token(quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt) -> None:
     """Read a token on stdin and print its SHA-256, the value for `tokens[].sha256` in dns.yaml."""
+    setup_command_logging(quiet, log_level)
     token = sys.stdin.readline().strip()
     if not token:
         typer.echo("error: no token on stdin (printf %s TOKEN | lablease dns hash-token)", err=True)

@@ -83,6 +83,7 @@ class DnsConfig(BaseModel):
     tokens: list[TokenConfig] = []
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     log_level: str = "INFO"
+    access_log: bool = True  # one line per request: method, path, status, duration, client
 
     @field_validator("zone")
     @classmethod

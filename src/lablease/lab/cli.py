@@ -35,6 +35,7 @@ from lablease.lab.cli_support import (
     open_session,
 )
 from lablease.lockapi.client import LockClient, LockClientError
+from lablease.logs import LogLevelOpt, logs_above
 
 JsonOpt = typer.Option(False, "--json", help="Print only JSON on stdout (errors too: {error, exit_code, status}).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress; print only node names (or nothing).")
@@ -55,7 +56,10 @@ def watching(session: Session, request_id: str, title: str) -> Iterator[None]:
     live = LiveProgress(session.err, title) if session.live else None
     if live is None:
         session.err.print(title, markup=False, highlight=False)
-    with live or contextlib.nullcontext(), ProgressWatcher(session.url, request_id, live or PlainProgress(session.err)):
+    # Log lines go above the live view, through its console, instead of through it.
+    through = logs_above(session.err) if live else contextlib.nullcontext()
+    with live or contextlib.nullcontext(), through, \
+            ProgressWatcher(session.url, request_id, live or PlainProgress(session.err)):
         yield
 
 
@@ -90,9 +94,10 @@ def lock_many(
     arch: Optional[str] = typer.Option(None, "--arch", help="e.g. x86_64."),
     desc: Optional[str] = DescOpt, owner: Optional[str] = OwnerOpt,
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Lock COUNT nodes of a machine type, all or none; cloud nodes are created first, shown as they come up."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     owner = owner or default_owner()
     request_id = new_request_id()
     with answered(session, _still_running(owner)), session.client() as client:
@@ -107,9 +112,10 @@ def lock(
     desc: Optional[str] = DescOpt, os_type: Optional[str] = OsTypeOpt, os_version: Optional[str] = OsVersionOpt,
     owner: Optional[str] = OwnerOpt,
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Lock one node by name; a cloud node is created first."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     owner, name = owner or default_owner(), session.node_name(name)
     request_id = new_request_id()
     with answered(session, _still_running(owner)), session.client() as client:
@@ -125,9 +131,10 @@ def unlock(
     owner: Optional[str] = OwnerOpt,
     desc: Optional[str] = typer.Option(None, "--desc", "--description", help="Must match the lock's, if given."),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Unlock nodes, all or none; cloud nodes are destroyed first."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     owner, full = owner or default_owner(), [session.node_name(n) for n in names]
     busy = session.err.status(f"unlocking {len(full)} node(s)") if session.live else contextlib.nullcontext()
     with answered(session, "interrupted: the server goes on unlocking; see: lablease list"), \
@@ -146,9 +153,10 @@ def list_nodes(
     state: Optional[str] = typer.Option(None, "--state", help="Only nodes in this state (idle, ready, …)."),
     locked: Optional[bool] = typer.Option(None, "--locked/--unlocked", help="Only locked or only free nodes."),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """List nodes: type, state, owner, how long locked, description, os, address."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     with answered(session), session.client() as client:
         nodes = client.list(machine_type=machine_type, locked_by=owner, locked=locked)
     nodes = [n for n in nodes if state is None or n.get("state") == state]
@@ -164,9 +172,10 @@ def list_nodes(
 def summary(
     machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m", help="Type, or types as a|b."),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Count nodes by machine type and state, with how many are up and locked (as teuthology-lock --summary)."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     with answered(session), session.client() as client:
         rows = summary_rows(client.list(machine_type=machine_type))
     if session.as_json:
@@ -188,9 +197,10 @@ def _events(client: LockClient, name: str) -> list[dict[str, Any]]:
 def status(
     name: str = typer.Argument(..., help="Node name (a short name gets the lab_domain)."),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Show one node's record and its events (time, action, who, old → new, error)."""
-    session = open_session(server, as_json, quiet)
+    session = open_session(server, as_json, quiet, log_level)
     name = session.node_name(name)
     with answered(session), session.client() as client:
         node = client.get(name)

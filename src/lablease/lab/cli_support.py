@@ -26,6 +26,7 @@ from rich.console import Console
 from lablease.config import ConfigError, load_yaml_file
 from lablease.hostnames import canonicalize_hostname
 from lablease.lockapi.client import EventStream, LockClient, LockClientError
+from lablease.logs import setup_command_logging
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,10 @@ def server_and_domain(server: str | None) -> tuple[str, str | None]:
     return url.rstrip("/"), _first(configs, "lab_domain")
 
 
-def open_session(server: str | None, as_json: bool, quiet: bool) -> Session:
-    """Resolve the settings every command needs; quiets httpx so its INFO lines never break a live view."""
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+def open_session(server: str | None, as_json: bool, quiet: bool, log_level: str | None = None) -> Session:
+    """Resolve the settings every command needs; logs at ``--log-level`` (default: warnings only, and
+    libraries such as httpx only from WARNING, so their INFO lines never break a live view)."""
+    setup_command_logging(quiet, log_level)
     url, lab_domain = server_and_domain(server)
     if lab_domain is None:
         with LockClient(url, timeout=10) as client:

@@ -15,6 +15,7 @@ from lablease.config import ConfigError, load_yaml_file
 from lablease.hostnames import HostNameError, fold_name, inventory_name, numbered_names
 from lablease.lockapi.client import LockClient, LockClientError
 from lablease.lockapi.settings import DEFAULT_PORT, LockSettings
+from lablease.logs import LogLevelOpt, QuietOpt, ServiceQuietOpt, service_level, setup_command_logging
 
 nodes_app = typer.Typer(no_args_is_help=True, help="Manage the node inventory of a lock server (as its client).")
 USER_CONFIG = Path("~/.teuthology.yaml")
@@ -32,6 +33,7 @@ def serve(
     # Ranges as in the config file's lablease section: overrides bypass its validation.
     port: Optional[int] = typer.Option(None, min=1, max=65535, help=f"Port to listen on (default {DEFAULT_PORT})."),
     workers: Optional[int] = typer.Option(None, min=1, max=64, help="uvicorn worker processes (default 1)."),
+    quiet: bool = ServiceQuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Serve the paddles-compatible /nodes lock API."""
     from lablease.lockapi.serve import serve as run
@@ -41,8 +43,8 @@ def serve(
     except ConfigError as exc:
         _fail(str(exc))
     overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
-    if overrides:
-        settings = settings.model_copy(update=overrides)
+    overrides["log_level"] = service_level(quiet, log_level, settings.log_level)
+    settings = settings.model_copy(update=overrides)
     try:
         run(settings)
     except ConfigError as exc:  # the database named in the config cannot be opened
@@ -127,9 +129,12 @@ def add(
     os_type: Optional[str] = typer.Option(None), os_version: Optional[str] = typer.Option(None),
     arch: Optional[str] = typer.Option(None), description: Optional[str] = typer.Option(None),
     server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt, token: Optional[str] = TokenOpt,
+    quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Create nodes in the lab domain; all of them or none (created ones are removed on failure)."""
     from lablease.interrupts import rollback_on_signal
+
+    setup_command_logging(quiet, log_level)
 
     if count is not None:
         if names:
@@ -169,7 +174,8 @@ def add(
                 _undo_add(client, created, "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
             if interrupts.exit_code is not None:
                 _undo_add(client, created, "interrupted", interrupts.exit_code)
-    typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
+    if not quiet:
+        typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
 
 
 @nodes_app.command("remove")
@@ -177,8 +183,10 @@ def remove(
     names: list[str] = typer.Argument(..., help="Node names (short names get the lab domain)."),
     force: bool = typer.Option(False, help="Also remove locked nodes."),
     server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt, token: Optional[str] = TokenOpt,
+    quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Delete nodes; refuses (and deletes nothing) when one is missing or locked, unless --force."""
+    setup_command_logging(quiet, log_level)
     client, lab_domain = _client(server, config, token)
     full = _full_names(names, lab_domain)
     with client:
@@ -199,7 +207,8 @@ def remove(
                 # Deleted nodes cannot be put back as they were: say exactly what is gone and what is not.
                 gone = f"removed before it: {', '.join(full[:done])}" if done else "nothing removed"
                 _fail(f"{exc}; {gone}; not removed: {', '.join(full[done:])}")
-    typer.echo(f"removed {len(full)} node(s)")
+    if not quiet:
+        typer.echo(f"removed {len(full)} node(s)")
 
 
 @nodes_app.command("list")
@@ -208,8 +217,11 @@ def list_nodes(
     locked: Optional[bool] = typer.Option(None, "--locked/--unlocked", help="Only locked or only free nodes."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON records."),
     server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the node names."),
+    log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """List nodes with their lock and provisioning state."""
+    setup_command_logging(quiet, log_level)
     client, _ = _client(server, config, None)
     with client:
         try:
@@ -218,6 +230,13 @@ def list_nodes(
             _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
+        return
+    if quiet:
+        typer.echo("\n".join(n["name"] for n in rows), nl=bool(rows))
+        return
+    if not rows:
+        typer.echo("no nodes" + (f" of machine type {machine_type}" if machine_type else "")
+                   + (" matching --locked/--unlocked" if locked is not None else ""))
         return
     table = Table("name", "type", "up", "locked by", "since", "state", "description")
     for n in rows:

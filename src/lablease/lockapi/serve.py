@@ -16,7 +16,7 @@ from lablease.config import ConfigError
 
 from lablease.lockapi.app import create_served_app
 from lablease.lockapi.settings import LockSettings
-from lablease.logs import setup_logging
+from lablease.logs import AccessLog, announce, announcing, setup_logging
 from lablease.store import NodeStore
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Workers are separate processes: they re-read the same config file named here.
 _CONFIG_ENV = "LABLEASE_LOCKAPI_CONFIG"
+_LEVEL_ENV = "LABLEASE_LOCKAPI_LOG_LEVEL"  # --log-level, which the config file does not hold
 
 
 def safe_url(url: str) -> str:
@@ -78,9 +79,18 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _logged(app: ASGIApp, settings: LockSettings) -> ASGIApp:
+    """``app`` with one access line per request, unless ``access_log: false``."""
+    return AccessLog(app) if settings.access_log else app
+
+
 def worker_app() -> ASGIApp:
     """App factory for uvicorn workers (``--workers`` > 1); the parent already migrated."""
-    return create_served_app(LockSettings.load(os.environ.get(_CONFIG_ENV) or None), run_migrations=False)
+    settings = LockSettings.load(os.environ.get(_CONFIG_ENV) or None)
+    if os.environ.get(_LEVEL_ENV):
+        settings = settings.model_copy(update={"log_level": os.environ[_LEVEL_ENV]})
+    setup_logging(settings.log_level)  # a worker is a fresh process: its lines need the handler too
+    return _logged(create_served_app(settings, run_migrations=False), settings)
 
 
 def serve(settings: LockSettings) -> None:
@@ -108,16 +118,28 @@ def serve(settings: LockSettings) -> None:
                           file=str(settings.config_file), key="lablease.workers",
                           fix="set workers: 1 (provisioning is I/O bound; one process runs max_parallel launches "
                               "per provider)")
-    common = dict(host=settings.host, port=settings.port, access_log=False,
-                  log_level=settings.log_level.lower(), timeout_keep_alive=30, backlog=2048)
+    # log_config None: uvicorn's own lines go through lablease's handler, in its format (and level).
+    common = dict(host=settings.host, port=settings.port, access_log=False, log_config=None,
+                  timeout_keep_alive=30, backlog=2048)
+    url = f"http://{settings.host}:{settings.port}"
     if settings.workers == 1:
         app = create_served_app(settings, run_migrations=False, lab_config=lab_config)
         lab = app.state.lab  # type: ignore[attr-defined]
         if lab is not None:
             log.info("lab service: provisioning machine types %s", ", ".join(sorted(lab.workers)))
         # After the drain, open progress streams are cut after a few seconds instead of holding the exit.
-        config = uvicorn.Config(app, **common, timeout_graceful_shutdown=5 if lab is not None else None)
-        DrainingServer(config, lab, settings.shutdown_timeout).run()
+        config = uvicorn.Config(_logged(app, settings), **common,
+                                timeout_graceful_shutdown=5 if lab is not None else None)
+        announcing(DrainingServer, "lablease serve", url)(config, lab, settings.shutdown_timeout).run()
         return
     os.environ[_CONFIG_ENV] = str(settings.config_file or "")
-    uvicorn.run("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)
+    os.environ[_LEVEL_ENV] = settings.log_level
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)
+    sock = config.bind_socket()  # as uvicorn.run does; bound here so that the announcement is true
+    announce("lablease serve", url)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()

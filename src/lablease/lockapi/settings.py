@@ -1,9 +1,9 @@
 """Settings of the lock server, read from a teuthology.yaml-style file (``lablease:`` section).
 
 Unknown top-level keys are ignored (the file is the lab's shared teuthology.yaml). The
-``lablease:`` section is shared by lablease's components, so this model reads only its own keys
-and leaves the others to their components. With no file: an empty SQLite inventory under the
-data directory, no lab domain, no admin token.
+``lablease:`` section is lablease's own: ``LabSection`` is the one list of its keys (the lock
+server's and the lab service's), so a misspelt key there is an error naming the key it resembles.
+With no file: an empty SQLite inventory under the data directory, no lab domain, no admin token.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def default_data_dir() -> Path:
 
 
 class LabSection(BaseModel):
-    """The ``lablease:`` section keys this component reads (other components add their own)."""
+    """Every key of the ``lablease:`` section; any other key there is an error (``worker: 2`` is a typo)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     data_dir: Path | None = None
     database_url: str | None = None
@@ -42,6 +42,7 @@ class LabSection(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     db_pool_size: int = Field(20, ge=1, le=500)
     log_level: str = "INFO"
+    access_log: bool = True  # one line per request: method, path, status, duration, client
     # the lab service (a libcloud: section): how long SIGTERM lets work in flight finish before it is
     # cancelled and rolled back, and how long a process's claim on a node lasts without its heartbeat
     shutdown_timeout: float = Field(120.0, ge=0, le=3600)
@@ -94,6 +95,7 @@ class LockSettings(BaseModel):
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 20
     log_level: str = "INFO"
+    access_log: bool = True
     shutdown_timeout: float = 120.0
     lease_seconds: float = 300.0
     reconcile_interval: float = 60.0
@@ -122,8 +124,9 @@ class LockSettings(BaseModel):
             admin_token=SecretStr(token.get_secret_value().strip()) if token else None,
             host=section.host, port=section.port, workers=section.workers, threads=section.threads,
             max_body_bytes=section.max_body_bytes, db_pool_size=section.db_pool_size,
-            log_level=section.log_level, shutdown_timeout=section.shutdown_timeout,
-            lease_seconds=section.lease_seconds, reconcile_interval=section.reconcile_interval, config_file=Path(file) if file else None,
+            log_level=section.log_level, access_log=section.access_log, shutdown_timeout=section.shutdown_timeout,
+            lease_seconds=section.lease_seconds, reconcile_interval=section.reconcile_interval,
+            config_file=Path(file) if file else None,
         )
 
     @classmethod

@@ -1,4 +1,8 @@
-"""Commands of the provision component: `lablease config check|show` and `lablease provision ...`."""
+"""Commands of the provision component: `lablease provision create|destroy|list` (and it registers `config`).
+
+Results go to stdout (one JSON line per created node, one line per destroyed node); progress, the
+closing summary, warnings and errors go to stderr. ``-q`` leaves only results and errors.
+"""
 
 from __future__ import annotations
 
@@ -7,59 +11,27 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-import yaml
 
-from lablease.config import ConfigError, load_yaml_file, redact
-from lablease.config.lab import default_config_path, parse_lab_config
+from lablease.config import ConfigError, redact_text
+from lablease.config.cli import ConfigOpt, config_app, load_or_exit
+from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
 
-config_app = typer.Typer(no_args_is_help=True, help="Check and show the lab config (teuthology.yaml).")
 provision_app = typer.Typer(no_args_is_help=True, help="Create and destroy cloud nodes directly (operators).")
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="teuthology.yaml (default: ~/.teuthology.yaml, then /etc/teuthology.yaml)")
+REFUSED, USAGE = 1, 2
 
 
-def _path(config: Optional[Path]) -> Path:
-    return Path(config).expanduser() if config else default_config_path()
-
-
-def _load(config: Optional[Path]):
-    path = _path(config)
-    try:
-        data = load_yaml_file(path)
-        return path, data, parse_lab_config(data, file=str(path))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-@config_app.command("check")
-def check(config: Optional[Path] = ConfigOpt) -> None:
-    """Validate the config; every error names the file, the key and the fix."""
-    path, _, lab = _load(config)
-    providers = ", ".join(sorted(lab.libcloud.providers)) or "none"
-    typer.echo(f"{path}: ok (lab_domain {lab.lab_domain}; providers: {providers})")
-
-
-@config_app.command("show")
-def show(config: Optional[Path] = ConfigOpt) -> None:
-    """Print the config as lablease understands it, defaults filled in and secrets redacted."""
-    _, _, lab = _load(config)
-    # model_dump keeps teuthology's own keys too (extra="allow"), so nothing of the file is lost.
-    typer.echo(yaml.safe_dump(redact(lab.model_dump(mode="json")), sort_keys=False, default_flow_style=False), nl=False)
-
-
-def _provisioner(config: Optional[Path], machine_type: str):
-    from lablease.logs import setup_logging
+def _provisioner(config: Optional[Path], machine_type: str, quiet: bool, log_level: Optional[str]):
     from lablease.provision.engine import provisioner_from_config
 
-    setup_logging("INFO")
-    path, _, lab = _load(config)
+    setup_command_logging(quiet, log_level)
+    path, _, lab = load_or_exit(config)
     try:
         lab.provider(machine_type, file=str(path))
         return provisioner_from_config(lab, machine_type)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USAGE) from None
 
 
 def _parse_hints(hints: Optional[str]):
@@ -74,8 +46,58 @@ def _parse_hints(hints: Optional[str]):
     except (json.JSONDecodeError, HintsError) as exc:
         typer.echo(f"error: --hints: {exc} (give JSON such as "
                    '\'{"machine": {"ram": 4000}, "volumes": {"count": 2, "size": 10}}\')', err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(USAGE) from None
     return parsed
+
+
+def _fail(text: str, code: int = REFUSED) -> None:
+    typer.echo(redact_text(f"error: {text}"), err=True)
+    raise typer.Exit(code)
+
+
+def _existing(prov, names: list[str]) -> dict[str, list]:
+    """The servers already in the cloud under each of ``names`` (short name -> servers), from one listing."""
+    from lablease.provision.errors import ProvisionError, Stage
+
+    wanted = set()
+    for name in names:
+        try:
+            wanted.add(prov.node_name(name, Stage.CREATE))
+        except ProvisionError:
+            continue  # create_many reports the bad name, per node
+    try:
+        prov.prepare()
+        servers = prov.caller.call(Stage.CREATE, None, prov.adapter.list_servers, what="list servers")
+    except ProvisionError as exc:
+        _fail(str(exc))
+    found: dict[str, list] = {}
+    for server in servers:
+        if server.name.lower() in wanted and server.state != "deleted":
+            found.setdefault(server.name.lower(), []).append(server)
+    return found
+
+
+def _refuse_existing(prov, existing: dict[str, list], replace: bool) -> None:
+    """Exit naming the servers in the way, unless --replace may destroy them (never another lab's)."""
+    from lablease.provision.models import TAG_LAB
+
+    def describe(found: dict[str, list]) -> str:
+        def one(server) -> str:
+            lab = server.metadata.get(TAG_LAB)
+            return f"server {server.id} (state {server.state}{f', lab {lab}' if lab else ', untagged'})"
+
+        return "; ".join(f"{n}: {', '.join(one(s) for s in servers)}" for n, servers in sorted(found.items()))
+
+    foreign = {n: [s for s in servers if s.metadata.get(TAG_LAB, prov.lab) != prov.lab]
+               for n, servers in existing.items()}
+    foreign = {n: s for n, s in foreign.items() if s}
+    if foreign:
+        _fail(f"already in the cloud and belonging to another lab: {describe(foreign)}; lablease never touches "
+              "another lab's servers, pick other names")
+    if existing and not replace:
+        _fail(f"already in the cloud: {describe(existing)}; nothing created. Pass --replace to destroy and create "
+              f"them again, or destroy them first: lablease provision destroy {' '.join(sorted(existing))} "
+              f"-m {prov.machine_type}")
 
 
 @provision_app.command("create")
@@ -85,63 +107,81 @@ def create(
     os_type: str = typer.Option("ubuntu", "--os-type"),
     os_version: str = typer.Option("22.04", "--os-version"),
     hints: Optional[str] = typer.Option(None, "--hints", help='JSON, e.g. {"machine": {"ram": 4000}, "volumes": {"count": 2, "size": 10}}'),
-    config: Optional[Path] = ConfigOpt,
+    replace: bool = typer.Option(False, "--replace", help="Destroy a server that already has one of the names "
+                                 "(with its volumes and DNS name) before creating it again; without it such a name "
+                                 "is refused."),
+    config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
-    """Create nodes in parallel and print what came up (JSON lines).
+    """Create nodes in parallel and print what came up (JSON lines on stdout, progress on stderr).
 
+    A name that already exists in the cloud is refused (exit 1, nothing created) unless --replace.
     Ctrl-C or SIGTERM cancels: nothing new starts, waits stop, everything made is removed, and the
     exit code is 130 (SIGINT) or 143 (SIGTERM); a second signal does not cut the rollback short.
     """
     from lablease.interrupts import rollback_on_signal
     from lablease.provision.models import CreateRequest
-    from lablease.provision.progress import rich_progress
+    from lablease.provision.progress import progress_display, summary
 
     parsed = _parse_hints(hints)
-    with _provisioner(config, machine_type) as prov, rich_progress(names) as on_progress, \
-            rollback_on_signal(prov.cancel) as interrupts:
+    with _provisioner(config, machine_type, quiet, log_level) as prov, \
+            progress_display(names, quiet=quiet) as on_progress, rollback_on_signal(prov.cancel) as interrupts:
+        existing = _existing(prov, names)
+        _refuse_existing(prov, existing, replace)
         prov.emit = on_progress
-        outcomes = prov.create_many([CreateRequest(n, os_type, os_version, parsed) for n in names])
-    failed = 0
+        if existing and not interrupts.interrupted:
+            stuck = [o for o in prov.destroy_many(sorted(existing)) if not o.ok]
+            if stuck:
+                _fail("--replace: could not destroy the existing "
+                      + "; ".join(f"{o.name}: {o.error}" for o in stuck) + "; nothing created")
+        outcomes = [] if interrupts.interrupted else \
+            prov.create_many([CreateRequest(n, os_type, os_version, parsed) for n in names])
     for o in outcomes:
         if o.ok:
             typer.echo(json.dumps({"name": o.name, "server_id": o.node.server_id, "address": o.node.address,
                                    "host_key": o.node.host_key, "volumes": o.node.volume_ids}))
         else:
-            failed += 1
-            typer.echo(json.dumps({"name": o.name, "error": str(o.error), "stage": o.error.stage.value}))
+            typer.echo(json.dumps({"name": o.name, "error": redact_text(str(o.error)), "stage": o.error.stage.value}))
+    if not quiet:
+        typer.echo(summary(outcomes, "created"), err=True)
     if interrupts.exit_code is not None:
         raise typer.Exit(interrupts.exit_code)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(REFUSED if any(not o.ok for o in outcomes) else 0)
 
 
 @provision_app.command("destroy")
 def destroy(
     names: list[str] = typer.Argument(...),
     machine_type: str = typer.Option(..., "--machine-type", "-m"),
-    config: Optional[Path] = ConfigOpt,
+    config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Destroy nodes: volumes, every server of the name, the DNS record."""
-    with _provisioner(config, machine_type) as prov:
+    with _provisioner(config, machine_type, quiet, log_level) as prov:
         outcomes = prov.destroy_many(names)
     failed = 0
     for o in outcomes:
-        typer.echo(f"{o.name}: {'destroyed' if o.ok else o.error}")
+        if not (quiet and o.ok):
+            typer.echo(f"{o.name}: destroyed" if o.ok else redact_text(f"{o.name}: {o.error}"))
         failed += not o.ok
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(REFUSED if failed else 0)
 
 
 @provision_app.command("list")
-def list_owned(machine_type: str = typer.Option(..., "--machine-type", "-m"), config: Optional[Path] = ConfigOpt) -> None:
+def list_owned(
+    machine_type: str = typer.Option(..., "--machine-type", "-m"),
+    config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
+) -> None:
     """List the servers and volumes in the cloud tagged as this lab's."""
-    with _provisioner(config, machine_type) as prov:
+    with _provisioner(config, machine_type, quiet, log_level) as prov:
         owned = prov.list_owned()
     for s in owned.servers:
         typer.echo(f"server {s.id} name={s.name} node={s.node} attempt={s.attempt} state={s.state}")
     for v in owned.volumes:
         typer.echo(f"volume {v.id} name={v.name} node={v.node} attempt={v.attempt} state={v.state}")
+    if not (owned.servers or owned.volumes or quiet):
+        typer.echo(f"no servers or volumes of lab {prov.lab} in machine type {machine_type}'s cloud", err=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this component's commands to the `lablease` app."""
+    """Add this component's commands (and `config`, whose checks span components) to the `lablease` app."""
     app.add_typer(config_app, name="config")
     app.add_typer(provision_app, name="provision")

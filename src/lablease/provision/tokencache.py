@@ -2,8 +2,14 @@
 
 libcloud's ``OpenStackIdentityConnection`` asks its ``auth_cache`` (``ex_auth_cache`` of the
 driver) before authenticating and stores every new token there. This cache keeps one JSON file
-per (auth URL, user, project, domain, scope) with mode 0600, and hands a token out only until
-``margin`` seconds before it expires, so nobody starts a long operation on a dying token.
+per entry with mode 0600 (directory 0700), and hands a token out only until ``margin`` seconds
+before it expires, so nobody starts a long operation on a dying token.
+
+libcloud's own key (auth URL, user, project, domain) leaves out the password and the region, so a
+config with a wrong password would be handed the token another config earned. Adapters therefore
+use the cache through ``ScopedTokenCache``, which puts a hash of everything that identifies the
+credentials (``credential_scope``) in front of every key: a token is only ever reused by the very
+same credentials.
 """
 
 from __future__ import annotations
@@ -31,6 +37,40 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+def credential_scope(*parts: object) -> str:
+    """A SHA-256 of ``parts`` (user, password, project, auth URL, region, ...): equal only for equal credentials.
+
+    Only this hash is ever written (as part of a file name); the parts themselves never are.
+    """
+    return hashlib.sha256(json.dumps([None if p is None else str(p) for p in parts]).encode()).hexdigest()
+
+
+class ScopedTokenCache(OpenStackAuthenticationCache):
+    """``cache`` seen through one set of credentials: every key gets ``scope`` (a credential hash) in front."""
+
+    def __init__(self, cache: OpenStackAuthenticationCache, scope: str):
+        self.cache = cache
+        self.scope = scope
+
+    def _key(self, key) -> tuple:
+        return (self.scope, *tuple(key))
+
+    def get(self, key):
+        return self.cache.get(self._key(key))
+
+    def put(self, key, context) -> None:
+        self.cache.put(self._key(key), context)
+
+    def clear(self, key) -> None:
+        self.cache.clear(self._key(key))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise authentication with these credentials across threads (and processes, for a file cache)."""
+        with self.cache.lock(self.scope):
+            yield
+
+
 class FileTokenCache(OpenStackAuthenticationCache):
     """An ``OpenStackAuthenticationCache`` backed by files; safe across threads and processes."""
 
@@ -41,6 +81,16 @@ class FileTokenCache(OpenStackAuthenticationCache):
         # What this process last read or wrote, so that threads building their drivers do not
         # queue on the file lock for a token that is known to be good.
         self._memo: dict = {}
+        self._private = False  # whether the directory is known to be 0700
+
+    def _ensure_private_directory(self) -> None:
+        """The directory exists and only its owner may enter it (also one made before, or by hand, 0755)."""
+        if self._private:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.directory.stat().st_mode & 0o077:
+            os.chmod(self.directory, 0o700)
+        self._private = True
 
     def _path(self, key) -> Path:
         ident = "\0".join(str(part) for part in key)
@@ -49,7 +99,7 @@ class FileTokenCache(OpenStackAuthenticationCache):
     @contextlib.contextmanager
     def locked(self, key) -> Iterator[None]:
         """Hold the cache entry of ``key`` exclusively (threads of this process and other processes)."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._ensure_private_directory()
         with self._thread_lock, FileLock(str(self._path(key)) + ".lock", timeout=120):
             yield
 
@@ -107,7 +157,7 @@ class FileTokenCache(OpenStackAuthenticationCache):
                 json.dump(record, fh, default=str)
             os.replace(tmp, path)
             self._memo.pop(key, None)  # the next get reads the file and applies the margin
-        log.info("token cached auth_url=%s expires=%s", key[0], record["expiration"])
+        log.info("token cached entry=%s expires=%s", self._path(key).stem, record["expiration"])
 
     def clear(self, key) -> None:
         self._memo.pop(key, None)

@@ -9,6 +9,8 @@ provider authenticates once per token lifetime however many threads or processes
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import inspect
 import logging
 import re
 import socket
@@ -16,7 +18,9 @@ import threading
 from typing import Any
 
 import requests
+from libcloud.common.base import BaseDriver
 from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
+from libcloud.common.openstack import OpenStackDriverMixin
 from libcloud.common.types import InvalidCredsError, MalformedResponseError
 from libcloud.compute.base import Node, StorageVolume
 from libcloud.compute.providers import get_driver
@@ -35,7 +39,7 @@ from lablease.provision.adapters.base import (
     Size,
     Volume,
 )
-from lablease.provision.tokencache import MemoryTokenCache
+from lablease.provision.tokencache import MemoryTokenCache, ScopedTokenCache, credential_scope
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,31 @@ _STATES = {
 }
 _CODE_IN_BODY = re.compile(r"code:\s*(\d{3})")
 _QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
+# libcloud errors that mean "the token has no usable catalog": usually the project (tenant) or the region.
+_NO_CATALOG = re.compile(r"could not find specified endpoint|must provide tenant_name", re.IGNORECASE)
+# The driver_args libcloud's OpenStack drivers take: the OpenStack mixin's and the base driver's keyword
+# arguments, and those the drivers and their connection pop from **kwargs. Any other key is ignored by
+# libcloud without a word, so a misspelt one (ex_tennant_name) silently changes what is asked for.
+KNOWN_DRIVER_ARGS = frozenset(
+    {*inspect.signature(OpenStackDriverMixin.__init__).parameters, *inspect.signature(BaseDriver.__init__).parameters,
+     "username", "password", "timeout", "retry_delay", "backoff", "proxy_url", "ex_force_api_version",
+     "ex_force_image_url", "ex_force_volume_url", "ex_force_network_url"}
+    - {"self", "args", "kwargs", "key", "secret"}
+)
+# What identifies the credentials a token was issued for (the token cache is keyed by their hash).
+_CREDENTIAL_ARGS = ("ex_force_auth_url", "ex_force_auth_version", "ex_tenant_name", "ex_domain_name",
+                    "ex_tenant_domain_id", "ex_token_scope", "ex_force_service_region", "region", "ex_force_auth_token")
+
+
+def unknown_driver_args(driver_args: dict[str, Any]) -> list[str]:
+    """The keys of ``driver_args`` libcloud's OpenStack driver does not know, each with its likely intended key."""
+    found = []
+    for key in sorted(k for k in driver_args if k not in KNOWN_DRIVER_ARGS):
+        guess = difflib.get_close_matches(str(key), sorted(KNOWN_DRIVER_ARGS), n=1, cutoff=0.75)
+        found.append(f"{key!r}" + (f" (did you mean {guess[0]!r}?)" if guess else ""))
+    return found
+
+
 # Above libcloud's own 5 s grace, so this check (under the auth lock) always comes first.
 _EXPIRY_MARGIN = dt.timedelta(seconds=10)
 
@@ -68,9 +97,10 @@ class OpenStackAdapter(CloudAdapter):
         self._password = args.pop("password")
         self._args = args
         self._args.setdefault("timeout", int(provider.api_timeout))
-        self._token_cache = token_cache if token_cache is not None else MemoryTokenCache()
-        self._ident = "|".join(str(args.get(k, "")) for k in ("ex_force_auth_url", "ex_tenant_name", "ex_domain_name"))
-        self._ident += "|" + self._username
+        # Keyed by everything that identifies the credentials, the password included: a token is only
+        # ever reused by the same credentials, never handed to a config with a wrong password.
+        scope = credential_scope(self._username, self._password, *(args.get(k) for k in _CREDENTIAL_ARGS))
+        self._token_cache = ScopedTokenCache(token_cache if token_cache is not None else MemoryTokenCache(), scope)
         self._local = threading.local()
         self._token_expires: dt.datetime | None = None  # of the token the last locked authentication left
 
@@ -98,7 +128,7 @@ class OpenStackAdapter(CloudAdapter):
             driver.connection.get_service_catalog()  # loads the shared token; no HTTP
         else:
             # One thread (and one process) at a time asks the cache and, if it must, authenticates.
-            with self._token_cache.lock(self._ident):
+            with self._token_cache.lock():
                 driver.connection.get_service_catalog()
                 self._token_expires = driver.connection.auth_token_expires
         self._local.driver = driver
@@ -228,7 +258,26 @@ class OpenStackAdapter(CloudAdapter):
     # -- errors ---------------------------------------------------------------------------------
 
     def classify(self, exc: BaseException) -> ErrorInfo:
-        return classify_error(exc)
+        return self._explained(classify_error(exc))
+
+    def _explained(self, info: ErrorInfo) -> ErrorInfo:
+        """``info`` with the likely cause added when libcloud's words do not name it (a misspelt driver_args key)."""
+        if info.kind not in (ErrorKind.AUTH, ErrorKind.FATAL):
+            return info
+        unknown = unknown_driver_args(self.provider.driver_args)
+        ignored = f"driver_args has keys libcloud's OpenStack driver ignores: {', '.join(unknown)}"
+        if _NO_CATALOG.search(info.message):
+            region = self._args.get("ex_force_service_region") or "not set"
+            cause = ignored if unknown else (
+                "the project (ex_tenant_name) or the region (ex_force_service_region, here "
+                f"{region}) in driver_args does not match the account")
+            message = (f"the cloud's service catalog gave no compute endpoint for these credentials; likely cause: "
+                       f"{cause} (libcloud said: {info.message})")
+        elif unknown:
+            message = f"{info.message}; note: {ignored}"
+        else:
+            return info
+        return ErrorInfo(info.kind, message, info.retry_after)
 
 
 def classify_error(exc: BaseException) -> ErrorInfo:

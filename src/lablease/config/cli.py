@@ -1,0 +1,84 @@
+"""`lablease config check [--connect]` and `lablease config show`: the lab's teuthology.yaml as lablease reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+
+from lablease.config.errors import ConfigError
+from lablease.config.lab import LabConfig, default_config_path, parse_lab_config
+from lablease.config.loader import load_yaml_file
+from lablease.config.redact import redact
+from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
+
+config_app = typer.Typer(no_args_is_help=True, help="Check and show the lab config (teuthology.yaml).")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="teuthology.yaml (default: ~/.teuthology.yaml, then /etc/teuthology.yaml)")
+
+# Exit codes of `config check`.
+OK, UNREACHABLE_OR_REFUSED, BAD_CONFIG = 0, 1, 2
+
+
+def load_or_exit(config: Optional[Path]) -> tuple[Path, dict[str, Any], LabConfig]:
+    """The file, its mapping and its LabConfig; a ConfigError is printed and ends the command (exit 2)."""
+    path = Path(config).expanduser() if config else default_config_path()
+    try:
+        data = load_yaml_file(path)
+        return path, data, parse_lab_config(data, file=str(path))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(BAD_CONFIG) from None
+
+
+@config_app.command("check")
+def check(
+    config: Optional[Path] = ConfigOpt,
+    connect: bool = typer.Option(False, "--connect", help="Also authenticate to each provider, look for its default "
+                                 "image and a fitting size, and ask nsupdate_url's /healthz."),
+    quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
+) -> None:
+    """Validate the config; every error names the file, the key and the fix.
+
+    Exit codes: 0 ok (warnings may be printed); 1 a --connect check failed; 2 the config has errors.
+    """
+    from lablease.config.checks import check_lab_file
+
+    setup_command_logging(quiet, log_level)
+    path, data, lab = load_or_exit(config)
+    findings = check_lab_file(data, lab, str(path))
+    for finding in findings:
+        if finding.level == "error" or not quiet:
+            typer.echo(f"{finding.level}: {finding.text}", err=True)
+    errors = sum(f.level == "error" for f in findings)
+    if errors:
+        typer.echo(f"{path}: {errors} error(s)", err=True)
+        raise typer.Exit(BAD_CONFIG)
+    if not quiet:
+        providers = ", ".join(sorted(lab.libcloud.providers)) or "none"
+        typer.echo(f"{path}: ok (lab_domain {lab.lab_domain}; providers: {providers})")
+    if connect:
+        _connect(lab, quiet)
+
+
+def _connect(lab: LabConfig, quiet: bool) -> None:
+    from lablease.config.connect import connect_probes
+
+    failed = 0
+    for probe in connect_probes(lab):
+        failed += not probe.ok
+        if not probe.ok or not quiet:
+            typer.echo(probe.line())
+    if failed:
+        raise typer.Exit(UNREACHABLE_OR_REFUSED)
+
+
+@config_app.command("show")
+def show(config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt) -> None:
+    """Print the config as lablease understands it, defaults filled in and secrets redacted."""
+    setup_command_logging(quiet, log_level)
+    _, _, lab = load_or_exit(config)
+    # model_dump keeps teuthology's own keys too (extra="allow"), so nothing of the file is lost.
+    typer.echo(yaml.safe_dump(redact(lab.model_dump(mode="json")), sort_keys=False, default_flow_style=False), nl=False)

@@ -1,0 +1,105 @@
+"""`lablease config check --connect`: ask the cloud and the DNS service whether the config works.
+
+For each provider: authenticate, find the image a lock that names no OS gets (``default_os_type``
+and ``default_os_version``) and the size the lab's default hints need; then ask ``nsupdate_url``'s
+``/healthz``. Each answer is one ``Probe``: what was checked, whether it passed, and what was found
+or why not (the cloud's and lablease's own words, which never carry a credential).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from lablease.config.lab import LabConfig
+from lablease.config.redact import redact_text
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    what: str
+    text: str
+
+    def line(self) -> str:
+        """``ok    dev: image: …`` or ``FAIL  nsupdate_url: …``; a URL's password is never shown."""
+        return redact_text(f"{'ok  ' if self.ok else 'FAIL'}  {self.what}: {self.text}")
+
+
+def connect_probes(lab: LabConfig, *, token_cache_dir: str | None = "~/.cache/lablease/tokens") -> Iterator[Probe]:
+    """One probe per check, as each finishes (so a slow cloud shows what is already known)."""
+    for name in sorted(lab.libcloud.providers):
+        yield from _provider(lab, name, token_cache_dir)
+    if lab.nsupdate_url:
+        yield _dns(lab.nsupdate_url)
+
+
+def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterator[Probe]:
+    from lablease.config.errors import ConfigError
+    from lablease.provision.engine import Provisioner
+    from lablease.provision.errors import ProvisionError, Stage
+    from lablease.provision.hints import merge_hints
+    from lablease.provision.selection import select_image, select_size
+
+    provider = lab.provider(name)
+    args = provider.driver_args
+    try:
+        prov = Provisioner(lab, name, None, token_cache_dir=token_cache_dir)
+    except ConfigError as exc:
+        yield Probe(False, name, str(exc))
+        return
+
+    def step(what: str, work: Callable[[], str]) -> Probe:
+        try:
+            return Probe(True, f"{name}: {what}", work())
+        except (ProvisionError, ConfigError) as exc:
+            return Probe(False, f"{name}: {what}", getattr(exc, "message", str(exc)))
+
+    def listing(stage: Stage, load: Callable[[], list]) -> list:
+        return prov.caller.call(stage, None, load, what=f"list {stage.value}s")
+
+    def authenticate() -> str:
+        prov.prepare()
+        project = args.get("ex_tenant_name") or "-"
+        region = args.get("ex_force_service_region") or "-"
+        return (f"authenticated as {args.get('username')} (project {project}, region {region}) "
+                f"at {args.get('ex_force_auth_url')}")
+
+    def image() -> str:
+        os_type, os_version = provider.default_os_type, provider.default_os_version
+        images = listing(Stage.IMAGE, prov.adapter.list_images)
+        found = select_image(images, os_type, os_version, provider.exclude_image)
+        return f"{found.name!r} for {os_type} {os_version} (default_os_type, default_os_version)"
+
+    def size() -> str:
+        need = merge_hints(lab.openstack)
+        found = select_size(listing(Stage.SIZE, prov.adapter.list_sizes), need, provider.allow_sizes,
+                            provider.exclude_sizes)
+        return (f"{found.name!r} ({found.ram} MB, {found.disk} GB, {found.vcpus} cpus) fits the default hints "
+                f"(ram {need.ram} MB, disk {need.disk} GB, cpus {need.cpus})")
+
+    with prov:
+        auth = step("auth", authenticate)
+        yield auth
+        if not auth.ok:
+            return
+        yield step("image", image)
+        yield step("size", size)
+
+
+def _dns(url: str) -> Probe:
+    import httpx
+
+    from lablease.dns.client import DNSClient
+
+    with DNSClient(url) as client:
+        health = f"{client.base_url}/healthz"
+    try:
+        response = httpx.get(health, timeout=5.0)
+    except httpx.HTTPError as exc:
+        return Probe(False, "nsupdate_url",
+                     f"{health} unreachable ({type(exc).__name__}); is lablease dns serve running?")
+    if response.status_code != 200:
+        answer = " ".join(response.text.split())[:200]
+        return Probe(False, "nsupdate_url", f"{health} answered {response.status_code}: {answer}")
+    return Probe(True, "nsupdate_url", f"{health} answered 200")
