@@ -10,6 +10,7 @@ declare -A wanted=(
   [bind9]=/usr/sbin/named
   [bind9-dnsutils]=/usr/bin/dig
   [postgresql]=/usr/lib/postgresql
+  [chromium]=/usr/bin/chromium  # the dashboard's browser tests (Playwright drives it; it downloads no browser)
 )
 
 missing=()

@@ -158,6 +158,8 @@ def run(stack: Stack) -> None:
     add_nodes(stack)
     nodes = lock_nodes(stack, user)
     names = [n["name"] for n in nodes]
+    console.print(f"[bold]dashboard[/]: {stack.lock.url}/ui/ shows these nodes (docs/dashboard.md) until the demo "
+                  "unlocks them")
     try:
         show_nodes(stack, nodes)
         prove_ssh(stack, nodes[0])
