@@ -37,3 +37,24 @@ def test_ready_command_with_a_comment_or_separator_cannot_end_the_loop_early(tmp
     assert status == 124
     status, _ = run_loop(f"false; test -e {tmp_path / 'never'}", timeout=1)
     assert status == 124
+
+
+def test_an_encrypted_lab_key_loads_with_its_passphrase(tmp_path):
+    import paramiko
+    from lablease.provision.readiness import load_private_key
+    key = paramiko.ECDSAKey.generate()
+    key.write_private_key_file(str(tmp_path / "k"), password="s3cret")
+    assert load_private_key(tmp_path / "k", "s3cret").get_base64() == key.get_base64()
+
+
+def test_the_dns_client_never_shows_a_password_of_its_url():
+    from lablease.dns.client import DNSClient, DNSClientError
+    client = DNSClient("http://user:hunter2@127.0.0.1:9/update", retries=1, timeout=0.5)
+    try:
+        client.update("node1", ["10.0.0.1"])
+    except DNSClientError as exc:
+        assert "hunter2" not in str(exc) and "***" in str(exc)
+    else:
+        raise AssertionError("nothing listens on port 9")
+    assert "hunter2" not in repr(client)
+    client.close()

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from lablease.config.redact import redact_text
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
@@ -46,7 +48,7 @@ class DNSClient:
         self._http = httpx.Client(timeout=timeout, headers=headers)
 
     def __repr__(self) -> str:  # keeps the token out of logs
-        return f"DNSClient(update_url={self.update_url!r})"
+        return f"DNSClient(update_url={redact_text(self.update_url)!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -62,7 +64,8 @@ class DNSClient:
             try:
                 response = self._http.request(method, url, params=params)
             except httpx.HTTPError as exc:
-                raise _Retryable(DNSClientError(f"{what}: DNS service at {self.base_url} unreachable ({type(exc).__name__})")) from None
+                raise _Retryable(DNSClientError(f"{what}: DNS service at {redact_text(self.base_url)} unreachable "
+                                                f"({type(exc).__name__})")) from None
             if response.status_code >= 500:
                 raise _Retryable(DNSClientError(f"{what}: DNS service answered {response.status_code}: {_answer(response)}", response.status_code))
             if response.status_code >= 400:

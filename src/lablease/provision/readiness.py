@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def load_private_key(path: str | Path, passphrase: str | None = None) -> paramiko.PKey:
-    """The lab's private key (RSA, ECDSA or Ed25519)."""
-    return paramiko.PKey.from_path(str(Path(path).expanduser()), password=passphrase)
+    """The lab's private key (RSA, ECDSA or Ed25519); paramiko wants the passphrase as bytes."""
+    return paramiko.PKey.from_path(str(Path(path).expanduser()),
+                                   password=passphrase.encode() if passphrase else None)
 
 
 def public_key_line(key: paramiko.PKey, comment: str = "lablease") -> str:
