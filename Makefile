@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages test test-unit demo clean
+.PHONY: install system-packages test test-unit demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test-unit: install
 
 demo: install system-packages
 	$(BIN)/python -m lablease.demo
+
+# lablease and teuthology 1.3.0's own backend side by side on devcloud (a few minutes; teuthology's venv
+# is installed from PyPI on first use). BENCH_ARGS e.g. "--teuthology-nodes 1,5,10 --lablease-nodes 1,5,20,50".
+bench: install system-packages
+	$(BIN)/python bench/bench_compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

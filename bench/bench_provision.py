@@ -17,119 +17,52 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lablease.dns.client import DNSClient
-from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
-from lablease.provision.engine import Provisioner
-from lablease.provision.models import CreateRequest
-from lablease.testing.bind import start_bind
-from lablease.testing.devcloud import start_devcloud
-from lablease.testing.dns import start_dns_service
+import provision_stack as stack_lib
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def run(args: argparse.Namespace) -> dict:
     counts = [int(n) for n in args.nodes.split(",")]
-    top = max(counts)
     work = Path(tempfile.mkdtemp(prefix="bench-provision-"))
-    runcmd_delay = 0.5
-    cloud = start_devcloud(work / "cloud", {
-        "boot_delay": args.boot_delay, "volume_delay": args.volume_delay,
-        "ssh": {"enabled": True, "delay": args.ssh_delay, "runcmd_delay": runcmd_delay},
-        "quotas": {"instances": top + 5, "volumes": top * max(args.volumes, 1) + 5, "cores": 1000, "ram": 10_000_000,
-                   "gigabytes": 100_000},
-    })
-    bind = start_bind(work / "bind")
-    dns_service = start_dns_service(work / "dns", bind)
-    limit = args.boot_delay + args.ssh_delay + runcmd_delay
+    stack = stack_lib.start_stack(work, nodes=max(counts), volumes=args.volumes, boot_delay=args.boot_delay,
+                        ssh_delay=args.ssh_delay, volume_delay=args.volume_delay, rate_limit=args.rate_limit)
     rows = []
     try:
-        key = generate_lab_key(work / "lab_key")
-        config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, max_parallel=args.max_parallel)
         # Repeats interleave the sizes (1, 5, 20, 1, 5, 20, ...) so a burst of load from other
         # work on the machine hits all of them alike; the summary takes medians.
         for repeat, n in ((r, n) for r in range(args.repeats) for n in counts):
-            dns = DNSClient(dns_service.update_url)
-            prov = Provisioner(config, "dev", dns, token_cache_dir=work / f"tokens-{n}", poll_cap=args.poll_cap)
-            names = [f"node{i}" for i in range(n)]
-            hints = {"volumes": {"count": args.volumes, "size": 1}}
-            cloud.reset_counts()
-            start = time.perf_counter()
-            outcomes = prov.create_many([CreateRequest(name, "ubuntu", "22.04", hints) for name in names])
-            created = time.perf_counter() - start
-            create_requests = sum(cloud.request_counts().values())
-            failed = [str(o.error) for o in outcomes if not o.ok]
-            cloud.reset_counts()
-            start = time.perf_counter()
-            destroyed = prov.destroy_many(names)
-            destroy_time = time.perf_counter() - start
-            destroy_requests = sum(cloud.request_counts().values())
-            left = cloud.resources()
-            dns.close()
-            rows.append({
-                "repeat": repeat, "load_avg_1m": round(os.getloadavg()[0], 2), "nodes": n, "create_s": round(created, 3), "destroy_s": round(destroy_time, 3),
-                "ratio_to_limit": round(created / limit, 3),
-                "requests_per_node_create": round(create_requests / n, 2),
-                "requests_per_node_destroy": round(destroy_requests / n, 2),
-                "failed": failed, "destroy_failed": [str(o.error) for o in destroyed if not o.ok],
-                "left_servers": len(left["servers"]), "left_volumes": len(left["volumes"]),
-            })
-            print(f"run {repeat} N={n:>3}  create {created:6.2f}s  destroy {destroy_time:5.2f}s  "
-                  f"create/limit {created / limit:4.2f}  req/node create {create_requests / n:5.1f} "
-                  f"destroy {destroy_requests / n:5.1f}  failed {len(failed)}", flush=True)
+            row = stack_lib.run_lablease(stack, n, volumes=args.volumes, max_parallel=args.max_parallel,
+                                         poll_cap=args.poll_cap,
+                                         tag=f"{n}-{repeat}", shared_polls=not args.per_node_polls, rate=args.rate)
+            rows.append({"repeat": repeat, **row})
+            print(f"run {repeat} N={n:>3}  create {row['create_s']:6.2f}s  destroy {row['destroy_s']:5.2f}s  "
+                  f"create/limit {row['ratio_to_limit']:4.2f}  req/node create {row['requests_per_node_create']:5.1f} "
+                  f"destroy {row['requests_per_node_destroy']:5.1f}  engine CPU {row['engine_cpu_s']:5.1f}s  "
+                  f"failed {len(row['failed'])}", flush=True)
     finally:
-        dns_service.stop()
-        bind.stop()
-        cloud.stop()
-    summary = []
-    for n in counts:
-        mine = [r for r in rows if r["nodes"] == n]
-        summary.append({"nodes": n, "runs": len(mine),
-                        "create_s_median": round(statistics.median(r["create_s"] for r in mine), 3),
-                        "create_s_min": min(r["create_s"] for r in mine),
-                        "create_s_max": max(r["create_s"] for r in mine),
-                        "destroy_s_median": round(statistics.median(r["destroy_s"] for r in mine), 3),
-                        "requests_per_node_create": statistics.median(r["requests_per_node_create"] for r in mine),
-                        "requests_per_node_destroy": statistics.median(r["requests_per_node_destroy"] for r in mine),
-                        "failed": sum(len(r["failed"]) for r in mine)})
-    one = next((s for s in summary if s["nodes"] == 1), None)
-    for s in summary:
-        s["ratio_to_limit"] = round(s["create_s_median"] / limit, 3)
-        s["ratio_to_one_node"] = round(s["create_s_median"] / one["create_s_median"], 3) if one else None
+        stack.stop()
     return {
         "benchmark": "provision", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
-        "settings": {"boot_delay": args.boot_delay, "ssh_delay": args.ssh_delay, "runcmd_delay": runcmd_delay,
-                     "volume_delay": args.volume_delay, "volumes_per_node": args.volumes,
-                     "max_parallel": args.max_parallel, "poll_cap": args.poll_cap, "physical_limit_s": limit},
-        "summary": summary,
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": stack_lib.cpus()},
+        "settings": {**stack_lib.stack_settings(args, stack.limit), "shared_polls": not args.per_node_polls},
+        "summary": stack_lib.summarize(rows, stack.limit),
         "rows": rows,
     }
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="1,5,20")
-    parser.add_argument("--boot-delay", type=float, default=3.0)
-    parser.add_argument("--ssh-delay", type=float, default=1.0)
-    parser.add_argument("--volume-delay", type=float, default=0.3)
-    parser.add_argument("--volumes", type=int, default=1)
-    parser.add_argument("--max-parallel", type=int, default=20)
-    parser.add_argument("--poll-cap", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
+    stack_lib.add_stack_arguments(parser)
+    parser.add_argument("--per-node-polls", action="store_true", help="each node polls its own resources (as before)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(args)

@@ -103,8 +103,6 @@ def test_without_a_terminal_progress_is_plain_lines_on_stderr_then_a_summary_and
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
-@pytest.mark.xfail(strict=True, reason="needs the engine change: a DNS update the service refused (4xx) "
-                                       "registered nothing, so the rollback must not try to delete it")
 def test_a_dns_refusal_before_anything_was_registered_is_not_called_rollback_incomplete(operator):
     run, cloud, _, _ = operator
     out = run("provision", "create", "other1", "-m", "dev")  # the DNS service admits node[0-9]+ only

@@ -90,6 +90,9 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
 
         app.state.lab_metrics = lab_metrics(lab)
         app.include_router(lab_router)
+    from lablease.lab.dashboard import install as install_dashboard
+
+    install_dashboard(app)  # the pages at /ui/ (docs/dashboard.md)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if fast_paths:
         app.add_middleware(HotPaths, ctx=app.state.lock_context, limit=settings.max_body_bytes)

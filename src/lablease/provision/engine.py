@@ -41,6 +41,7 @@ from lablease.provision.ratelimit import RateLimiter
 from lablease.provision.readiness import SSHProbe, load_private_key, public_key_line
 from lablease.provision.tokencache import FileTokenCache
 from lablease.provision.waiting import cancelled
+from lablease.provision.watch import Watch, shared_listing
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,19 @@ class Provisioner:
 
     ``dns_client`` is a ``lablease.dns.client.DNSClient`` (or None to skip DNS); ``on_progress``
     gets a ``ProgressEvent`` for every stage of every node, from worker threads.
+
+    ``shared_polls``: waiting nodes look themselves up in one server listing and one volume listing
+    per poll interval, shared by every wait of this Provisioner (``poller.SharedListing``), instead
+    of one GET each. None (the default) turns it on when the Provisioner builds its own adapter
+    (libcloud's listings and GETs show the same states); an injected adapter must ask for it, since
+    a fake may move its states only when asked for one resource. ``close()`` stops the listings.
     """
 
     def __init__(self, config: LabConfig, machine_type: str, dns_client: Any = None, *,
                  adapter: CloudAdapter | None = None, token_cache_dir: str | Path | None = "~/.cache/lablease/tokens",
                  on_progress: ProgressCallback | None = None, lab: str | None = None,
                  poll_first: float = 0.2, poll_cap: float = 5.0, ssh_connect_timeout: float = 10.0,
-                 probe: SSHProbe | None = None):
+                 probe: SSHProbe | None = None, shared_polls: bool | None = None):
         self.config = config
         self.machine_type = machine_type
         self.provider = config.provider(machine_type)
@@ -94,17 +101,29 @@ class Provisioner:
                                   command=self.provider.ready_command, connect_timeout=ssh_connect_timeout)
         self.public_keys = [public_key_line(key, f"lablease@{self.lab}")] + self.provider.public_key_lines()
         self._cancel = threading.Event()  # shared with the lifecycle's waits; see cancel()
+        if shared_polls is None:
+            shared_polls = adapter is None
+        self.servers = self._watch("servers", self.adapter.get_server, self.adapter.list_servers, shared_polls)
+        self.volumes = self._watch("volumes", self.adapter.get_volume, self.adapter.list_volumes, shared_polls)
         self.lifecycle = Lifecycle(
             provider=self.provider, lab=self.lab, lab_domain=config.lab_domain, adapter=self.adapter,
             caller=self.caller, listings=self.listings, dns_client=dns_client, probe=probe,
             public_keys=self.public_keys, emit=self._emit, poll_first=poll_first, poll_cap=poll_cap,
-            cancel=self._cancel,
+            cancel=self._cancel, servers=self.servers, volumes=self.volumes,
         )
         self._auth_once = threading.Lock()
         self._owned_dns = None
 
+    def _watch(self, kind: str, get: Callable, list_all: Callable, shared: bool) -> Watch:
+        listing = shared_listing(kind, self.caller, list_all) if shared else None
+        return Watch(kind, self.caller, get, listing, list_all)
+
     def close(self) -> None:
-        """Release what this Provisioner opened itself (the DNS client of provisioner_from_config)."""
+        """Stop the shared listings and release what this Provisioner opened itself (the DNS client of
+        provisioner_from_config). Waits still running raise; close only when no create or destroy runs."""
+        for watch in (getattr(self, "servers", None), getattr(self, "volumes", None)):
+            if watch is not None and watch.listing is not None:
+                watch.listing.close()
         owned = getattr(self, "_owned_dns", None)
         if owned is not None:
             owned.close()
@@ -294,9 +313,9 @@ class Provisioner:
     # -- destroy ---------------------------------------------------------------------------------
 
     def _snapshot(self) -> tuple[list, list]:
-        servers = self.caller.call(Stage.DESTROY, None, self.adapter.list_servers, what="list servers")
-        volumes = self.caller.call(Stage.DESTROY, None, self.adapter.list_volumes, what="list volumes")
-        return servers, volumes
+        """All servers and volumes, from listings begun now (shared with concurrent destroys and waits)."""
+        timeout = self.provider.api_retry_time + self.provider.api_timeout
+        return (self.servers.fresh(Stage.DESTROY, None, timeout), self.volumes.fresh(Stage.DESTROY, None, timeout))
 
     def _destroy(self, node: str, servers: list, volumes: list) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
