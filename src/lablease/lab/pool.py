@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from lablease.lab.busy import Busy
 from lablease.provision.errors import ProvisionError
 from lablease.store import NodeFilter, NodeRecord, Unavailable
 from lablease.store.pool import POOL_OWNER
@@ -41,8 +42,7 @@ class WarmPool:
         self.want = dict(worker.prov.provider.min_ready)
         self.interval = interval
         self._launches: list[tuple[NodeRecord, Future]] = []
-        self._claims = 0  # locks taking warm nodes right now: the pool waits, so they get the idle records
-        self._claims_lock = threading.Lock()
+        self._claims = Busy()  # locks taking warm nodes right now: the pool waits, so they get the idle records
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lab-pool-{worker.machine_type}", daemon=True)
 
@@ -55,9 +55,9 @@ class WarmPool:
         if self._thread.is_alive():
             self._thread.join(timeout=120)
 
-    def claiming(self) -> "_Claim":
+    def claiming(self) -> Busy:
         """Hold top-ups while a lock takes warm nodes and, if some fail their check, idle ones instead."""
-        return _Claim(self)
+        return self._claims
 
     def wants(self, os_type: str, os_version: str) -> bool:
         return self.want.get(f"{os_type}-{os_version}", 0) > 0
@@ -66,9 +66,7 @@ class WarmPool:
         while not self._stop.wait(self.interval):
             try:
                 self._finish_launches()
-                with self._claims_lock:
-                    claiming = self._claims > 0
-                if not (self.lab.draining or claiming):
+                if not (self.lab.draining or self._claims.count > 0):
                     self.top_up()
             except Exception:  # noqa: BLE001 - a cloud or database hiccup: the next look tries again
                 log.exception("warm pool of %s: top-up failed", self.worker.machine_type)
@@ -134,15 +132,3 @@ class WarmPool:
             return False
         return True
 
-
-class _Claim:
-    def __init__(self, pool: WarmPool):
-        self.pool = pool
-
-    def __enter__(self) -> None:
-        with self.pool._claims_lock:
-            self.pool._claims += 1
-
-    def __exit__(self, *_: object) -> None:
-        with self.pool._claims_lock:
-            self.pool._claims -= 1

@@ -20,6 +20,7 @@ from typing import Any
 
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
+from lablease.lab.busy import Busy
 from lablease.lab.pool import WarmPool
 from lablease.lab.reconciler import Reconciler
 from lablease.lab.workers import ProviderWorker
@@ -51,8 +52,7 @@ class LabService:
         self.owner = instance_id()
         self.lease_seconds = lease_seconds
         self.draining = False
-        self._inflight = 0
-        self._idle = threading.Condition()
+        self._inflight = Busy()  # lock and unlock requests at work, for the graceful shutdown
         self.workers: dict[str, ProviderWorker] = {}
         try:
             for machine_type in config.libcloud.providers:
@@ -288,10 +288,10 @@ class LabService:
 
     # -- shutting down ------------------------------------------------------------------------------
 
-    def _working(self, refuse: bool = True) -> "_InFlight":
+    def _working(self, refuse: bool = True) -> Busy:
         if refuse and self.draining:
             raise Unavailable(DRAINING)
-        return _InFlight(self)
+        return self._inflight
 
     def begin_drain(self) -> None:
         """Stop taking new locks (they get 503); work in flight goes on."""
@@ -301,17 +301,15 @@ class LabService:
         """Wait up to ``timeout`` s for work in flight; then cancel what is left (it rolls back) and wait
         for that. Returns whether everything finished within the bound."""
         self.begin_drain()
-        with self._idle:
-            if self._idle.wait_for(lambda: self._inflight == 0, timeout=timeout):
-                return True
-            log.warning("shutdown: %d requests still in flight after %.0fs; cancelling them (they roll back)",
-                        self._inflight, timeout)
+        if self._inflight.wait_idle(timeout):
+            return True
+        log.warning("shutdown: %d requests still in flight after %.0fs; cancelling them (they roll back)",
+                    self._inflight.count, timeout)
         for worker in self.workers.values():
             cancel = getattr(worker.prov, "cancel", None)
             if cancel is not None:
                 cancel()
-        with self._idle:
-            return self._idle.wait_for(lambda: self._inflight == 0, timeout=max(timeout, 60.0))
+        return self._inflight.wait_idle(max(timeout, 60.0))
 
     def close(self) -> None:
         reconciler = getattr(self, "reconciler", None)
@@ -338,26 +336,10 @@ class LabService:
                 log.warning("lease heartbeat failed", exc_info=True)
 
     def status(self) -> dict[str, Any]:
-        return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight,
+        return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight.count,
                 "providers": {t: {"max_parallel": w.prov.provider.max_parallel} for t, w in self.workers.items()},
                 "reconciler": {"interval": self.reconciler.interval,
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
-
-
-class _InFlight:
-    """Counts a request as in flight for the graceful shutdown."""
-
-    def __init__(self, lab: LabService):
-        self.lab = lab
-
-    def __enter__(self) -> None:
-        with self.lab._idle:
-            self.lab._inflight += 1
-
-    def __exit__(self, *_: object) -> None:
-        with self.lab._idle:
-            self.lab._inflight -= 1
-            self.lab._idle.notify_all()
 
 
 def _reason(node: NodeRecord, exc: BaseException) -> str:
