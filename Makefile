@@ -17,8 +17,12 @@ install: $(STAMP)
 system-packages:
 	bash scripts/system-packages.sh
 
+# Test files run in parallel (--dist loadfile keeps a module's shared servers in one worker): most integration
+# tests wait on sleeps, boots and SSH, so more workers than the 2 cores shortens the run.
+TEST_WORKERS ?= 4
+
 test: install system-packages
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -51,7 +51,10 @@ def teuthology_venv() -> Path:
 
 def commands(home: Path, venv: Path) -> tuple[Callable[..., subprocess.CompletedProcess], ...]:
     """``lablease`` and teuthology's ``teuthology-lock`` as a user whose HOME is ``home`` runs them."""
-    env = {"HOME": str(home), "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    # Lab names resolve only in the test's own BIND; teuthology's unlock looks them up through the system
+    # resolver (stop_node's SSH), whose nameserver may not answer here: one short try, not glibc's 2 x 5 s per name.
+    env = {"HOME": str(home), "PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8",
+           "RES_OPTIONS": "timeout:1 attempts:1"}
 
     def lablease(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "lablease", *args], env={**os.environ, "HOME": str(home)},
