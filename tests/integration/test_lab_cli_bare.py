@@ -89,9 +89,21 @@ def test_lock_one_by_short_name_then_another_owner_is_refused_with_exit_1(home):
     assert run("unlock", "smithi003", "--owner", OWNER, "-q").exit_code == 0
 
 
-def test_asking_for_more_nodes_than_are_free_exits_3(home):
+def test_asking_for_more_nodes_than_are_free_exits_3_and_points_at_the_list_of_that_type(home):
     done = run("lock-many", "9", "-m", "smithi", "--owner", OWNER)
-    assert done.exit_code == 3 and "available" in done.stderr
+    assert done.exit_code == 3 and "only 4 nodes available" in done.stderr
+    assert "see: lablease list -m 'smithi'" in done.stderr
+
+
+def test_a_machine_type_in_the_wrong_case_is_named_with_the_types_the_server_has(home, server):
+    """Machine types match exactly, as in paddles: `-m Smithi` finds no smithi node, and the user is told why."""
+    done = run("lock-many", "1", "-m", "Smithi", "--owner", OWNER, "--json")
+    assert done.exit_code == 3
+    error = json.loads(done.stdout)["error"]
+    assert error.startswith("only 0 nodes available: no node has machine type 'Smithi'")
+    assert "case-sensitive" in error and "this server has: smithi" in error
+    with LockClient(server.url) as client:
+        assert not any(n["locked"] for n in client.list())
 
 
 def test_a_server_that_is_not_running_exits_4(home):

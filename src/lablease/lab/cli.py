@@ -31,6 +31,7 @@ from lablease.lab.cli_support import (
     Session,
     answered,
     default_owner,
+    explain_shortage,
     new_request_id,
     open_session,
 )
@@ -101,9 +102,12 @@ def lock_many(
     owner = owner or default_owner()
     request_id = new_request_id()
     with answered(session, _still_running(owner)), session.client() as client:
-        with watching(session, request_id, f"locking {count} {machine_type} node(s) for {owner}"):
-            nodes = client.lock_many(count, machine_type, owner, desc, wait=WAIT_SECONDS, os_type=os_type,
-                                     os_version=os_version, arch=arch, request_id=request_id)
+        try:
+            with watching(session, request_id, f"locking {count} {machine_type} node(s) for {owner}"):
+                nodes = client.lock_many(count, machine_type, owner, desc, wait=WAIT_SECONDS, os_type=os_type,
+                                         os_version=os_version, arch=arch, request_id=request_id)
+        except LockClientError as exc:
+            raise explain_shortage(client, exc, machine_type) if exc.status == 503 else exc from None
     show_locked(session, nodes, owner, nodes)
 
 

@@ -148,6 +148,26 @@ def exit_code(exc: LockClientError) -> int:
     return UNAVAILABLE if exc.status == 503 else REFUSED
 
 
+def explain_shortage(client: LockClient, exc: LockClientError, machine_type: str) -> LockClientError:
+    """paddles' bare 503 ("only N nodes available") with what a user can do next.
+
+    Machine types match exactly (as in paddles), so `-m Smithi` finds none of `smithi`'s nodes: say so,
+    with the types there are. Otherwise point at the list of that type. The server's words come first.
+    """
+    try:
+        known = [t for t in client.machine_types() if isinstance(t, str)]
+    except LockClientError:
+        return exc  # the explanation is a courtesy; the refusal stands as it was
+    unknown = [t for t in machine_type.split("|") if t not in known]
+    if unknown:
+        listed = ", ".join(known) or "none"
+        hint = (f"no node has machine type {', '.join(repr(t) for t in unknown)} (types are case-sensitive; "
+                f"this server has: {listed})")
+    else:
+        hint = f"the others are locked, down or being destroyed; see: lablease list -m '{machine_type}'"
+    return LockClientError(f"{exc.reason}: {hint}", status=exc.status, reason=f"{exc.reason}: {hint}")
+
+
 @contextlib.contextmanager
 def answered(session: Session, interrupted: str = "interrupted") -> Iterator[None]:
     """Turn a refused or failed request into its message and exit code; Ctrl-C into 130."""

@@ -88,6 +88,10 @@ class LockClient:
         params = {k: (int(v) if isinstance(v, bool) else v) for k, v in filters.items() if v is not None}
         return self._call("GET", "/nodes/", params=params)
 
+    def machine_types(self) -> list[str]:
+        """The machine types the server's nodes have (paddles' sorted list)."""
+        return self._call("GET", "/nodes/machine_types/")
+
     def get(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/nodes/{name}/")
 
