@@ -195,6 +195,7 @@ def test_lock_many_json_prints_the_node_list_and_nothing_else_on_stdout(lab):
 
 
 def test_an_error_with_json_is_a_json_object_with_the_exit_code_on_stdout(lab):
+    lab.on("GET /nodes/machine_types/", 200, ["cloud"])  # a shortage would be explained; this is not one
     lab.on("POST /nodes/lock_many/", 503, {"message": "provisioning failed; rolled back"})
     done = run("lock-many", "1", "-m", "cloud", "--json")
     assert done.exit_code == 3

@@ -107,7 +107,7 @@ def lock_many(
                 nodes = client.lock_many(count, machine_type, owner, desc, wait=WAIT_SECONDS, os_type=os_type,
                                          os_version=os_version, arch=arch, request_id=request_id)
         except LockClientError as exc:
-            raise explain_shortage(client, exc, machine_type) if exc.status == 503 else exc from None
+            raise explain_shortage(client, exc, machine_type) from None
     show_locked(session, nodes, owner, nodes)
 
 

@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -152,8 +153,11 @@ def explain_shortage(client: LockClient, exc: LockClientError, machine_type: str
     """paddles' bare 503 ("only N nodes available") with what a user can do next.
 
     Machine types match exactly (as in paddles), so `-m Smithi` finds none of `smithi`'s nodes: say so,
-    with the types there are. Otherwise point at the list of that type. The server's words come first.
+    with the types there are. Otherwise point at the list of that type. The server's words come first;
+    any other failure (a provisioning error is a 503 too) is returned as it was.
     """
+    if exc.status != 503 or not re.fullmatch(r"only \d+ nodes available", exc.reason):
+        return exc
     try:
         known = [t for t in client.machine_types() if isinstance(t, str)]
     except LockClientError:
