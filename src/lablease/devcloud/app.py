@@ -11,10 +11,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lablease.devcloud import admin, compute, identity, images, keypairs, network, nova_proxies, volumes
 from lablease.devcloud.config import DevcloudConfig
+from lablease.devcloud.edge import Edge
+from lablease.devcloud.openapi import document
 from lablease.devcloud.errors import CloudError, render, style_for_path
 from lablease.devcloud.faults import count, guard
 from lablease.devcloud.lifecycle import Lifecycle
 from lablease.devcloud.state import Cloud
+from lablease.lockapi.errors import _flat, allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
     app.include_router(network.make_router(cloud, auth), dependencies=guarded)
     app.include_router(admin.make_router(cloud, life))
 
+    app.add_middleware(Edge)
+    app.openapi = lambda: _openapi(app, cloud, auth_dep)  # type: ignore[method-assign]
+
     @app.exception_handler(CloudError)
     async def cloud_error(request: Request, exc: CloudError):
         return render(exc)
@@ -68,7 +74,8 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
         count(cloud, f"{request.method} <unmatched>")
         log.info("unmatched method=%s path=%s status=%d", request.method, request.url.path, exc.status_code)
         message = "The resource could not be found." if exc.status_code == 404 else str(exc.detail)
-        return render(CloudError(exc.status_code, message, style_for_path(request.url.path)))
+        headers = {"Allow": allowed_methods(request)} if exc.status_code == 405 else None
+        return render(CloudError(exc.status_code, message, style_for_path(request.url.path), headers=headers))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
@@ -77,3 +84,18 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
                                  style_for_path(request.url.path)))
 
     return app
+
+
+def _openapi(app: FastAPI, cloud: Cloud, auth_dep) -> dict:  # noqa: ANN001
+    if app.openapi_schema is None:
+        needs_token = set()
+        for route in _flat(app.routes):
+            stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+            while stack:
+                dependency = stack.pop()
+                if dependency.call is auth_dep:
+                    needs_token |= {f"{method} {route.path}" for method in route.methods}
+                    break
+                stack.extend(dependency.dependencies)
+        app.openapi_schema = document(app, cloud, needs_token)
+    return app.openapi_schema

@@ -21,6 +21,7 @@ from lablease.devcloud.state import Cloud, Server, Token, iso, new_id, utcnow
 
 log = logging.getLogger(__name__)
 PREFIX = "/compute/v2.1"
+NOT_BLANK = r"[^ \t\n\r\f\v]"  # a name must hold something besides spaces
 
 
 def _links(request: Request, kind: str, rid: str) -> list[dict[str, str]]:
@@ -87,13 +88,12 @@ def _filtered(cloud: Cloud, request: Request, token: Token) -> tuple[list[Server
     q = request.query_params
     servers = [s for s in cloud.servers.values() if s.project_id == token.project.id]
     servers.sort(key=lambda s: (s.created, s.id), reverse=True)
-    try:
-        if "name" in q:
-            servers = [s for s in servers if re.search(q["name"], s.name)]
-        if "ip" in q:
-            servers = [s for s in servers if any(re.search(q["ip"], a) for _, a in s.addresses)]
-    except re.error:
-        raise CloudError(400, "Invalid regular expression in filter.", "nova") from None
+    if "name" in q:
+        name = _filter_regex(q["name"])
+        servers = [s for s in servers if name.search(s.name)]
+    if "ip" in q:
+        ip = _filter_regex(q["ip"])
+        servers = [s for s in servers if any(ip.search(a) for _, a in s.addresses)]
     if "status" in q:
         servers = [s for s in servers if s.status == q["status"].upper()]
     for key, attr in (("image", "image_id"), ("flavor", "flavor_id")):
@@ -116,6 +116,39 @@ def _filtered(cloud: Cloud, request: Request, token: Token) -> tuple[list[Server
             servers = servers[:limit]
             next_marker = servers[-1].id if servers else None
     return servers, next_marker
+
+
+def _filter_regex(pattern: str) -> re.Pattern[str]:
+    """Nova filters servers by name and address with a regular expression. devcloud takes those that finish in
+    milliseconds on a 255-character name: at most 255 characters, no group or alternation, at most two
+    repetitions (``^web-.*``, ``db[0-9]+$``); ``(a*)*b`` or ``a*a*a*b`` would hold the cloud for hours."""
+    if len(pattern) > 255 or "(" in pattern or "|" in pattern or _repetitions(pattern) > 2:
+        raise CloudError(400, "Invalid regular expression in filter: devcloud takes at most 255 characters, "
+                              "no groups or alternation and at most two repetitions.", "nova")
+    try:
+        return re.compile(pattern)
+    except (re.error, OverflowError):  # OverflowError: a repetition count like {99999999999}
+        raise CloudError(400, "Invalid regular expression in filter.", "nova") from None
+
+
+def _repetitions(pattern: str) -> int:
+    """How many of ``*``, ``+``, ``?``, ``{`` act as quantifiers (outside escapes and character classes)."""
+    count, i, in_class = 0, 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            i += 2 if pattern[i + 1:i + 2] == "]" else 1  # "[]...]": the first ] is a member
+            continue
+        elif char in "*+?{":
+            count += 1
+        i += 1
+    return count
 
 
 def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
@@ -261,7 +294,7 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
         body = await json_body(request, "nova")
         with cloud.lock:
             server = get_server(cloud, token, server_id)
-            action = next(iter(body), None)
+            action = next(iter(body), None) if len(body) == 1 else None
             allowed = {"reboot": ("ACTIVE", "ACTIVE"), "os-stop": ("ACTIVE", "SHUTOFF"),
                        "os-start": ("SHUTOFF", "ACTIVE")}
             if action not in allowed:
@@ -295,38 +328,41 @@ def _check_metadata(meta: dict[str, Any]) -> dict[str, str]:
 
 def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body: dict[str, Any]):
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+    if not isinstance(name, str) or not re.search(NOT_BLANK, name) or len(name) > 255:
         raise CloudError(400, "Invalid input for field/attribute name. 'name' is a required property "
                               "(a string of 1 to 255 characters)", "nova")
     if "flavorRef" not in body:
         raise CloudError(400, "Invalid input for field/attribute server. 'flavorRef' is a required property", "nova")
-    flavor = cloud.flavor(str(body["flavorRef"]))
+    flavor = cloud.flavor(_ref(body["flavorRef"]))
     if flavor is None:
         raise CloudError(400, "Invalid flavorRef provided.", "nova")
-    image = cloud.image(str(body.get("imageRef") or ""))
+    image = cloud.image(_ref(body.get("imageRef")))
     if image is None:
         raise CloudError(400, "Can not find requested image", "nova")
     user_data = None
     if body.get("user_data") is not None:
         try:
-            raw = base64.b64decode(str(body["user_data"]), validate=True)
+            if not isinstance(body["user_data"], str):
+                raise ValueError("not a string")
+            raw = base64.b64decode(body["user_data"], validate=True)
         except (binascii.Error, ValueError):
             raise CloudError(400, "Invalid input for field/attribute user_data. User data needs to be valid "
                                   "base 64.", "nova") from None
         if len(str(body["user_data"])) > 65535:
             raise CloudError(400, "Invalid input for field/attribute user_data. It is longer than 65535", "nova")
         user_data = raw.decode("utf-8", errors="replace")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
+    metadata = body.get("metadata")
+    if not isinstance(metadata, (dict, type(None))):
         raise CloudError(400, "Invalid input for field/attribute metadata. It must be an object", "nova")
-    metadata = _check_metadata(metadata)
+    metadata = _check_metadata(metadata or {})
     key_name = body.get("key_name")
     if key_name is not None and not isinstance(key_name, str):
         raise CloudError(400, "Invalid input for field/attribute key_name. It must be a string", "nova")
     if key_name is not None and (token.user_id, key_name) not in cloud.keypairs:
         raise CloudError(400, "Invalid key_name provided.", "nova")
     groups = []
-    requested_groups = body.get("security_groups") or [{"name": "default"}]
+    requested_groups = body.get("security_groups")
+    requested_groups = [{"name": "default"}] if requested_groups in (None, []) else requested_groups
     if not isinstance(requested_groups, list):
         raise CloudError(400, "Invalid input for field/attribute security_groups. It must be a list", "nova")
     for item in requested_groups:
@@ -355,6 +391,14 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
     life.server_created(server, fails, message)
     log.info("server created id=%s name=%s flavor=%s image=%s", server.id, name, flavor.name, image.name)
     return server, secrets.token_urlsafe(9)
+
+
+def _ref(value: Any) -> str:
+    """A flavorRef or imageRef: an id or a URL ending in one (Nova takes a string, or an integer id)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, str) else str(value) if isinstance(value, int) and not isinstance(value, bool) \
+        else ""
 
 
 def _pick_networks(cloud: Cloud, requested: Any):

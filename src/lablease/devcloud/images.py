@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -46,9 +47,15 @@ def make_router(cloud: Cloud, auth) -> APIRouter:
                 raise CloudError(400, f"Invalid marker. Image {q['marker']} could not be found.", "glance")
             images = images[ids.index(q["marker"]) + 1:]
         body: dict[str, Any] = {"first": "/v2/images", "schema": "/v2/schemas/images"}
-        if "limit" in q and q["limit"].isdigit() and len(images) > int(q["limit"]):
-            images = images[:int(q["limit"])]
-            body["next"] = f"/v2/images?marker={images[-1].id}&limit={q['limit']}"
+        if "limit" in q:
+            if not re.fullmatch(r"[0-9]{1,9}", q["limit"]):
+                raise CloudError(400, f"Invalid limit value: {q['limit'][:20]!r}. It must be a non-negative integer.",
+                                 "glance")
+            limit = int(q["limit"])
+            if len(images) > limit:
+                images = images[:limit]
+                if images:
+                    body["next"] = f"/v2/images?marker={images[-1].id}&limit={limit}"
         body["images"] = [image_view(request, i, token.project.id) for i in images]
         return body
 

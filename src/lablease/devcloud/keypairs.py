@@ -5,21 +5,27 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request, Response
 
+from lablease.devcloud.compute import NOT_BLANK
 from lablease.devcloud.errors import CloudError, json_body
 from lablease.devcloud.state import Cloud, Keypair, Token, iso, utcnow
 
 
+# An OpenSSH public key line: type, base64 blob, optional comment (the OpenAPI document states the same).
+PUBLIC_KEY = r"^(ssh|ecdsa)-[A-Za-z0-9@._+-]* ([A-Za-z0-9+/]{4})+([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?( [ -~]*)?$"
+
+
 def fingerprint(public_key: str) -> str:
     """MD5 fingerprint of an OpenSSH public key, as Nova shows it; ValueError when it is not one."""
-    parts = public_key.strip().split()
-    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+    if not re.fullmatch(PUBLIC_KEY, public_key.strip(" \n")):
         raise ValueError("not an OpenSSH public key")
+    parts = public_key.strip(" \n").split(" ")
     try:
         blob = base64.b64decode(parts[1], validate=True)
     except binascii.Error:
@@ -57,7 +63,7 @@ def make_router(cloud: Cloud, auth) -> APIRouter:
     async def create_keypair(request: Request, token: Token = auth):
         body = await json_body(request, "nova", "keypair")
         name = body.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        if not isinstance(name, str) or not re.search(NOT_BLANK, name) or len(name) > 255:
             raise CloudError(400, "Invalid input for field/attribute name. 'name' is a required property",
                              "nova")
         private = None

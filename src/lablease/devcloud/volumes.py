@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,6 +17,7 @@ from lablease.devcloud.state import Attachment, Cloud, Token, Volume, iso, new_i
 
 log = logging.getLogger(__name__)
 
+SIZE_TEXT = r"[1-9][0-9]{0,8}"  # a size may come as its decimal text
 DELETE_REFUSED = ("Invalid volume: Volume status must be available or error or error_restoring or "
                   "error_extending or error_managing and must not be migrating, attached, belong to a group, "
                   "have snapshots or be disassociated from snapshots after volume transfer.")
@@ -30,18 +32,21 @@ def get_volume(cloud: Cloud, token: Token, volume_id: str, style: Style) -> Volu
 
 def create_volume(cloud: Cloud, life: Lifecycle, token: Token, body: dict[str, Any], style: Style) -> Volume:
     size = body.get("size")
-    if isinstance(size, str) and size.isdigit():
+    if isinstance(size, str) and re.fullmatch(SIZE_TEXT, size):
+        size = int(size)
+    elif isinstance(size, float) and size.is_integer():
         size = int(size)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise CloudError(400, "Invalid input for field/attribute size. Value: "
                               f"{body.get('size')!r}. 'size' must be an integer greater than or equal to 1",
                          style)
+    for key in ("name", "display_name"):
+        if body.get(key) is not None and (not isinstance(body[key], str) or len(body[key]) > 255):
+            raise CloudError(400, f"Invalid input for field/attribute {key}: a string of at most 255 characters",
+                             style)
     name = body.get("name", body.get("display_name"))
-    if name is not None and (not isinstance(name, str) or len(name) > 255):
-        raise CloudError(400, "Invalid input for field/attribute name: a string of at most 255 characters",
-                         style)
     metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+    if not isinstance(body.get("metadata"), (dict, type(None))) or not all(isinstance(v, str) for v in metadata.values()):
         raise CloudError(400, "Invalid input for field/attribute metadata: string values only", style)
     with cloud.lock:
         check_volume_quota(cloud, token.project.id, size, style)

@@ -5,17 +5,44 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from lablease.lab.bus import LabEvent
 from lablease.lab.service import LabService
-from lablease.lockapi.routes import require_admin
+from lablease.lockapi.errors import error_docs
+from lablease.lockapi.routes import ADMIN, require_admin
+from lablease.lockapi.schemas import NO_NUL
 
 router = APIRouter()
 KEEPALIVE_SECONDS = 15.0
+
+
+class PassReport(BaseModel):
+    """One reconciler pass of one provider (lablease.lab.reconciler.PassReport)."""
+
+    machine_type: str
+    found: dict[str, list[str]]
+    pending: dict[str, list[str]]
+    deleted: dict[str, list[str]]
+    taken_over: list[str]
+    destroys_retried: list[str]
+    failed: list[str]
+    dry_run: bool
+
+
+class LabStatus(BaseModel):
+    """``GET /lab/status/`` (lablease.lab.service.LabService.status)."""
+
+    owner: str
+    draining: bool
+    in_flight: int
+    providers: dict[str, dict[str, Any]]
+    reconciler: dict[str, Any]
 
 
 def lab_metrics(lab: LabService):  # noqa: ANN201
@@ -30,6 +57,14 @@ def lab_metrics(lab: LabService):  # noqa: ANN201
     for machine_type, worker in lab.workers.items():
         worker.prov.caller.on_call = metrics.cloud_call_observer(machine_type)
     return metrics
+
+
+def document(schema: dict[str, Any], lab: LabService) -> None:
+    """Complete the OpenAPI document with what depends on the config: the cloud machine types reconcile takes."""
+    for parameter in schema["paths"].get("/lab/reconcile/", {}).get("post", {}).get("parameters", []):
+        if parameter["name"] == "machine_type":
+            parameter["schema"] = {"anyOf": [{"type": "string", "enum": sorted(lab.workers)}, {"type": "null"}]}
+            parameter["description"] = "only this cloud machine type (default: every one)"
 
 
 def lab_of(request: Request) -> LabService:
@@ -52,11 +87,19 @@ async def _sse(events: AsyncIterator[LabEvent], request: Request) -> AsyncIterat
         await it.aclose()
 
 
-@router.get("/lab/progress/", response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "server-sent events, one `progress` event per stage of a node"}})
-async def progress(request: Request, request_id: str | None = Query(None, alias="request", max_length=64),
-                   node: str | None = Query(None, max_length=256)) -> StreamingResponse:
+_EVENTS = {"type": "string", "description": "`event: progress` blocks whose `data:` is a LabEvent as JSON, and "
+                                          "`:` comment lines (keep-alives); the stream stays open"}
+
+
+@router.get("/lab/progress/", response_class=StreamingResponse, responses={
+    200: {"content": {"text/event-stream": {"schema": _EVENTS}},
+          "description": "server-sent events, one `progress` event per stage of a node"},
+    **error_docs(400, 413)})
+async def progress(request: Request,
+                   request_id: str | None = Query(None, alias="request", max_length=64,
+                                                  json_schema_extra={"pattern": NO_NUL}),
+                   node: str | None = Query(None, max_length=256,
+                                            json_schema_extra={"pattern": NO_NUL})) -> StreamingResponse:
     """Every stage of every node as it happens; ``request`` (a lock's request_id) or ``node`` narrows it."""
     def want(event: LabEvent) -> bool:
         return (request_id is None or event.request == request_id) and (node is None or event.node == node)
@@ -65,14 +108,21 @@ async def progress(request: Request, request_id: str | None = Query(None, alias=
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/lab/status/")
+@router.get("/lab/status/", responses={
+    200: {"model": LabStatus, "description": "providers, requests in flight, draining, the last reconciler pass"},
+    **error_docs(400, 413)})
 def status(request: Request) -> JSONResponse:
     """The lab service's providers, requests in flight and whether it is shutting down."""
     return JSONResponse(lab_of(request).status())
 
 
-@router.post("/lab/reconcile/", dependencies=[Depends(require_admin)])
-async def reconcile(request: Request, machine_type: str | None = Query(None, max_length=32),
+@router.post("/lab/reconcile/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+    200: {"model": list[PassReport], "description": "one report per provider"},
+    **error_docs(400, 401, 403, 409, 413, 502, 503, said={
+        400: "invalid request, or machine_type is not a cloud machine type of this service",
+        403: "a wrong admin token", 502: "the cloud did not answer the reconciler's listing"})})
+async def reconcile(request: Request,
+                    machine_type: str | None = Query(None, max_length=32, json_schema_extra={"pattern": NO_NUL}),
                     dry_run: bool = False) -> JSONResponse:
     """Run one reconciler pass now (admin): leaks found, deleted and pending, nodes taken over, destroys retried.
 
@@ -89,7 +139,9 @@ async def reconcile(request: Request, machine_type: str | None = Query(None, max
     return JSONResponse([r.to_json() for r in reports])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses={
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"},
+    **error_docs(400, 413, 503, said={503: "the database kept failing while the node gauges were read"})})
 def metrics(request: Request) -> Response:
     """Prometheus metrics of the lab (nodes by type and state, launches, destroys, cloud calls)."""
     body, content_type = request.app.state.lab_metrics.render()

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
 
 from lablease import __version__
 from lablease.lockapi.errors import install_error_handlers
 from lablease.lockapi.fastlane import HotPaths
 from lablease.lockapi.locking import LockContext
-from lablease.lockapi.middleware import BodySizeLimit
+from lablease.lockapi.middleware import RequestGuard
 from lablease.lockapi.routes import router
 from lablease.lockapi.settings import LockSettings
 from lablease.store import NodeStore
@@ -93,10 +96,40 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
     from lablease.lab.dashboard import install as install_dashboard
 
     install_dashboard(app)  # the pages at /ui/ (docs/dashboard.md)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    app.add_middleware(RequestGuard, limit=settings.max_body_bytes)
     if fast_paths:
         app.add_middleware(HotPaths, ctx=app.state.lock_context, limit=settings.max_body_bytes)
     return app
+
+
+def _openapi(app: FastAPI, settings: LockSettings) -> dict:
+    """FastAPI's document, made to say what the server does: errors are 400 ``{"message"}``, never 422;
+    creating and deleting need the admin token (a bearer token) only when the server has one."""
+    if app.openapi_schema is None:
+        with warnings.catch_warnings():  # one route serving several methods repeats its operation id: made unique below
+            warnings.filterwarnings("ignore", "Duplicate Operation ID")
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = schema.setdefault("components", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.get("schemas", {}).pop(name, None)
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                base = re.sub(r"_(get|put|post|delete|patch)$", "", operation.get("operationId", ""))
+                operation["operationId"] = f"{base}_{method}"
+                operation["responses"].pop("422", None)
+                if operation.pop("x-lablease-admin", False) and settings.admin_token is not None:
+                    operation["security"] = [{"adminToken": []}]
+        if app.state.lab is not None:
+            from lablease.lab.http import document
+
+            document(schema, app.state.lab)
+        if settings.admin_token is not None:
+            components["securitySchemes"] = {"adminToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "lablease.admin_token of the server's config (401 without it, 403 when wrong)"}}
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_served_app(settings: LockSettings, *, run_migrations: bool = False,

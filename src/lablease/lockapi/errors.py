@@ -7,11 +7,67 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lablease.provision.errors import ProvisionError
 from lablease.store.errors import StoreError
 
 log = logging.getLogger(__name__)
+
+
+class Message(BaseModel):
+    """Every error answer: paddles' one-line message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+
+
+# What each error status means, for the OpenAPI document (docs/api-limits.md lists them too).
+MEANING = {
+    400: "invalid request: a field missing, of the wrong type or out of range, a body that is not a JSON object, "
+         "nested deeper than 32 levels, text with NUL or an unpaired surrogate (body, path or query), an "
+         "encoded slash in the path; or paddles' 400 for a request the nodes' state refuses",
+    401: "no admin token (`Authorization: Bearer <token>`); only when the server has an admin_token",
+    403: "refused: a lock change the lock rules forbid, or a wrong admin token",
+    404: "no such node",
+    409: "another reconciler pass is running; try again in a moment",
+    413: "the request body is over max_body_bytes (1 MiB by default)",
+    502: "the cloud did not answer as expected",
+    503: "the database kept failing after retries (encountered a DB error; please retry)",
+}
+
+
+def error_docs(*codes: int, said: dict[int, str] | None = None) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the error statuses ``codes``; ``said`` replaces the meaning of some of them."""
+    said = said or {}
+    return {code: {"model": Message, "description": said.get(code, MEANING[code])} for code in codes}
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method served at this path (Starlette's own 405 names only the first route's). The routes
+    naming the path most literally own it: ``/nodes/machine_types/`` is not a ``/nodes/{name}/``."""
+    path = request.scope["path"]
+    by_params: dict[int, set[str]] = {}
+    for route in _flat(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            params = len(getattr(route, "param_convertors", None) or ())
+            by_params.setdefault(params, set()).update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
+def _flat(routes: list) -> list:
+    """The app's routes with FastAPI's included routers opened up."""
+    flat = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is None:
+            flat.append(route)
+            continue
+        flat.extend(getattr(c, "starlette_route", None) or c.original_route for c in contexts())
+    return flat
 
 
 def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -67,7 +123,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         text = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return message(exc.status_code, text, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(_request)}
+        return message(exc.status_code, text, headers)
+
+    @app.exception_handler(ProvisionError)
+    async def _cloud(_request: Request, exc: ProvisionError) -> JSONResponse:
+        # A dependency (the cloud) failed, not the request and not this server: 502, documented where it can happen.
+        log.warning("cloud error path=%s: %s", _request.url.path, exc)
+        return message(502, f"the cloud did not answer as expected: {exc}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

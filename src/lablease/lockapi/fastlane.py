@@ -12,7 +12,6 @@ of FastAPI's own middleware; ``create_app`` also installs it inside the app (tes
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,11 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lablease.lockapi import locking
 from lablease.lockapi.errors import describe_validation
 from lablease.lockapi.locking import LockContext
-from lablease.lockapi.middleware import too_large_message
+from lablease.lockapi.middleware import Refused, answer, checked_body, parse_json
 from lablease.lockapi.schemas import LockMany, UnlockMany
 
 log = logging.getLogger(__name__)
-_HEADERS = [(b"content-type", b"application/json")]
 Answer = tuple[int, Any]
 
 
@@ -47,36 +45,32 @@ class HotPaths:
         if handler is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        chunks, size, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            size += len(chunks[-1])
-            more = msg.get("more_body", False)
-            if size > self.limit:
-                await _answer(send, 413, {"message": too_large_message(self.limit)})
-                return
+        try:  # the edge rules of middleware.RequestGuard, before the body is read or parsed
+            raw = await checked_body(scope, receive, self.limit)
+        except Refused as exc:
+            await answer(send, exc.status, {"message": exc.message})
+            return
+        if raw is None:
+            return
         # A client that goes away while its nodes are provisioned must not leave them locked for nobody.
         abandoned = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, abandoned))
         try:
-            status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks), abandoned)
+            status, body = await handler(raw, abandoned)
         except Exception:  # the FastAPI app's catch-all does not wrap this lane
             log.exception("unhandled error path=%s", scope.get("path"))
             status, body = 500, {"message": "internal error; see the server log"}
         finally:
             watcher.cancel()
         if not abandoned.is_set():
-            await _answer(send, status, body)
+            await answer(send, status, body)
 
     @staticmethod
     def _validated(model, raw: bytes):  # noqa: ANN001, ANN205
         try:
-            data = json.loads(raw or b"null")
-        except ValueError:
-            return None, (400, {"message": "could not decode JSON body"})
+            data = parse_json(raw) if raw else None
+        except Refused as exc:
+            return None, (exc.status, {"message": exc.message})
         try:
             return model.model_validate(data), None
         except ValidationError as exc:
@@ -98,10 +92,3 @@ async def _watch_disconnect(receive: Receive, abandoned: asyncio.Event) -> None:
         if message["type"] == "http.disconnect":
             abandoned.set()
             return
-
-
-async def _answer(send: Send, status: int, body: Any) -> None:
-    data = json.dumps(body, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_HEADERS, (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})

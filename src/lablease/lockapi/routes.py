@@ -5,22 +5,48 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
+from typing import Annotated
 
 import anyio.to_thread
-
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from annotated_types import Interval
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 
 from lablease import __version__
 from lablease.lockapi import locking
-from lablease.lockapi.errors import message
+from lablease.lockapi.errors import error_docs, message
 from lablease.lockapi.locking import LockContext
-from lablease.lockapi.schemas import MAX_COUNT, LockMany, NodeCreate, NodeFields, UnlockMany
+from lablease.lockapi.schemas import (
+    MAX_COUNT, NO_NUL, About, Empty, LockMany, Node, NodeCreate, NodeEvent, NodeFields, ShortNode, UnlockMany,
+    digits_only,
+)
 from lablease.store import NodeFilter, NodeStore
 
 log = logging.getLogger(__name__)
 # teuthology sends JSON bodies without a Content-Type header; parse them anyway.
 router = APIRouter(strict_content_type=False)
+
+
+# A node's name in a path: one segment (the edge refuses %2F), text without NUL.
+# The pattern documents what lockapi.middleware checks (it is not checked twice).
+NodeName = Path(json_schema_extra={"pattern": r"^[^/\x00]+$", "not": {"enum": [".", ".."]}},
+                description="the node's name (`node1` or `node1.front.example.com`)")
+
+
+def text_query() -> Query:  # noqa: ANN201 - one Query per parameter (FastAPI keeps per-parameter state in it)
+    return Query(None, json_schema_extra={"pattern": NO_NUL})
+
+
+# ``count``: decimal digits only (not ``5.0``, `` 5``, ``5_0``), up to MAX_COUNT.
+ListCount = Annotated[Annotated[int, Interval(ge=0, le=MAX_COUNT), BeforeValidator(digits_only)] | None, Query()]
+EventCount = Annotated[Annotated[int, Interval(ge=1, le=MAX_COUNT), BeforeValidator(digits_only)] | None, Query()]
+DB = 503  # every endpoint that reads or writes the inventory answers 503 when the database keeps failing
+ADMIN = {"x-lablease-admin": True}  # app.py turns this into the admin token's security scheme, when there is one
+
+
+def ok_doc(model, what: str) -> dict:  # noqa: ANN001
+    return {200: {"model": model, "description": what}}
 
 
 def route(path: str, methods: list[str], **kwargs) -> Callable:
@@ -63,26 +89,38 @@ def ok() -> JSONResponse:
 
 
 # Hot endpoints first: routes are matched in order of registration.
-@route("/nodes/lock_many/", ["POST"])
+@route("/nodes/lock_many/", ["POST"], responses={
+    **ok_doc(list[Node], "the locked nodes (for a cloud type: provisioned, ssh_pub_key holds the host key)"),
+    **error_docs(400, 413, 503, said={503: "too few free nodes (`only N nodes available`); for a cloud type, "
+                                           "provisioning failed and everything was undone; the service is "
+                                           "shutting down; or the database kept failing"})})
 async def lock_many(request: Request, body: LockMany) -> JSONResponse:
     """Lock ``count`` free nodes of a type, all or none; 503 when too few are free. For a cloud type
     (lab service) the nodes are provisioned first; 503 when that failed and everything was undone."""
     return answer(*await locking.lock_many(ctx_of(request), body))
 
 
-@route("/nodes/unlock_many/", ["POST"])
+@route("/nodes/unlock_many/", ["POST"], responses={
+    **ok_doc(list[ShortNode], "the unlocked nodes"),
+    **error_docs(400, 403, 413, 503, said={
+        400: "invalid request, or a name that is not a node (`Could not find all nodes!`)",
+        403: "a node is not held by locked_by, or its description differs; nothing was unlocked",
+        503: "destroying a cloud node failed (it stays locked in destroy-failed), or the database kept failing"})})
 async def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
     """Unlock all the named nodes, or none of them; cloud nodes are destroyed first."""
     return answer(*await locking.unlock_many(ctx_of(request), body))
 
 
-@route("/nodes/lock_many/", ["GET", "PUT", "DELETE"])
-@route("/nodes/unlock_many/", ["GET", "PUT", "DELETE"])
+_POST_ONLY = error_docs(400, 413, said={400: "always: this endpoint takes POST only (paddles' answer)"})
+
+
+@route("/nodes/lock_many/", ["GET", "PUT", "DELETE"], status_code=400, responses=_POST_ONLY)
+@route("/nodes/unlock_many/", ["GET", "PUT", "DELETE"], status_code=400, responses=_POST_ONLY)
 def many_wrong_method() -> JSONResponse:
     return message(400, "this endpoint takes POST only")
 
 
-@router.get("/lablease/")
+@router.get("/lablease/", responses={**ok_doc(About, "this server"), **error_docs(400, 413)})
 def about(request: Request) -> JSONResponse:
     """What this server is: lablease's version, its lab domain (clients complete short names with it)
     and whether it provisions cloud machine types (the lab service)."""
@@ -92,32 +130,40 @@ def about(request: Request) -> JSONResponse:
                          "cloud_machine_types": sorted(lab.workers) if lab is not None else []})
 
 
-@route("/nodes/machine_types/", ["GET"])
+@route("/nodes/machine_types/", ["GET"], responses={
+    **ok_doc(list[str], "the machine types in use, sorted"), **error_docs(400, 413, DB)})
 def machine_types(request: Request) -> JSONResponse:
     return JSONResponse(store_of(request).machine_types())
 
 
-@route("/nodes/{name}/lock/", ["PUT", "POST"])
-async def lock_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
+@route("/nodes/{name}/lock/", ["PUT", "POST"], responses={
+    **ok_doc(ShortNode, "the node after the change"),
+    **error_docs(400, 403, 404, 413, DB, said={
+        400: "invalid request, or a lock change without locked_by (`Cannot lock without specifying locked_by`)",
+        403: "the lock rules refuse it (already locked, locked_by or description differ, the node is busy)",
+        503: "unlocking a cloud node failed, or the database kept failing"})})
+async def lock_node(request: Request, name: str = NodeName, body: NodeFields | None = None) -> JSONResponse:
     """``locked`` true locks, false unlocks, absent checks (other fields still apply)."""
     return answer(*await locking.lock_one(ctx_of(request), name, body.values() if body else {}))
 
 
-@route("/nodes/{name}/lock/", ["GET", "DELETE"])
-def lock_wrong_method(name: str) -> JSONResponse:
+@route("/nodes/{name}/lock/", ["GET", "DELETE"], status_code=400, responses=error_docs(
+    400, 413, said={400: "always: lock takes PUT or POST (paddles' answer)"}))
+def lock_wrong_method(name: str = NodeName) -> JSONResponse:
     return message(400, "lock takes PUT or POST")
 
 
-@route("/nodes/", ["GET"])
+@route("/nodes/", ["GET"], responses={**ok_doc(list[Node], "the matching nodes, in name order"),
+                                    **error_docs(400, 413, DB)})
 def list_nodes(
     request: Request,
     locked: bool | None = None,
-    machine_type: str | None = None,
-    os_type: str | None = None,
-    os_version: str | None = None,
-    locked_by: str | None = None,
+    machine_type: str | None = text_query(),
+    os_type: str | None = text_query(),
+    os_version: str | None = text_query(),
+    locked_by: str | None = text_query(),
     up: bool | None = None,
-    count: int | None = Query(None, ge=0, le=MAX_COUNT),
+    count: ListCount = None,
 ) -> JSONResponse:
     """Nodes matching the filters (``machine_type`` may be ``a|b``), in name order."""
     flt = NodeFilter(locked=locked, machine_type=machine_type or None, os_type=os_type or None,
@@ -126,7 +172,11 @@ def list_nodes(
     return JSONResponse([ctx.node_json(n) for n in store_of(request).list(flt)])
 
 
-@route("/nodes/", ["POST"], dependencies=[Depends(require_admin)])
+@route("/nodes/", ["POST"], dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+    **ok_doc(Empty, "created"),
+    **error_docs(400, 401, 403, 413, DB, said={
+        400: "invalid request, a name holding '/', a vm_host that is not a node, or a name that exists "
+             "(`Node with name X already exists`)", 403: "a wrong admin token, or a lock the lock rules refuse"})})
 def create_node(request: Request, body: NodeCreate) -> JSONResponse:
     """Create a node; other fields are applied as an update. Answers ``{}``."""
     values = body.values()
@@ -136,13 +186,18 @@ def create_node(request: Request, body: NodeCreate) -> JSONResponse:
     return ok()
 
 
-@route("/nodes/{name}/", ["GET"])
-def get_node(request: Request, name: str) -> JSONResponse:
+@route("/nodes/{name}/", ["GET"], responses={**ok_doc(Node, "the node"), **error_docs(400, 404, 413, DB)})
+def get_node(request: Request, name: str = NodeName) -> JSONResponse:
     return JSONResponse(ctx_of(request).node_json(store_of(request).get(name)))
 
 
-@route("/nodes/{name}/", ["PUT"])
-async def update_node(request: Request, name: str, body: NodeFields | None = None) -> JSONResponse:
+@route("/nodes/{name}/", ["PUT"], responses={
+    **ok_doc(Empty, "updated"),
+    **error_docs(400, 403, 404, 413, DB, said={
+        400: "invalid request, a vm_host that is not a node, or a lock change without locked_by",
+        403: "the lock rules refuse the change (paddles answered 500 HTML here)",
+        503: "a cloud node's lock change failed, or the database kept failing"})})
+async def update_node(request: Request, name: str = NodeName, body: NodeFields | None = None) -> JSONResponse:
     """Update; a forbidden lock change is 403 JSON (paddles answered 500 HTML). A lock change of a
     cloud node goes through the lab service, as on ``/lock/``."""
     values = body.values() if body else {}
@@ -155,14 +210,20 @@ async def update_node(request: Request, name: str, body: NodeFields | None = Non
     return ok()
 
 
-@route("/nodes/{name}/", ["DELETE"], dependencies=[Depends(require_admin)])
-def delete_node(request: Request, name: str) -> JSONResponse:
+@route("/nodes/{name}/", ["DELETE"], dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+    **ok_doc(Empty, "deleted"),
+    **error_docs(400, 401, 403, 404, 413, DB, said={
+        403: "a wrong admin token, or the node is not idle (unlock it first so its cloud resources go)"})})
+def delete_node(request: Request, name: str = NodeName) -> JSONResponse:
     store_of(request).delete(name)
     log.info("node deleted name=%s", name)
     return ok()
 
 
-@route("/nodes/{name}/events/", ["GET"])
-def node_events(request: Request, name: str, count: int | None = Query(None, ge=1, le=MAX_COUNT)) -> JSONResponse:
+@route("/nodes/{name}/events/", ["GET"], responses={
+    **ok_doc(list[NodeEvent], "the node's events, oldest first (at most `count`)"),
+    **error_docs(400, 404, 413, DB, said={404: "neither a node nor an event trail of that name"})})
+def node_events(request: Request, name: str = NodeName,
+                count: EventCount = None) -> JSONResponse:
     """The node's audit trail (lock, unlock, update, create, delete, provision), oldest first."""
     return JSONResponse([e.to_json() for e in store_of(request).events(name, limit=count)])
