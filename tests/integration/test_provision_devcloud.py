@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -72,6 +73,18 @@ def test_one_node_with_volumes_resolves_in_bind_answers_ssh_and_destroy_leaves_n
     text, host_key = _ssh_as_lab(node, key, prov.provider.ssh_user, prov.provider.ssh_port)
     assert "hello-from" in text and host_key == node.host_key
     prov.destroy("node1.lab.example")
+    _assert_nothing_left(cloud, bind, ["node1"])
+
+
+def test_readiness_logs_in_over_the_connection_it_probed_with_so_sshd_serves_one_connection(lab):
+    # A probe connection closed at once costs the node a whole sshd child (fork, re-exec): 200 nodes, 200 of them.
+    prov, cloud, bind, _ = lab
+    node = prov.create("node1", "ubuntu", "22.04", {})
+    root = Path(cloud.server_internals(node.server_id)["root"])
+    log = (root.parent / "ssh" / "sshd.log").read_text()
+    prov.destroy("node1")
+    assert log.count("Accepted publickey") == 1, log
+    assert "Connection closed" not in log and "kex_exchange_identification" not in log, log
     _assert_nothing_left(cloud, bind, ["node1"])
 
 

@@ -42,7 +42,11 @@ def serve(
     workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="devcloud-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        config = uvicorn.Config(create_app(cfg, workdir), host=host, port=port, log_config=None, access_log=False)
+        # Idle connections are kept 75 s, as a cloud's load balancer does: with uvicorn's 5 s a
+        # client that waited longer (200 nodes booting on a busy machine) races the close and gets
+        # "connection reset" on a request that may not be repeated (an attach, a create).
+        config = uvicorn.Config(create_app(cfg, workdir), host=host, port=port, log_config=None, access_log=False,
+                                timeout_keep_alive=75)
         announcing(uvicorn.Server, "lablease devcloud serve", f"http://{host}:{port}")(config).run()
     finally:
         if not cfg.workdir:

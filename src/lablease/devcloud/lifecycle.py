@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lablease.devcloud.sshd import SshdManager, login_users
@@ -25,6 +26,10 @@ class Lifecycle:
         self.sshd = SshdManager(ssh.sshd_path, ssh.port)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="devcloud-ticker", daemon=True)
+        # sshd starts run beside the ticker, not in it: 200 servers that run at once would wait
+        # for each other's fork and exec while volume transitions wait behind all of them. The
+        # pool's threads live until stop(), as the parent-death signal of their sshds needs.
+        self._starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="devcloud-sshd")
 
     def start(self) -> None:
         self._thread.start()
@@ -32,6 +37,7 @@ class Lifecycle:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._starter.shutdown(wait=True, cancel_futures=True)
         self.sshd.stop_all()
 
     def _run(self) -> None:
@@ -65,9 +71,15 @@ class Lifecycle:
         log.info("server active id=%s name=%s", server_id, server.name)
         ssh = cloud.config.ssh
         if ssh.enabled:
-            cloud.schedule(ssh.delay, lambda: self._start_sshd(server_id))
+            cloud.schedule(ssh.delay, lambda: self._starter.submit(self._start_sshd_logged, server_id))
         else:
             cloud.schedule(ssh.runcmd_delay, lambda: self._runcmd(server_id))
+
+    def _start_sshd_logged(self, server_id: str) -> None:
+        try:
+            self._start_sshd(server_id)
+        except Exception:  # as the ticker does: one failed start must not go unseen
+            log.exception("devcloud sshd start failed server=%s", server_id)
 
     def _start_sshd(self, server_id: str) -> None:
         cloud = self.cloud
@@ -75,14 +87,14 @@ class Lifecycle:
             server = cloud.servers.get(server_id)
             if server is None or server.status != "ACTIVE":
                 return
-            ud = parse_user_data(server.user_data)
-            keys = list(ud.authorized_keys)
-            if server.key_name:
-                kp = cloud.keypairs.get((server.user_id, server.key_name))
-                if kp and kp.public_key.strip() not in keys:
-                    keys.append(kp.public_key.strip())
+            user_data = server.user_data
+            kp = cloud.keypairs.get((server.user_id, server.key_name)) if server.key_name else None
             address = server.addresses[0][1]
             root = server.root
+        ud = parse_user_data(user_data)  # outside the lock: every request waits on it
+        keys = list(ud.authorized_keys)
+        if kp and kp.public_key.strip() not in keys:
+            keys.append(kp.public_key.strip())
         assert root is not None
         self.sshd.start(server_id, address, root.parent / "ssh", keys, login_users(ud.users), root)
         with cloud.lock:
@@ -90,16 +102,20 @@ class Lifecycle:
                 self.sshd.stop(server_id)
                 return
             cloud.servers[server_id].ssh_up = True
-        cloud.schedule(cloud.config.ssh.runcmd_delay, lambda: self._runcmd(server_id))
+        cloud.schedule(cloud.config.ssh.runcmd_delay, lambda: self._runcmd(server_id, ud.touch_paths))
 
-    def _runcmd(self, server_id: str) -> None:
-        """What cloud-init's runcmd would leave behind: the files that `touch` commands name."""
+    def _runcmd(self, server_id: str, paths: list[str] | None = None) -> None:
+        """What cloud-init's runcmd would leave behind: the files that `touch` commands name.
+
+        ``paths``: the user data's touch paths when the caller has read them already."""
         with self.cloud.lock:
             server = self.cloud.servers.get(server_id)
             if server is None or server.root is None:
                 return
-            paths = parse_user_data(server.user_data).touch_paths
+            user_data = server.user_data
             root = server.root
+        if paths is None:
+            paths = parse_user_data(user_data).touch_paths
         for path in paths:
             target = root / path.lstrip("/")
             if root.resolve() not in target.resolve().parents:

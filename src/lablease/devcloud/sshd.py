@@ -11,6 +11,10 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
+from typing import Callable
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,26 @@ def _die_with_parent() -> None:
     # signal makes it exit even when devcloud itself is killed with SIGKILL.
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_death_signal_prefix: list[str] | None = None
+
+
+def _with_death_signal() -> tuple[list[str], Callable[[], None] | None]:
+    """(argv prefix, preexec_fn) that give sshd its parent-death signal.
+
+    util-linux's ``setpriv --pdeathsig`` sets it and execs sshd, so Popen needs no preexec_fn and
+    can spawn with vfork; a preexec_fn forces a full fork of devcloud (page tables of every
+    thread's memory) and Python code in the child, for each of hundreds of servers. Without a
+    working setpriv, the preexec_fn does it as before.
+    """
+    global _death_signal_prefix
+    if _death_signal_prefix is None:
+        setpriv = shutil.which("setpriv")
+        works = setpriv is not None and subprocess.run([setpriv, "--pdeathsig", "TERM", "--", "true"],
+                                                       capture_output=True).returncode == 0
+        _death_signal_prefix = [setpriv, "--pdeathsig", "TERM", "--"] if works else []
+    return (_death_signal_prefix, None) if _death_signal_prefix else ([], _die_with_parent)
 
 
 def login_users(cloud_config_users: list[str]) -> list[str]:
@@ -53,14 +77,14 @@ class SshdManager:
         self._procs: dict[str, subprocess.Popen] = {}
         self._roots: dict[str, Path] = {}
         self._lock = threading.Lock()
+        self._reexec_flag: list[str] | None = None
 
     def start(self, server_id: str, address: str, directory: Path, authorized_keys: list[str],
               users: list[str], root: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         host_key = directory / "ssh_host_ed25519_key"
         if not host_key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"devcloud-{server_id}",
-                            "-f", str(host_key)], check=True, capture_output=True)
+            write_host_key(host_key)
         keys_file = directory / "authorized_keys"
         keys_file.write_text("".join(k + "\n" for k in authorized_keys))
         keys_file.chmod(0o644)
@@ -85,17 +109,32 @@ class SshdManager:
         ]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        prefix, preexec = _with_death_signal()
         log_file = open(directory / "sshd.log", "ab")
         try:
-            proc = subprocess.Popen([self.sshd_path, "-D", "-e", "-f", str(config)], stdout=log_file,
+            proc = subprocess.Popen([*prefix, self.sshd_path, "-D", "-e", *self._no_reexec(config), "-f", str(config)],
+                                    stdout=log_file,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=preexec)
         finally:
             log_file.close()
         with self._lock:
             self._procs[server_id] = proc
             self._roots[server_id] = root
         log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, address, self.port, proc.pid)
+
+    def _no_reexec(self, config: Path) -> list[str]:
+        """``["-r"]`` when this sshd takes it: no re-exec of sshd for every connection.
+
+        A re-exec costs ~13 ms of CPU per connection (sshd loads and parses everything again),
+        ten times the connection itself; 200 nodes make 200 logins at once. Newer OpenSSH (9.8
+        on) execs a separate sshd-session per connection and need not take the flag, so it is
+        tried once (``sshd -t -r``) and left out where refused.
+        """
+        if self._reexec_flag is None:
+            test = subprocess.run([self.sshd_path, "-t", "-r", "-f", str(config)], capture_output=True)
+            self._reexec_flag = ["-r"] if test.returncode == 0 else []
+        return self._reexec_flag
 
     @staticmethod
     def _key_lines(keys_file: Path) -> list[str]:
@@ -140,6 +179,20 @@ class SshdManager:
     def running(self) -> list[str]:
         with self._lock:
             return [sid for sid, p in self._procs.items() if p.poll() is None]
+
+
+def write_host_key(path: Path) -> None:
+    """A fresh Ed25519 host key in OpenSSH format, mode 0600 (sshd refuses readable host keys).
+
+    Made in-process: running ssh-keygen for each of 200 servers cost a fork and exec each, in the
+    one thread that starts every server's sshd.
+    """
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
 
 
 def kill_session_processes(root: Path) -> int:

@@ -11,6 +11,10 @@ import yaml
 
 log = logging.getLogger(__name__)
 
+# libyaml's safe loader parses ~10 x faster than the pure-Python one; 200 servers booting at once
+# each have their user data read when their sshd starts.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass
 class CloudConfig:
@@ -25,7 +29,7 @@ def parse_user_data(text: str | None) -> CloudConfig:
     if not text or not text.lstrip().startswith("#cloud-config"):
         return result
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader, libyaml's when built
     except yaml.YAMLError:
         log.warning("user_data is not valid YAML; ignoring it")
         return result

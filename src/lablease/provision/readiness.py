@@ -83,22 +83,27 @@ class SSHProbe:
     port_interval: float = 0.1     # first gap between TCP probes while nothing listens (a refused connect is free)
     port_max_interval: float = 0.5
 
-    def _port_open(self, host: str, timeout: float) -> bool:
-        """Whether sshd accepts TCP connections: checked cheaply before paying for a key exchange."""
+    def _port_open(self, host: str, timeout: float) -> socket.socket | None:
+        """A TCP connection to sshd, or None while nothing listens: checked cheaply before paying for a
+        key exchange. The login then goes over this same connection: a probe closed at once costs the
+        node a whole sshd process for nothing (a fork, and on OpenSSH a re-exec, per probe)."""
         try:
-            with socket.create_connection((host, self.port), timeout=timeout):
-                return True
+            return socket.create_connection((host, self.port), timeout=timeout)
         except OSError:
-            return False
+            return None
 
-    def _connect(self, host: str, timeout: float) -> tuple[paramiko.SSHClient, str]:
+    def _connect(self, host: str, timeout: float, sock: socket.socket | None = None) -> tuple[paramiko.SSHClient, str]:
+        """Log in over ``sock`` (a connection to sshd; a new one when None); the client and the host key."""
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_RecordHostKey())
         try:
             client.connect(host, port=self.port, username=self.user, pkey=self.key, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False)
+                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False, allow_agent=False,
+                           sock=sock)
         except BaseException:
             client.close()
+            if sock is not None:
+                sock.close()
             raise
         server_key = client.get_transport().get_remote_server_key()
         return client, f"{server_key.get_name()} {server_key.get_base64()}"
@@ -107,14 +112,17 @@ class SSHProbe:
         """The ready command repeated on the node until it succeeds: one exec per node, not one per try.
 
         The command sits on its own lines inside a subshell so that `;`, `&&` or a `#` in it
-        cannot change the loop around it. The loop gives up by itself (status 124) after
-        ``timeout`` seconds: closing the channel does not stop a command without a pty, and a node
-        whose destroy failed must not keep a loop running.
+        cannot change the loop around it. The loop gives up by itself (status 124) after the tries
+        that ``timeout`` seconds hold (so no sooner than ``timeout``): closing the channel does not
+        stop a command without a pty, and a node whose destroy failed must not keep a loop running.
+        It counts tries with shell arithmetic rather than asking `date` each time: a process fewer
+        per try, on every node of a batch at once.
         """
-        seconds = max(1, math.ceil(timeout))
-        return (f"lablease_end=$(( $(date +%s) + {seconds} ))\n"
+        tries = max(1, math.ceil(timeout / self.remote_interval))
+        return (f"lablease_left={tries}\n"
                 f"until (\n{self.command}\n); do\n"
-                f"  [ \"$(date +%s)\" -lt \"$lablease_end\" ] || exit 124\n"
+                f"  lablease_left=$((lablease_left - 1))\n"
+                f"  [ \"$lablease_left\" -gt 0 ] || exit 124\n"
                 f"  sleep {self.remote_interval:g}\ndone")
 
     def _run_until_ready(self, client: paramiko.SSHClient, timeout: float,
@@ -167,7 +175,8 @@ class SSHProbe:
             if remaining <= 0:
                 raise self.not_ready(host, timeout, tries, node)
             client = None
-            if not self._port_open(host, min(self.connect_timeout, max(remaining, 0.5))):
+            sock = self._port_open(host, min(self.connect_timeout, max(remaining, 0.5)))
+            if sock is None:
                 tries.why = f"nothing listens on {host}:{self.port} yet"
                 sleep(min(port_delay * random.uniform(0.8, 1.2), max(0.0, deadline - time.monotonic())))
                 port_delay = min(port_delay * 1.2, self.port_max_interval)
@@ -175,7 +184,7 @@ class SSHProbe:
             tries.port_seen = True
             tries.logins += 1
             try:
-                client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)))
+                client, host_key = self._connect(host, min(self.connect_timeout, max(remaining, 0.5)), sock)
                 status = self._run_until_ready(client, max(0.1, deadline - time.monotonic()), cancel)
                 if status == 0:
                     seconds = time.monotonic() - start
