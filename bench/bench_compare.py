@@ -1,8 +1,10 @@
 """`make bench`: lablease and teuthology 1.3.0's own libcloud backend side by side, on the same devcloud.
 
 One devcloud (a real sshd per server, boot delay 3 s, SSH delay 1 s, one 1 GB volume per node), one real
-BIND 9 and one `lablease dns serve` for both. lablease creates N nodes with one engine call
-(`Provisioner.create_many`, fresh engine per run) and destroys them (`destroy_many`); teuthology creates
+BIND 9 and one `lablease dns serve` for both. lablease locks N nodes as a lab does: one `lock_many` of N
+through a fresh `lablease serve` lab service per run, then one `unlock_many` (bench/lab_side.py);
+`--engine-too` also runs the engine alone (`Provisioner.create_many` / `destroy_many`, poll cap
+--poll-cap, system "lablease-engine"), the figures the request-count test asserts. teuthology creates
 its N nodes one after another with its own provisioner, as its lock client does, in its own venv
 (bench/teuthology_runner.py says exactly what had to change for it to run on devcloud; not its sleeps,
 polls or retries), then destroys them the same way. Both reach real readiness: an SSH login and the
@@ -14,11 +16,11 @@ counters), what is left behind (servers and volumes, DNS records), and peak RSS 
 for lablease the bench process, which runs the engine).
 
     .venv/bin/python bench/bench_compare.py [--lablease-nodes 1,5,20] [--teuthology-nodes 1,3] [--repeats 3]
-        [--teuthology-repeats 1] [--no-teuthology]
+        [--teuthology-repeats 1] [--no-teuthology] [--engine-too] [--rate-limit R] [--tag NAME]
 
 Defaults finish in about four minutes on a 2-core machine (teuthology takes ~27 s per node: its 5 s
 `wait_until_running` poll, a refused first attach, its fixed 20 s sleep). Writes bench/results/compare-*.json
-and a Markdown table beside it, and PNG plots when matplotlib is installed.
+and a Markdown table beside it, and PNG plots (bench/plots.py) when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -31,21 +33,25 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import paramiko
 import yaml
+from lab_side import run_lab_service
+from peak_rss import PeakRSS
+from plots import provision_plots
 from provision_stack import (
     Stack,
     add_stack_arguments,
     cpus,
+    rate_limited_count,
     run_lablease,
     stack_settings,
     start_stack,
     summarize,
+    write_results,
 )
 
 from lablease.dns.client import DNSClient
@@ -88,7 +94,7 @@ def _teuthology(python: Path, home: Path, stack: Stack, command: str, names: lis
     env = {"HOME": str(home), "PATH": f"{python.parent}:/usr/bin:/bin", "LANG": "C.UTF-8"}
     with open(stack.work / "teuthology.log", "ab") as log_file:
         proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=log_file)
-        peak = _Peak(proc.pid)
+        peak = PeakRSS(proc.pid)
         out, _ = proc.communicate()
         peak.stop()
     if proc.returncode != 0:
@@ -96,37 +102,14 @@ def _teuthology(python: Path, home: Path, stack: Stack, command: str, names: lis
     return json.loads(out.decode().strip().splitlines()[-1]), peak.mb
 
 
-class _Peak(threading.Thread):
-    """The high-water RSS of a running process (VmHWM), read until it ends. Its rusage would not do: on
-    Linux a child's ru_maxrss starts from the parent's RSS at fork (the bench's), whatever it uses."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.mb = pid, 0.0
-        self._done = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self._done.wait(0.2):
-            try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
-                return
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    self.mb = max(self.mb, round(int(line.split()[1]) / 1024, 1))
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
 def run_teuthology(stack: Stack, python: Path, home: Path, n: int, volumes: int) -> dict:
     """teuthology creates ``n`` nodes one after another, then destroys them; what it leaves is cleaned up after."""
     names = [f"node{9000 + i}" for i in range(n)]  # apart from lablease's, and within the DNS service's allow pattern
     stack.cloud.reset_counts()
+    refused_before = rate_limited_count(stack)
     created, rss_create = _teuthology(python, home, stack, "create", names, volumes)
     create_requests = sum(stack.cloud.request_counts().values())
+    refused_create = rate_limited_count(stack) - refused_before
     stack.cloud.reset_counts()
     destroyed, rss_destroy = _teuthology(python, home, stack, "destroy", names, volumes)
     destroy_requests = sum(stack.cloud.request_counts().values())
@@ -146,6 +129,7 @@ def run_teuthology(stack: Stack, python: Path, home: Path, n: int, volumes: int)
         "ratio_to_limit": round(create_s / stack.limit, 3),
         "requests_per_node_create": round(create_requests / n, 2),
         "requests_per_node_destroy": round(destroy_requests / n, 2),
+        "rate_limited_create": refused_create,
         "failed": [node["name"] for node in created["nodes"] if not node["ok"]],
         "destroy_failed": [node["name"] for node in destroyed["nodes"] if not node["ok"]],
         "left_servers": len(left["servers"]), "left_volumes": len(left["volumes"]), "left_dns_records": len(records),
@@ -159,48 +143,33 @@ def markdown(result: dict) -> str:
         f"# Provisioning side by side ({result['when']})", "",
         f"devcloud: boot {s['boot_delay']} s, SSH {s['ssh_delay']} s, runcmd {s['runcmd_delay']} s (physical limit "
         f"{s['physical_limit_s']} s), {s['volumes_per_node']} volume(s) per node; lablease max_parallel "
-        f"{s['max_parallel']}, poll cap {s['poll_cap']} s. Machine: {result['machine']['cpus']} CPUs, "
-        f"{result['machine']['platform']}. Medians of {s['repeats']} (lablease) and {s['teuthology_repeats']} "
-        f"(teuthology) runs.", "",
+        f"{s['max_parallel']}. lablease: one lock_many / unlock_many through a fresh `lablease serve` per run "
+        f"(peak RSS: that service); lablease-engine: create_many / destroy_many, poll cap {s['poll_cap']} s (peak "
+        f"RSS: the bench process). Machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}, "
+        f"load average {result['machine'].get('load_avg')} at the end. Medians of {s['repeats']} (lablease) and "
+        f"{s['teuthology_repeats']} (teuthology) runs.", "",
         "| system | N | all ready (median) | × physical limit | × one node | all destroyed | requests/node create "
-        "| destroy | total | failed | left (servers+volumes / DNS records) | peak RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| destroy | total | failed | left (servers+volumes / DNS records) | peak RSS MB | load 1m |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["summary"]:
         lines.append(
             f"| {r['system']} | {r['nodes']} | {r['create_s_median']:.1f} s | {r['ratio_to_limit']:.2f} | "
             f"{r['ratio_to_one_node'] or 0:.2f} | {r['destroy_s_median']:.1f} s | {r['requests_per_node_create']:.1f} | "
             f"{r['requests_per_node_destroy']:.1f} | {r['requests_per_node']:.1f} | {r['failed']} | {r['left']} / "
-            f"{r['left_dns_records']} | {r['peak_rss_mb']:.0f} |")
+            f"{r['left_dns_records']} | {r['peak_rss_mb']:.0f} | {_loads(result, r)} |")
     if result.get("note"):
         lines += ["", result["note"]]
+    for e in result.get("errors", []):
+        lines += ["", f"Left out: {e['system']} N = {e['nodes']} run {e['repeat']} broke down at load "
+                      f"{e['load_avg_1m']}: {e['error'][:200]}"]
     return "\n".join(lines) + "\n"
 
 
-def plots(result: dict, stem: Path) -> list[Path]:
-    """Time to ready and requests per node against N, one line per system (nothing without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written = []
-    for key, label, name in (("create_s_median", "time until all N are ready (s)", "time"),
-                             ("requests_per_node", "cloud requests per node (create + destroy)", "requests")):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for system in sorted({r["system"] for r in result["summary"]}):
-            mine = [r for r in result["summary"] if r["system"] == system]
-            ax.plot([r["nodes"] for r in mine], [r[key] for r in mine], marker="o", label=system)
-        ax.set_xlabel("N nodes")
-        ax.set_ylabel(label)
-        ax.legend()
-        path = stem.with_name(f"{stem.name}-{name}.png")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
+def _loads(result: dict, summary_row: dict) -> str:
+    """The 1-minute load averages of the runs behind one summary row."""
+    return ", ".join(f"{r['load_avg_1m']:.1f}" for r in result["rows"]
+                     if r["system"] == summary_row["system"] and r["nodes"] == summary_row["nodes"])
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -212,31 +181,57 @@ def run(args: argparse.Namespace) -> dict:
                         boot_delay=args.boot_delay, ssh_delay=args.ssh_delay, volume_delay=args.volume_delay,
                         rate_limit=args.rate_limit)
     rows: list[dict] = []
+    errors: list[dict] = []
     try:
         home = teuthology_home(stack) if python else None
         # Interleaved, so a burst of other load on the machine hits every size alike.
         for repeat in range(max(args.repeats, args.teuthology_repeats)):
             if repeat < args.repeats:
                 for n in lablease_counts:
-                    rows.append({"repeat": repeat, **run_lablease(stack, n, volumes=args.volumes, tag=f"{n}-{repeat}",
-                                                                  max_parallel=args.max_parallel,
-                                                                  poll_cap=args.poll_cap, rate=args.rate)})
-                    _progress(rows[-1])
+                    measure(rows, errors, "lablease", n, repeat, lambda: run_lab_service(
+                        stack, n, volumes=args.volumes, tag=f"{n}-{repeat}", max_parallel=args.max_parallel,
+                        rate=args.rate))
+                    if args.engine_too:
+                        measure(rows, errors, "lablease-engine", n, repeat, lambda: {
+                            **run_lablease(stack, n, volumes=args.volumes, tag=f"engine-{n}-{repeat}",
+                                           max_parallel=args.max_parallel, poll_cap=args.poll_cap, rate=args.rate),
+                            "system": "lablease-engine", "path": "Provisioner.create_many/destroy_many"})
             if python and repeat < args.teuthology_repeats:
                 for n in teuthology_counts:
-                    rows.append({"repeat": repeat, **run_teuthology(stack, python, home, n, args.volumes)})
-                    _progress(rows[-1])
+                    measure(rows, errors, "teuthology", n, repeat,
+                            lambda: run_teuthology(stack, python, home, n, args.volumes))
     finally:
         stack.stop()
     return {
         "benchmark": "provision-compare", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": cpus()},
+        "machine": machine(),
         "settings": {**stack_settings(args, stack.limit), "repeats": args.repeats,
                      "teuthology_repeats": args.teuthology_repeats if python else 0},
         "note": note,
         "summary": summarize(rows, stack.limit),
         "rows": rows,
+        "errors": errors,  # runs that broke down (e.g. a service that did not start in time), left out above
     }
+
+
+def measure(rows: list[dict], errors: list[dict], system: str, n: int, repeat: int, run_once,
+            progress=None) -> None:
+    """One run into ``rows``; a run that breaks down goes to ``errors`` and the benchmark goes on, because
+    the machine is shared and one starved start must not throw away the other runs' figures."""
+    try:
+        rows.append({"repeat": repeat, **run_once()})
+    except Exception as exc:  # noqa: BLE001 - recorded in the results, not hidden
+        errors.append({"system": system, "nodes": n, "repeat": repeat, "error": f"{type(exc).__name__}: {exc}"[:600],
+                       "load_avg_1m": round(os.getloadavg()[0], 2)})
+        print(f"{system:>10} N={n:>3}  run {repeat} broke down: {errors[-1]['error'][:200]}", flush=True)
+        return
+    (progress or _progress)(rows[-1])
+
+
+def machine() -> dict:
+    """What a result was measured on, with the load it ran under (the machine is shared)."""
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": cpus(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _progress(row: dict) -> None:
@@ -253,17 +248,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per N for lablease")
     parser.add_argument("--teuthology-repeats", type=int, default=1, help="runs per N for teuthology (~27 s a node)")
     parser.add_argument("--no-teuthology", action="store_true")
+    parser.add_argument("--engine-too", action="store_true",
+                        help="also run lablease's engine alone (create_many/destroy_many, no lab service)")
+    parser.add_argument("--tag", default="", help="added to the results' file names (e.g. ratelimit)")
     add_stack_arguments(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
     result = run(args)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"compare-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    stem.with_suffix(".md").write_text(table)
-    written = [stem.with_suffix(".json"), stem.with_suffix(".md"), *plots(result, stem)]
+    stem = write_results(f"compare{'-' + args.tag if args.tag else ''}", result, table, RESULTS)
+    written = [stem.with_suffix(".json"), stem.with_suffix(".md"), *provision_plots(result["summary"], stem)]
     print("\n" + table)
     print(f"took {time.monotonic() - started:.0f}s; written: {', '.join(str(p) for p in written)}")
 

@@ -172,3 +172,24 @@ def stack_settings(args: argparse.Namespace, limit: float) -> dict[str, Any]:
 
 def cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+
+
+def rate_limited_count(stack: Stack) -> int:
+    """How many requests devcloud has refused for its rate limit so far (the lines its log has for them)."""
+    try:
+        text = (Path(stack.cloud.workdir) / "devcloud.log").read_text(errors="replace")
+    except OSError:
+        return 0
+    return text.count("fault rate_limit ")
+
+
+def write_results(prefix: str, result: dict, table: str, results: Path) -> Path:
+    """``result`` as ``<results>/<prefix>-<UTC time>.json`` and ``table`` beside it as .md; returns that stem."""
+    from datetime import datetime, timezone
+    import json
+
+    results.mkdir(parents=True, exist_ok=True)
+    stem = results / f"{prefix}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(table)
+    return stem

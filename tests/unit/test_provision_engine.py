@@ -283,12 +283,20 @@ def test_server_errors_on_reads_are_retried_with_backoff(lab_key):
     assert cloud.calls["list_images"] == 3
 
 
-def test_a_lost_create_answer_is_not_repeated_and_the_orphan_is_found_by_its_tag(lab_key):
+def test_a_lost_create_answer_is_not_repeated_and_the_server_is_found_by_its_tag_and_kept(lab_key):
     cloud = FakeCloud()
-    cloud.create_then_fail = 1
+    cloud.create_then_fail = 1  # the POST created it; the answer (libcloud's GET after it) was a 500
     prov, _ = make(lab_key, cloud=cloud)
     node = prov.create("node7", "ubuntu", "22.04")
-    assert node.attempts == 2 and list(cloud.servers) == [node.server_id]
+    assert node.attempts == 1 and cloud.calls["create_server"] == 1 and list(cloud.servers) == [node.server_id]
+
+
+def test_a_create_that_failed_before_creating_is_a_failed_attempt_not_a_second_post(lab_key):
+    cloud = FakeCloud()
+    cloud.fail["create_server"] = [BaseHTTPError(500, "500 Internal Server Error")]
+    prov, _ = make(lab_key, cloud=cloud)
+    node = prov.create("node7", "ubuntu", "22.04")
+    assert node.attempts == 2 and cloud.calls["create_server"] == 2 and list(cloud.servers) == [node.server_id]
 
 
 def test_a_volume_in_error_rolls_back_server_and_volumes_then_retries(lab_key):

@@ -139,24 +139,6 @@ class FakeClock:
         self.now += seconds
 
 
-def test_rate_limiter_spaces_calls_and_pauses_everyone_after_retry_after():
-    clock = FakeClock()
-    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
-    for _ in range(3):
-        limiter.acquire()
-    assert clock.slept == [0.5, 0.5]
-    limiter.pause(2.0)
-    limiter.acquire()
-    assert clock.slept[-1] == 2.0
-
-
-def test_rate_limiter_without_rate_never_waits():
-    clock = FakeClock()
-    limiter = RateLimiter(0, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        assert limiter.acquire() == 0
-
-
 def test_listing_cache_loads_once_for_many_threads_and_again_after_the_ttl():
     clock = FakeClock()
     cache = ListingCache(ttl=60, clock=clock)

@@ -40,8 +40,9 @@ class _CloudWait(wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         info = self._classify(exc) if exc else None
         if info and info.kind is ErrorKind.RATE_LIMIT and info.retry_after is not None:
-            self._limiter.pause(info.retry_after)  # the limit is per account: hold every thread back
-            return max(0.0, info.retry_after)
+            # The limit is per account: the provider's gate holds every thread back until one deadline,
+            # then lets them through paced (ratelimit.py); this thread sleeps until the gate opens.
+            return self._limiter.pause(info.retry_after)
         return self._backoff(retry_state)
 
 
@@ -71,15 +72,18 @@ class CloudCaller:
         def attempt() -> T:
             self.limiter.acquire()
             observer = self.on_call
-            if observer is None:
-                return fn()
             started = time.monotonic()
             try:
                 result = fn()
             except Exception as exc:
-                self._observe(observer, what, time.monotonic() - started, exc)
+                if self.classify(exc).kind is not ErrorKind.RATE_LIMIT:
+                    self.limiter.done()  # answered: the account let it through (the gate learns its rate)
+                if observer is not None:
+                    self._observe(observer, what, time.monotonic() - started, exc)
                 raise
-            self._observe(observer, what, time.monotonic() - started, None)
+            self.limiter.done()
+            if observer is not None:
+                self._observe(observer, what, time.monotonic() - started, None)
             return result
 
         def before_sleep(state: RetryCallState) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from lablease.config.lab import ProviderConfig
-from lablease.provision.adapters.base import CloudAdapter, Server, ServerSpec, Volume
+from lablease.provision.adapters.base import CloudAdapter, ErrorKind, Server, ServerSpec, Volume
 from lablease.provision.calls import CloudCaller
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import Resources
@@ -160,16 +160,36 @@ class Lifecycle(Teardown):
 
         libcloud's create is two requests, the POST and a GET of the new server: a rate limit on the
         GET means the server exists. So a repeat first looks for this attempt's server by its tag.
+        A 5xx or a lost connection is not repeated (the POST may have acted), but the server is looked
+        for once by its tag: when only the GET failed it exists, and the attempt keeps it instead of
+        rolling it back and starting over (under a flaky API that is most failed creates).
         """
         tries = [0]
+
+        def find() -> Server | None:
+            made = [s for s in self.adapter.list_servers() if s.metadata.get(TAG_ATTEMPT) == attempt_id]
+            return made[0] if made else None
 
         def create() -> Server:
             tries[0] += 1
             if tries[0] > 1:
-                made = [s for s in self.adapter.list_servers() if s.metadata.get(TAG_ATTEMPT) == attempt_id]
-                if made:
-                    return made[0]
-            return self.adapter.create_server(spec)
+                made = find()
+                if made is not None:
+                    return made
+            try:
+                return self.adapter.create_server(spec)
+            except Exception as exc:
+                if self.adapter.classify(exc).kind is not ErrorKind.TRANSIENT:
+                    raise
+                try:  # a listing, never a second POST: the caller's rules for creates still hold
+                    made = self.caller.call(Stage.CREATE, spec.name, find, what="find created server")
+                except ProvisionError:
+                    made = None
+                if made is None:
+                    raise exc from None
+                log.info("create server answered %s but the server exists node=%s server=%s",
+                         self.adapter.classify(exc).message, spec.name, made.id)
+                return made
 
         return create
 
