@@ -70,9 +70,11 @@ def test_a_batch_waits_on_shared_listings_without_a_single_get_per_node(lab_key)
         assert all(o.ok for o in prov.destroy_many(names))
     assert not cloud.servers and not cloud.volumes and dns.records == {}
     assert cloud.gets == 0 and cloud.calls["get_volume"] == 0, cloud.calls
-    # Each listing answered every node waiting then: far fewer listings than per-node looks would have been.
+    # Each listing answered every node waiting then: far fewer listings than per-node looks would have been
+    # (unshared, every look would be a listing of its own: 56 or more). How many fewer depends on how the
+    # threads' starts fall into poll intervals, so the bound leaves room (seen: 20-29).
     per_node_looks = 8 * (3 + 2 + 2)  # boot polls, volume available + attached, volume + server gone
-    assert cloud.calls["list_servers"] + cloud.calls["list_volumes"] < per_node_looks / 2, cloud.calls
+    assert cloud.calls["list_servers"] + cloud.calls["list_volumes"] < per_node_looks * 2 / 3, cloud.calls
     assert not prov.servers.listing.polling and not prov.volumes.listing.polling  # close() stopped them
 
 
