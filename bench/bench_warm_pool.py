@@ -19,14 +19,15 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.testing.bind import start_bind
-from lablease.testing.devcloud import start_devcloud
+from lablease.testing.devcloud import DevcloudHandle, start_devcloud
 from lablease.testing.dns import start_dns_service
-from lablease.testing.lockserver import start_lock_server
+from lablease.testing.lockserver import LockServer, start_lock_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOMAIN = "lab.example"
@@ -51,6 +52,34 @@ def _lock(http: httpx.Client, machine_type: str, count: int) -> tuple[float, lis
     return seconds, [n["name"] for n in got.json()]
 
 
+def start_lab(work: Path, stop: contextlib.ExitStack, cloud_config: dict[str, Any],
+              pool: int) -> tuple[DevcloudHandle, LockServer, Path]:
+    """devcloud, BIND, the DNS service and a lab service (all stopped by ``stop``); its lab key file.
+
+    Machine type ``warm`` keeps ``pool`` nodes of ubuntu-22.04 ready, ``cold`` provisions on lock; each
+    has 2 × ``pool`` node records. Shared with profile_warm_lock.py, which profiles the same lab.
+    """
+    cloud = start_devcloud(work / "devcloud", cloud_config)
+    stop.callback(cloud.stop)
+    bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
+    stop.callback(bind.stop)
+    dns = start_dns_service(work / "dns", bind, allow_pattern=r"(warm|cold)[0-9]+")
+    stop.callback(dns.stop)
+    key = generate_lab_key(work / "key")
+    top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="warm",
+                            min_ready={"ubuntu-22.04": pool})
+    cold = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="cold")
+    top["libcloud"]["providers"]["cold"] = cold["libcloud"]["providers"]["cold"]
+    server = start_lock_server(work / "lab", lab_domain=DOMAIN, top=top, extra={"reconcile_interval": 0})
+    stop.callback(server.stop)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for kind in ("warm", "cold"):
+            for i in range(1, 2 * pool + 1):
+                http.post("/nodes/", json={"name": f"{kind}{i:02d}.{DOMAIN}", "machine_type": kind,
+                                           "up": True}).raise_for_status()
+    return cloud, server, key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -64,25 +93,8 @@ def main() -> None:
                     "quotas": {"instances": 100, "volumes": 100, "cores": 1000, "ram": 10_000_000}}
     latencies: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="lablease-bench-") as tmp, contextlib.ExitStack() as stop:
-        work = Path(tmp)
-        cloud = start_devcloud(work / "devcloud", cloud_config)
-        stop.callback(cloud.stop)
-        bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
-        stop.callback(bind.stop)
-        dns = start_dns_service(work / "dns", bind, allow_pattern=r"(warm|cold)[0-9]+")
-        stop.callback(dns.stop)
-        key = generate_lab_key(work / "key")
-        top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="warm",
-                                min_ready={"ubuntu-22.04": pool})
-        cold = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="cold")
-        top["libcloud"]["providers"]["cold"] = cold["libcloud"]["providers"]["cold"]
-        server = start_lock_server(work / "lab", lab_domain=DOMAIN, top=top, extra={"reconcile_interval": 0})
-        stop.callback(server.stop)
+        _, server, _ = start_lab(Path(tmp), stop, cloud_config, pool)
         http = httpx.Client(base_url=server.url, timeout=600)
-        for kind in ("warm", "cold"):
-            for i in range(1, 2 * pool + 1):
-                http.post("/nodes/", json={"name": f"{kind}{i:02d}.{DOMAIN}", "machine_type": kind,
-                                           "up": True}).raise_for_status()
         for _ in range(args.rounds):
             for count in counts:
                 for kind in ("warm", "cold"):

@@ -3,12 +3,17 @@ that no longer answers over SSH is replaced, never lent. Real devcloud with SSH,
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 
+from lablease.devcloud.sshd import write_host_key
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.testing.lockserver import start_lock_server
 from tests.integration.test_lab_service import CLOUD, DOMAIN, Lab
@@ -78,3 +83,39 @@ def test_a_warm_node_that_stopped_answering_is_replaced_not_lent(warm_lab):
     events = lab.http.get(f"/nodes/{dead['name']}/events/").json()
     assert any("failed its check" in str(e["new"]) for e in events), events
     assert dead["cloud_server_id"] not in {s["id"] for s in lab.cloud.resources()["servers"]}
+
+
+def _host_key_served(address: str, port: int) -> str | None:
+    """The host key sshd at ``address`` signs a key exchange with; None while it does not answer."""
+    try:
+        transport = paramiko.Transport(socket.create_connection((address, port), timeout=5))
+    except OSError:
+        return None
+    try:
+        transport.start_client(timeout=5)
+        key = transport.get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+    except (paramiko.SSHException, EOFError, OSError):
+        return None
+    finally:
+        transport.close()
+
+
+def test_a_warm_node_whose_host_key_changed_is_replaced_not_lent(warm_lab):
+    lab = warm_lab
+    lab.add("node1", "node2", "node3", "node4")
+    warm = _wait(lambda: len(_warm(lab)) == 3 and _warm(lab))
+    changed = warm[0]
+    ssh_dir = Path(lab.cloud.server_internals(changed["cloud_server_id"])["root"]).parent / "ssh"
+    write_host_key(ssh_dir / "ssh_host_ed25519_key")
+    os.kill(int((ssh_dir / "sshd.pid").read_text()), signal.SIGHUP)  # sshd restarts with the new key
+    address, port = changed["addresses"][0], lab.cloud.ssh_port
+    _wait(lambda: _host_key_served(address, port) not in (None, changed["ssh_pub_key"]))
+    got = lab.lock_many(3, os_type="ubuntu", os_version="22.04")
+    assert got.status_code == 200, got.text
+    names = [n["name"] for n in got.json()]
+    assert changed["name"] not in names and len(names) == 3
+    assert f"warm node {changed['name']} answered with another host key" in lab.server.process.log_path.read_text()
+    events = lab.http.get(f"/nodes/{changed['name']}/events/").json()
+    assert any("failed its check" in str(e["new"]) for e in events), events
+    assert changed["cloud_server_id"] not in {s["id"] for s in lab.cloud.resources()["servers"]}

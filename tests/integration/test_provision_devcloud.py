@@ -11,6 +11,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from lablease.dns.client import DNSClient
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
@@ -85,6 +87,24 @@ def test_readiness_logs_in_over_the_connection_it_probed_with_so_sshd_serves_one
     prov.destroy("node1")
     assert log.count("Accepted publickey") == 1, log
     assert "Connection closed" not in log and "kex_exchange_identification" not in log, log
+    _assert_nothing_left(cloud, bind, ["node1"])
+
+
+def test_a_key_exchange_alone_confirms_a_nodes_pinned_host_key_without_logging_in(lab):
+    # What a warm pool asks before lending a node it made earlier: the same sshd key, proved by its signature.
+    prov, cloud, bind, _ = lab
+    node = prov.create("node1", "ubuntu", "22.04", {})
+    probe = prov.lifecycle.probe
+    ssh_log = Path(cloud.server_internals(node.server_id)["root"]).parent / "ssh" / "sshd.log"
+    another = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    try:
+        assert probe.host_key_matches(node.address, node.host_key, 10.0)
+        assert not probe.host_key_matches(node.address, another, 10.0)
+        assert ssh_log.read_text().count("Accepted publickey") == 1  # the readiness wait's login; no other
+    finally:
+        prov.destroy("node1")
+    with pytest.raises(OSError):  # nothing listens any more: an error, never a match
+        probe.host_key_matches(node.address, node.host_key, 2.0)
     _assert_nothing_left(cloud, bind, ["node1"])
 
 

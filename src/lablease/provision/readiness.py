@@ -7,6 +7,7 @@ and handed back so that the lab can pin it for everyone who logs in later.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -107,6 +108,37 @@ class SSHProbe:
             raise
         server_key = client.get_transport().get_remote_server_key()
         return client, f"{server_key.get_name()} {server_key.get_base64()}"
+
+    def host_key_matches(self, host: str, expected: str, timeout: float) -> bool:
+        """Whether sshd at ``host`` holds the host key ``expected`` ("<type> <base64>", as ``wait`` returns it).
+
+        A key exchange only: no login, no command. It still proves the key, not just a copy of its
+        public half: in the exchange the server signs the exchange hash with its host key and paramiko
+        checks that signature (an SSHException otherwise). It is what the re-check of a warm node needs:
+        the node answers, with the key pinned when a full wait saw its ready command succeed. Measured
+        on devcloud it costs about a tenth of a full wait, whose login and ready command are most of
+        the time the node's sshd takes (docs/performance.md, "Warm pool").
+
+        Only the algorithms of the expected key's type are offered, so that a server with several host
+        keys answers with the one that was pinned. Raises OSError, EOFError or paramiko.SSHException
+        when nothing answers or the exchange fails within ``timeout`` seconds; no retries (the caller
+        decides what a failure means).
+        """
+        key_type, _, rest = expected.partition(" ")
+        want = f"{key_type} {rest.split(' ')[0]}"
+        # the RSA key's name is ssh-rsa; paramiko offers it under its SHA-2 signature algorithms only
+        algorithms = ("rsa-sha2-512", "rsa-sha2-256") if key_type == "ssh-rsa" else (key_type,)
+        sock = socket.create_connection((host, self.port), timeout=timeout)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = transport.handshake_timeout = timeout
+            with contextlib.suppress(ValueError):  # a type paramiko does not know: its defaults; the compare decides
+                transport.get_security_options().key_types = algorithms
+            transport.start_client(timeout=timeout)
+            server_key = transport.get_remote_server_key()
+            return f"{server_key.get_name()} {server_key.get_base64()}" == want
+        finally:
+            transport.close()  # closes the socket too; sshd sees a client that left before authenticating
 
     def remote_loop(self, timeout: float) -> str:
         """The ready command repeated on the node until it succeeds: one exec per node, not one per try.
