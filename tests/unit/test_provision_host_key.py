@@ -25,6 +25,7 @@ def sshd() -> Iterator[int]:
     """A key-exchange-only SSH server holding an RSA and an ECDSA host key; its port."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    transports: list[paramiko.Transport] = []
 
     def serve() -> None:
         while True:
@@ -33,6 +34,7 @@ def sshd() -> Iterator[int]:
                 conn.close()
                 return
             transport = paramiko.Transport(conn)
+            transports.append(transport)
             transport.add_server_key(RSA)
             transport.add_server_key(ECDSA)
             try:
@@ -48,6 +50,9 @@ def sshd() -> Iterator[int]:
     socket.create_connection(("127.0.0.1", port)).close()  # wakes accept(), which closing the socket does not
     thread.join(timeout=5)
     listener.close()
+    for transport in transports:  # their threads must end inside the test: one logging later writes to a closed stream
+        transport.close()
+        transport.join(timeout=5)
 
 
 def _probe(port: int) -> SSHProbe:

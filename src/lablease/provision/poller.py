@@ -117,7 +117,8 @@ class SharedListing(Generic[T]):
             if self._closed:
                 raise self._closed_error(stage, node)
             self._waiters.add(me)
-            self._wake_thread()
+            if self._latest is None or self._latest.seq <= since:
+                self._wake_thread()  # else the listing in hand may answer: _next starts a thread if it does not
         try:
             while True:
                 snapshot = self._next(me, deadline, cancel)
@@ -177,6 +178,8 @@ class SharedListing(Generic[T]):
                 left = deadline - self._clock()
                 if left <= 0:
                     return _TIMEOUT
+                if self._thread is None:
+                    self._wake_thread()  # a new listing is needed and nobody lists (it ended after its linger)
                 self._cond.wait(min(left, self._slice) if cancel is not None else left)
 
     def _closed_error(self, stage: Stage, node: str | None) -> ProvisionError:
