@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lablease.demo_stack import MACHINE_TYPE, VOLUMES, Stack, running_stack
-from lablease.lockapi.client import LockClient
+from lablease.client.lockclient import LockClient
 from lablease.logs import setup_logging
 
 COUNT = 3

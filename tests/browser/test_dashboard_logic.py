@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from lablease.lab.bus import LabEvent
-from lablease.lab.dashboard.chart import step_chart
-from lablease.lab.dashboard.history import (
+from lablease.dashboard.chart import step_chart
+from lablease.dashboard.history import (
     Event,
     hourly_peaks,
     in_use,
     launch_times,
     percentile,
 )
-from lablease.lab.dashboard.stages import StageTracker
-from lablease.lab.dashboard.views import TableQuery, choices, make_row, select_rows
+from lablease.dashboard.stages import StageTracker
+from lablease.dashboard.views import TableQuery, choices, make_row, select_rows
 
 NOW = datetime(2026, 11, 25, 12, 0, 0)
 SINCE = NOW - timedelta(hours=24)

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from lablease.cli import app
 from lablease.hostnames import numbered_names
-from lablease.lab import cli_support
-from lablease.lockapi.client import LockClient
+from lablease.client import support as cli_support
+from lablease.client.lockclient import LockClient
 from lablease.netutil import free_port
 from lablease.testing.lockserver import start_lock_server
 

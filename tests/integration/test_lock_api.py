@@ -402,7 +402,7 @@ def test_the_fast_lane_answers_exactly_like_the_fastapi_routes(tmp_path, request
     by one statement, handing over to the store when it cannot); the FastAPI routes are the reference."""
     from fastapi.testclient import TestClient
 
-    from lablease.lockapi.app import create_app
+    from lablease.server.app import create_app
     from lablease.lockapi.settings import LockSettings
 
     requests = [
@@ -464,7 +464,7 @@ def test_the_lock_lane_hands_requests_to_the_store_when_its_database_pool_fails(
     there, and the threaded store path answers (and writes the events) instead."""
     from fastapi.testclient import TestClient
 
-    from lablease.lockapi.app import create_app
+    from lablease.server.app import create_app
     from lablease.lockapi.settings import LockSettings
 
     url = postgres_server.create_database(f"lane_{next(_seq)}")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from lablease.lockapi.app import create_app
+from lablease.server.app import create_app
 from lablease.lockapi.settings import LockSettings
 from lablease.testing.lockserver import start_lock_server
 from tests.integration.api_fuzz import (

@@ -247,7 +247,7 @@ def test_when_the_lookup_fails_the_answer_is_503_and_nothing_more_is_locked(stor
 
 
 def test_through_the_http_api_lock_and_unlock_survive_lost_answers(tmp_path, postgres_url):
-    from lablease.lockapi.app import create_app
+    from lablease.server.app import create_app
     from lablease.lockapi.settings import LockSettings
 
     settings = LockSettings.from_mapping({"lablease": {"database_url": postgres_url}}, data_dir=tmp_path)

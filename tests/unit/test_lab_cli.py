@@ -25,9 +25,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from lablease.cli import app
-from lablease.lab import cli_support
-from lablease.lab.cli_render import LiveProgress, duration
-from lablease.lockapi.client import LockClient, server_sent_events
+from lablease.client import support as cli_support
+from lablease.client.render import LiveProgress, duration
+from lablease.client.lockclient import LockClient, server_sent_events
 
 DOMAIN = "front.example.com"
 KEY_BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519 a host key").decode()

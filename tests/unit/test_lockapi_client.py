@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from lablease.lockapi.client import LockClient, LockClientError
+from lablease.client.lockclient import LockClient, LockClientError
 
 
 def _client(status: int, content: bytes, content_type: str) -> LockClient:

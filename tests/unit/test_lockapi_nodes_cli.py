@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lablease.cli import app
-from lablease.lockapi import cli as nodes_cli
-from lablease.lockapi.client import LockClientError
+from lablease.client import nodes as nodes_cli
+from lablease.client.lockclient import LockClientError
 
 
 class StubClient:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from lablease.cli import app
 from lablease.config.lab import LabConfig
 from lablease.dns.validation import check_name
-from lablease.lockapi import cli as nodes_cli
+from lablease.client import nodes as nodes_cli
 from lablease.lockapi.settings import LockSettings
 from lablease.provision.engine import Provisioner
 from lablease.provision.errors import ProvisionError, Stage

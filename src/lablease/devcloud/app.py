@@ -17,7 +17,7 @@ from lablease.devcloud.errors import CloudError, render, style_for_path
 from lablease.devcloud.faults import count, guard
 from lablease.devcloud.lifecycle import Lifecycle
 from lablease.devcloud.state import Cloud
-from lablease.lockapi.errors import _flat, allowed_methods
+from lablease.web.errors import allowed_methods, flat_routes as _flat
 
 log = logging.getLogger(__name__)
 

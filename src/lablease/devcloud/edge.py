@@ -1,4 +1,4 @@
-"""devcloud's edge: the lock API's request rules (lablease.lockapi.middleware), answered as OpenStack answers.
+"""devcloud's edge: the lock API's request rules (lablease.web.guard), answered as OpenStack answers.
 
 Before any handler runs: a body is at most ``MAX_BODY`` bytes (oslo.middleware's default for Nova and
 Cinder; a declared Content-Length over it is refused at once); a JSON body nests at most 32 levels,
@@ -14,7 +14,7 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lablease.devcloud.errors import CloudError, render, style_for_path
-from lablease.lockapi.middleware import Refused, RequestGuard, check_depth, check_strings
+from lablease.web.guard import Refused, RequestGuard, check_depth, check_strings
 
 MAX_BODY = 114_688  # oslo.middleware sizelimit: max_request_body_size
 

@@ -20,7 +20,7 @@ from lablease.store import NodeFilter, NodeRecord, Unavailable
 from lablease.store.pool import POOL_OWNER
 
 if TYPE_CHECKING:
-    from lablease.lab.service import LabService
+    from lablease.lab.host import LabHost
     from lablease.lab.workers import ProviderWorker
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def split_os(key: str) -> tuple[str, str]:
 class WarmPool:
     """Keeps the warm pools of one provider full; ``interval`` seconds between looks."""
 
-    def __init__(self, lab: "LabService", worker: "ProviderWorker", interval: float = 2.0):
+    def __init__(self, lab: "LabHost", worker: "ProviderWorker", interval: float = 2.0):
         self.lab = lab
         self.worker = worker
         self.want = dict(worker.prov.provider.min_ready)
@@ -114,7 +114,7 @@ class WarmPool:
             log.warning("warm pool: %s failed: %s", node.name, message)
             self.lab.store.transition(node.name, "provisioning", "destroying", who="warm-pool",
                                       last_error=message[:2000])
-            self.lab.destroy_now(self.worker, node.name, who="warm-pool")
+            self.worker.destroy_now(node.name, who="warm-pool")
         self._launches = pending
 
     def check(self, node: NodeRecord) -> bool:

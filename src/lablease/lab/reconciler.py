@@ -29,7 +29,7 @@ from lablease.store.records import utcnow
 from lablease.store.states import Conflict
 
 if TYPE_CHECKING:
-    from lablease.lab.service import LabService
+    from lablease.lab.host import LabHost
     from lablease.lab.workers import ProviderWorker
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class PassReport:
 class Reconciler:
     """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``)."""
 
-    def __init__(self, lab: "LabService", interval: float, *, dns_client: Any = None):
+    def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None):
         self.lab = lab
         self.interval = interval
         self.dns = dns_client
@@ -144,7 +144,7 @@ class Reconciler:
         log.warning("reconciler: taking over %s (was %s, lease of %s expired)", node.name, node.state,
                     node.lease_owner)
         report.taken_over.append(node.name)
-        if not self.lab.destroy_now(worker, node.name, who="reconciler"):
+        if not worker.destroy_now(node.name, who="reconciler"):
             report.failed.append(node.name)
 
     def _retry_destroy(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
@@ -159,7 +159,7 @@ class Reconciler:
                                   lease_seconds=self.lab.lease_seconds, who="reconciler")
         except Conflict:
             return
-        if self.lab.destroy_now(worker, node.name, who="reconciler"):
+        if worker.destroy_now(node.name, who="reconciler"):
             self._retry_at.pop(node.name, None)
         else:
             report.failed.append(node.name)

@@ -73,6 +73,9 @@ class LabService:
 
     # -- what is ours -------------------------------------------------------------------------------
 
+    def cloud_machine_types(self) -> list[str]:
+        return sorted(self.workers)
+
     def handles(self, machine_type: str | None) -> bool:
         """Whether locking ``machine_type`` (``a|b`` counts if any is ours) means provisioning."""
         return any(t in self.workers for t in (machine_type or "").split("|"))
@@ -261,30 +264,8 @@ class LabService:
         try:
             await asyncio.wrap_future(worker.destroy(name, request))
         except Exception as exc:  # noqa: BLE001 - ProvisionError, or a bug: either way the node is not clean
-            return await asyncio.to_thread(self._destroyed, worker, name, request, exc, "lablease")
-        return await asyncio.to_thread(self._destroyed, worker, name, request, None, "lablease")
-
-    def destroy_now(self, worker: ProviderWorker, name: str, *, who: str = "lablease") -> bool:
-        """The same as an unlock's destroy, for a node already in ``destroying``, from a plain thread."""
-        try:
-            worker.destroy(name).result()
-        except Exception as exc:  # noqa: BLE001
-            return self._destroyed(worker, name, None, exc, who)
-        return self._destroyed(worker, name, None, None, who)
-
-    def _destroyed(self, worker: ProviderWorker, name: str, request: str | None, error: BaseException | None,
-                   who: str) -> bool:
-        """Record a destroy's outcome: the node is freed, or stays locked in destroy-failed with the reason."""
-        if error is not None:
-            message = error.message if isinstance(error, ProvisionError) else f"{type(error).__name__}: {error}"
-            log.error("destroy failed node=%s error=%s", name, message)
-            self.store.transition(name, "destroying", "destroy-failed", who=who, last_error=message[:2000],
-                                  lease_owner=None, lease_expires=None)
-            return False
-        self.store.free(name, who=who)
-        self.bus.publish(LabEvent(node=name, machine_type=worker.machine_type, stage="destroy", status="freed",
-                                  request=request))
-        return True
+            return await asyncio.to_thread(worker.record_destroyed, name, request, exc, "lablease")
+        return await asyncio.to_thread(worker.record_destroyed, name, request, None, "lablease")
 
     # -- shutting down ------------------------------------------------------------------------------
 

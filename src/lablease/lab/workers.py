@@ -17,6 +17,7 @@ from typing import Any
 
 from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.provision.engine import Provisioner
+from lablease.provision.errors import ProvisionError
 from lablease.provision.models import NodeInfo, ProgressEvent
 from lablease.store import NodeStore
 
@@ -59,6 +60,27 @@ class ProviderWorker:
     def destroy(self, record: str, request: str | None = None) -> Future[None]:
         """Destroy every server, volume and the DNS name of ``record`` (ProvisionError when something remains)."""
         return self.pool.submit(self._run, record, request, lambda: self.prov.destroy(record))
+
+    def destroy_now(self, name: str, *, who: str = "lablease") -> bool:
+        """The same as an unlock's destroy, for a node already in ``destroying``, from a plain thread."""
+        try:
+            self.destroy(name).result()
+        except Exception as exc:  # noqa: BLE001
+            return self.record_destroyed(name, None, exc, who)
+        return self.record_destroyed(name, None, None, who)
+
+    def record_destroyed(self, name: str, request: str | None, error: BaseException | None, who: str) -> bool:
+        """Record a destroy's outcome: the node is freed, or stays locked in destroy-failed with the reason."""
+        if error is not None:
+            message = error.message if isinstance(error, ProvisionError) else f"{type(error).__name__}: {error}"
+            log.error("destroy failed node=%s error=%s", name, message)
+            self.store.transition(name, "destroying", "destroy-failed", who=who, last_error=message[:2000],
+                                  lease_owner=None, lease_expires=None)
+            return False
+        self.store.free(name, who=who)
+        self.bus.publish(LabEvent(node=name, machine_type=self.machine_type, stage="destroy", status="freed",
+                                  request=request))
+        return True
 
     def _create(self, record: str, os_type: str, os_version: str, hints: Any) -> NodeInfo:
         self.prov.prepare()

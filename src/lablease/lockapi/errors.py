@@ -5,23 +5,15 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lablease.provision.errors import ProvisionError
 from lablease.store.errors import StoreError
+from lablease.web.errors import Message, describe_validation, install_message_handlers, message
+
+__all__ = ["MEANING", "Message", "describe_validation", "error_docs", "install_error_handlers", "message"]
 
 log = logging.getLogger(__name__)
-
-
-class Message(BaseModel):
-    """Every error answer: paddles' one-line message."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    message: str
 
 
 # What each error status means, for the OpenAPI document (docs/api-limits.md lists them too).
@@ -45,96 +37,15 @@ def error_docs(*codes: int, said: dict[int, str] | None = None) -> dict[int | st
     return {code: {"model": Message, "description": said.get(code, MEANING[code])} for code in codes}
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method served at this path (Starlette's own 405 names only the first route's). The routes
-    naming the path most literally own it: ``/nodes/machine_types/`` is not a ``/nodes/{name}/``."""
-    path = request.scope["path"]
-    by_params: dict[int, set[str]] = {}
-    for route in _flat(request.app.routes):
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            params = len(getattr(route, "param_convertors", None) or ())
-            by_params.setdefault(params, set()).update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
-
-
-def _flat(routes: list) -> list:
-    """The app's routes with FastAPI's included routers opened up."""
-    flat = []
-    for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if contexts is None:
-            flat.append(route)
-            continue
-        flat.extend(getattr(c, "starlette_route", None) or c.original_route for c in contexts())
-    return flat
-
-
-def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": text}, status_code=status, headers=headers)
-
-
-def _field(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts)
-
-
-def describe_validation(errors: list[dict]) -> str:
-    """One message naming the field(s) at fault and what is expected."""
-    missing = [_field(e["loc"]) for e in errors if e.get("type") == "missing"]
-    if "" in missing:  # no body at all
-        return "the request body must be a JSON object"
-    if missing:
-        return "must pass these fields: " + ", ".join(dict.fromkeys(missing))
-    err = errors[0]
-    kind, field = err.get("type", ""), _field(err.get("loc", ()))
-    if kind == "json_invalid":
-        return "could not decode JSON body"
-    if not field or kind in ("model_attributes_type", "dict_type"):
-        return "the request body must be a JSON object"
-    if kind == "value_error":
-        return f"{field} {err.get('ctx', {}).get('error', err.get('msg', 'is invalid'))}"
-    if kind.startswith("int_"):
-        return f"{field} must be an integer"
-    if kind == "greater_than_equal":
-        return f"{field} must be at least {err.get('ctx', {}).get('ge')}"
-    if kind == "less_than_equal":
-        return f"{field} must be at most {err.get('ctx', {}).get('le')}"
-    if kind.startswith("bool_"):
-        return f"{field} must be a boolean (true/false or 1/0)"
-    if kind == "string_too_long":
-        return f"{field} must be at most {err.get('ctx', {}).get('max_length')} characters"
-    if kind == "string_too_short":
-        return f"{field} must not be empty"
-    if kind in ("string_type", "list_type"):
-        return f"{field} must be a {'list' if kind == 'list_type' else 'string'}"
-    return f"{field}: {err.get('msg', 'invalid value')}"
-
-
 def install_error_handlers(app: FastAPI) -> None:
+    install_message_handlers(app)
+
     @app.exception_handler(StoreError)
     async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
         return message(exc.status, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return message(400, describe_validation(list(exc.errors())))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        text = exc.detail if isinstance(exc.detail, str) else "request failed"
-        headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:
-            headers = {**(headers or {}), "Allow": allowed_methods(_request)}
-        return message(exc.status_code, text, headers)
 
     @app.exception_handler(ProvisionError)
     async def _cloud(_request: Request, exc: ProvisionError) -> JSONResponse:
         # A dependency (the cloud) failed, not the request and not this server: 502, documented where it can happen.
         log.warning("cloud error path=%s: %s", _request.url.path, exc)
         return message(502, f"the cloud did not answer as expected: {exc}")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error path=%s", request.url.path)
-        return message(500, "internal error; see the server log")

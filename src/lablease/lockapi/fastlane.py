@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lablease.lockapi import locking
-from lablease.lockapi.errors import describe_validation
+from lablease.web.errors import describe_validation
 from lablease.lockapi.locking import LockContext
-from lablease.lockapi.middleware import Refused, answer, checked_body, parse_json
+from lablease.web.guard import Refused, answer, checked_body, parse_json
 from lablease.lockapi.schemas import LockMany, UnlockMany
 
 log = logging.getLogger(__name__)

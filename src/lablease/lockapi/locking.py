@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import anyio.to_thread
 
@@ -17,10 +18,25 @@ from lablease.lockapi.schemas import LockMany, UnlockMany
 from lablease.store import NodeRecord, NodeStore, StoreError
 from lablease.store.pg_async import AsyncLockLane
 
-if TYPE_CHECKING:
-    from lablease.lab.service import LabService
-
 Answer = tuple[int, Any]
+
+
+class CloudLab(Protocol):
+    """What the lock endpoints need of the lab service (``lablease.lab``), which plugs in from above:
+    the lock API knows which requests to hand over, not how nodes are provisioned."""
+
+    def cloud_machine_types(self) -> list[str]: ...
+    def handles(self, machine_type: str | None) -> bool: ...
+    def owns(self, node: NodeRecord) -> bool: ...
+    def owns_any(self, names: Sequence[str]) -> bool: ...
+    def presented(self, node: NodeRecord) -> dict[str, Any]: ...
+    async def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None, *,
+                        os_type: str | None = None, os_version: str | None = None, arch: str | None = None,
+                        hints: Any = None, request: str | None = None,
+                        abandoned: asyncio.Event | None = None) -> list[NodeRecord]: ...
+    async def lock_one(self, name: str, values: dict[str, Any], *, hints: Any = None) -> NodeRecord: ...
+    async def unlock_many(self, names: Sequence[str], locked_by: str,
+                          description: str | None = None) -> list[NodeRecord]: ...
 
 
 @dataclass
@@ -29,7 +45,7 @@ class LockContext:
 
     store: NodeStore
     lane: AsyncLockLane | None = None
-    lab: "LabService | None" = None
+    lab: CloudLab | None = None
 
     def node_json(self, node: NodeRecord) -> dict[str, Any]:
         """A node as clients see it: paddles' JSON, with a lab-managed node presented as the lab decides."""

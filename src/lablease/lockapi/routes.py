@@ -127,7 +127,7 @@ def about(request: Request) -> JSONResponse:
     settings = request.app.state.settings
     lab = request.app.state.lab
     return JSONResponse({"server": "lablease", "version": __version__, "lab_domain": settings.lab_domain,
-                         "cloud_machine_types": sorted(lab.workers) if lab is not None else []})
+                         "cloud_machine_types": lab.cloud_machine_types() if lab is not None else []})
 
 
 @route("/nodes/machine_types/", ["GET"], responses={

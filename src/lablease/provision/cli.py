@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from lablease.config import ConfigError, redact_text
-from lablease.config.cli import ConfigOpt, config_app, load_or_exit
+from lablease.config.command import ConfigOpt, load_or_exit
 from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
 
 provision_app = typer.Typer(no_args_is_help=True, help="Create and destroy cloud nodes directly (operators).")
@@ -182,6 +182,5 @@ def list_owned(
 
 
 def register(app: typer.Typer) -> None:
-    """Add this component's commands (and `config`, whose checks span components) to the `lablease` app."""
-    app.add_typer(config_app, name="config")
+    """Add ``provision`` to the ``lablease`` app."""
     app.add_typer(provision_app, name="provision")

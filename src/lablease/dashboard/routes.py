@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from lablease import __version__
-from lablease.lab.dashboard import actions, pages
+from lablease.dashboard import actions, pages
 from lablease.store import NodeRecord, NotFound
 
 HERE = Path(__file__).parent

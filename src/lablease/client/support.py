@@ -26,7 +26,7 @@ from rich.console import Console
 
 from lablease.config import ConfigError, load_yaml_file
 from lablease.hostnames import canonicalize_hostname
-from lablease.lockapi.client import EventStream, LockClient, LockClientError
+from lablease.client.lockclient import EventStream, LockClient, LockClientError
 from lablease.logs import setup_command_logging
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Commands of the lock server: ``lablease serve`` and ``lablease nodes add|remove|list``."""
+"""The lock server's inventory, from its client: ``lablease nodes add|remove|list``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from rich.table import Table
 
 from lablease.config import ConfigError, load_yaml_file
 from lablease.hostnames import HostNameError, fold_name, inventory_name, numbered_names
-from lablease.lockapi.client import LockClient, LockClientError
+from lablease.client.lockclient import LockClient, LockClientError
 from lablease.lockapi.settings import DEFAULT_PORT, LockSettings
-from lablease.logs import LogLevelOpt, QuietOpt, ServiceQuietOpt, service_level, setup_command_logging
+from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
 
 nodes_app = typer.Typer(no_args_is_help=True, help="Manage the node inventory of a lock server (as its client).")
 USER_CONFIG = Path("~/.teuthology.yaml")
@@ -25,30 +25,6 @@ TOKEN_ENV = "LABLEASE_ADMIN_TOKEN"
 def _fail(text: str) -> None:
     typer.echo(f"error: {text}", err=True)
     raise typer.Exit(2)
-
-
-def serve(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="teuthology.yaml-style file with a lablease: section."),
-    host: Optional[str] = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
-    # Ranges as in the config file's lablease section: overrides bypass its validation.
-    port: Optional[int] = typer.Option(None, min=1, max=65535, help=f"Port to listen on (default {DEFAULT_PORT})."),
-    workers: Optional[int] = typer.Option(None, min=1, max=64, help="uvicorn worker processes (default 1)."),
-    quiet: bool = ServiceQuietOpt, log_level: Optional[str] = LogLevelOpt,
-) -> None:
-    """Serve the paddles-compatible /nodes lock API."""
-    from lablease.lockapi.serve import serve as run
-
-    try:
-        settings = LockSettings.load(config)
-    except ConfigError as exc:
-        _fail(str(exc))
-    overrides = {k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
-    overrides["log_level"] = service_level(quiet, log_level, settings.log_level)
-    settings = settings.model_copy(update=overrides)
-    try:
-        run(settings)
-    except ConfigError as exc:  # the database named in the config cannot be opened
-        _fail(str(exc))
 
 
 def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:
@@ -246,6 +222,5 @@ def list_nodes(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve`` and ``nodes`` to the ``lablease`` app."""
-    app.command("serve")(serve)
+    """Add ``nodes`` to the ``lablease`` app."""
     app.add_typer(nodes_app, name="nodes")

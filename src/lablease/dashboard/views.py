@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from lablease.lab.cli_render import addresses_of, duration, os_of
-from lablease.lab.dashboard.stages import Stage, StageTracker
+from lablease.client.render import addresses_of, duration, os_of
+from lablease.dashboard.stages import Stage, StageTracker
 from lablease.store.records import parse_time
 
 BUSY = frozenset({"provisioning", "destroying"})

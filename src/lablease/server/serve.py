@@ -14,7 +14,7 @@ from sqlalchemy.exc import DatabaseError, InterfaceError
 
 from lablease.config import ConfigError
 
-from lablease.lockapi.app import create_served_app
+from lablease.server.app import create_served_app
 from lablease.lockapi.settings import LockSettings
 from lablease.logs import AccessLog, announce, announcing, setup_logging
 from lablease.store import NodeStore
@@ -136,7 +136,7 @@ def serve(settings: LockSettings) -> None:
     os.environ[_LEVEL_ENV] = settings.log_level
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config("lablease.lockapi.serve:worker_app", factory=True, workers=settings.workers, **common)
+    config = uvicorn.Config("lablease.server.serve:worker_app", factory=True, workers=settings.workers, **common)
     sock = config.bind_socket()  # as uvicorn.run does; bound here so that the announcement is true
     announce("lablease serve", url)
     try:

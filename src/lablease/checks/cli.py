@@ -8,30 +8,12 @@ from typing import Any, Optional
 import typer
 import yaml
 
-from lablease.config.errors import ConfigError
-from lablease.config.lab import LabConfig, default_config_path, parse_lab_config
-from lablease.config.loader import load_yaml_file
+from lablease.config.command import BAD_CONFIG, OK, UNREACHABLE_OR_REFUSED, ConfigOpt, load_or_exit
+from lablease.config.lab import LabConfig
 from lablease.config.redact import redact
 from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
 
 config_app = typer.Typer(no_args_is_help=True, help="Check and show the lab config (teuthology.yaml).")
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="teuthology.yaml (default: ~/.teuthology.yaml, then /etc/teuthology.yaml)")
-
-# Exit codes of `config check`.
-OK, UNREACHABLE_OR_REFUSED, BAD_CONFIG = 0, 1, 2
-
-
-def load_or_exit(config: Optional[Path]) -> tuple[Path, dict[str, Any], LabConfig]:
-    """The file, its mapping and its LabConfig; a ConfigError is printed and ends the command (exit 2)."""
-    path = Path(config).expanduser() if config else default_config_path()
-    try:
-        data = load_yaml_file(path)
-        return path, data, parse_lab_config(data, file=str(path))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(BAD_CONFIG) from None
-
 
 @config_app.command("check")
 def check(
@@ -44,7 +26,7 @@ def check(
 
     Exit codes: 0 ok (warnings may be printed); 1 a --connect check failed; 2 the config has errors.
     """
-    from lablease.config.checks import check_lab_file
+    from lablease.checks.lab import check_lab_file
 
     setup_command_logging(quiet, log_level)
     path, data, lab = load_or_exit(config)
@@ -64,7 +46,7 @@ def check(
 
 
 def _connect(lab: LabConfig, quiet: bool) -> None:
-    from lablease.config.connect import connect_probes
+    from lablease.checks.connect import connect_probes
 
     failed = 0
     for probe in connect_probes(lab):
@@ -82,3 +64,8 @@ def show(config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: 
     _, _, lab = load_or_exit(config)
     # model_dump keeps teuthology's own keys too (extra="allow"), so nothing of the file is lost.
     typer.echo(yaml.safe_dump(redact(lab.model_dump(mode="json")), sort_keys=False, default_flow_style=False), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``config`` to the ``lablease`` app."""
+    app.add_typer(config_app, name="config")

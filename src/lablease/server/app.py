@@ -17,7 +17,7 @@ from lablease import __version__
 from lablease.lockapi.errors import install_error_handlers
 from lablease.lockapi.fastlane import HotPaths
 from lablease.lockapi.locking import LockContext
-from lablease.lockapi.middleware import RequestGuard
+from lablease.web.guard import RequestGuard
 from lablease.lockapi.routes import router
 from lablease.lockapi.settings import LockSettings
 from lablease.store import NodeStore
@@ -93,7 +93,7 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
 
         app.state.lab_metrics = lab_metrics(lab)
         app.include_router(lab_router)
-    from lablease.lab.dashboard import install as install_dashboard
+    from lablease.dashboard import install as install_dashboard
 
     install_dashboard(app)  # the pages at /ui/ (docs/dashboard.md)
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi import Request
 
-from lablease.lab.cli_render import change_text, fingerprint, summary_rows
-from lablease.lab.dashboard import history
-from lablease.lab.dashboard.chart import step_chart
-from lablease.lab.dashboard.views import (
+from lablease.client.render import change_text, fingerprint, summary_rows
+from lablease.dashboard import history
+from lablease.dashboard.chart import step_chart
+from lablease.dashboard.views import (
     COLUMNS,
     Row,
     TableQuery,

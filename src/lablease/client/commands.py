@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from lablease.lab.cli_render import (
+from lablease.client.render import (
     LiveProgress,
     PlainProgress,
     events_table,
@@ -22,7 +22,7 @@ from lablease.lab.cli_render import (
     summary_rows,
     summary_table,
 )
-from lablease.lab.cli_support import (
+from lablease.client.support import (
     CONFIG_FILES,
     EXIT_CODES,
     SERVER_ENV,
@@ -35,7 +35,7 @@ from lablease.lab.cli_support import (
     new_request_id,
     open_session,
 )
-from lablease.lockapi.client import LockClient, LockClientError
+from lablease.client.lockclient import LockClient, LockClientError
 from lablease.logs import LogLevelOpt, logs_above
 
 JsonOpt = typer.Option(False, "--json", help="Print only JSON on stdout (errors too: {error, exit_code, status}).")

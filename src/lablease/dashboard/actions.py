@@ -19,7 +19,7 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from lablease.lockapi import locking
-from lablease.lockapi.errors import describe_validation
+from lablease.web.errors import describe_validation
 from lablease.lockapi.schemas import UnlockMany
 
 OWNER_COOKIE = "lablease_owner"

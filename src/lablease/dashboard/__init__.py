@@ -11,8 +11,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from lablease.lab.dashboard.routes import HERE, router
-from lablease.lab.dashboard.stages import StageTracker
+from lablease.dashboard.routes import HERE, router
+from lablease.dashboard.stages import StageTracker
 
 
 def install(app: FastAPI) -> None:
