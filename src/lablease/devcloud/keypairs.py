@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, Request, Response
 
-from lablease.devcloud.compute import NOT_BLANK
+from lablease.devcloud.compute_views import NOT_BLANK
 from lablease.devcloud.errors import CloudError, json_body
 from lablease.devcloud.state import Cloud, Keypair, Token, iso, utcnow
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from lablease.devcloud.compute import get_server
+from lablease.devcloud.compute_views import get_server
 from lablease.devcloud.errors import json_body
 from lablease.devcloud.lifecycle import Lifecycle
 from lablease.devcloud.quotas import nova_limits

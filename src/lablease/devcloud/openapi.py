@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from lablease.devcloud.compute import NOT_BLANK
+from lablease.devcloud.compute_views import NOT_BLANK
 from lablease.devcloud.errors import Style, style_for_path
 from lablease.devcloud.keypairs import PUBLIC_KEY
 from lablease.devcloud.state import Cloud

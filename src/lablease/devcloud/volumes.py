@@ -74,7 +74,7 @@ def delete_volume(cloud: Cloud, token: Token, volume_id: str, style: Style) -> N
 
 
 def attach(cloud: Cloud, life: Lifecycle, token: Token, server_id: str, volume_id: Any, device: Any) -> Attachment:
-    from lablease.devcloud.compute import get_server
+    from lablease.devcloud.compute_views import get_server
 
     with cloud.lock:
         server = get_server(cloud, token, server_id)
@@ -103,7 +103,7 @@ def attach(cloud: Cloud, life: Lifecycle, token: Token, server_id: str, volume_i
 
 
 def detach(cloud: Cloud, life: Lifecycle, token: Token, server_id: str, volume_id: str) -> None:
-    from lablease.devcloud.compute import get_server
+    from lablease.devcloud.compute_views import get_server
 
     with cloud.lock:
         get_server(cloud, token, server_id)
