@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from lablease.store import NodeStore
+from lablease.store import NodeState, NodeStore
 from lablease.store.models import node_events
 
 # Actions that can carry a lock change ("locked" in new) or a state move ("state" in new).
@@ -99,7 +99,8 @@ def launch_times(events: Iterable[Event], types: dict[str, str | None]) -> list[
     """p50 and p95 of ``provisioning -> ready`` seconds per machine type (``types``: node -> type)."""
     seconds: dict[str, list[float]] = defaultdict(list)
     for e in events:
-        if e.new.get("state") == "ready" and e.old.get("state") == "provisioning" and "seconds" in e.new:
+        if (e.new.get("state") == NodeState.READY and e.old.get("state") == NodeState.PROVISIONING
+                and "seconds" in e.new):
             machine_type = types.get(e.node)
             if machine_type:
                 seconds[machine_type].append(float(e.new["seconds"]))

@@ -15,9 +15,10 @@ from urllib.parse import urlencode
 
 from lablease.client.render import addresses_of, duration, os_of
 from lablease.dashboard.stages import Stage, StageTracker
+from lablease.store.lifecycle import NodeState
 from lablease.store.records import parse_time
 
-BUSY = frozenset({"provisioning", "destroying"})
+BUSY = frozenset({NodeState.PROVISIONING, NodeState.DESTROYING})
 DOWN = "down"
 
 
@@ -68,7 +69,7 @@ class Row:
 def display_state(node: Mapping[str, Any], cloud: bool) -> str:
     """A cloud node's lifecycle state; for any other node "locked" or "free" (its stored state says nothing)."""
     if cloud:
-        return node.get("state") or "idle"
+        return node.get("state") or NodeState.IDLE
     return "locked" if node.get("locked") else "free"
 
 
@@ -160,7 +161,7 @@ class Choices:
 
 
 def choices(rows: list[Row], cloud: bool) -> Choices:
-    lifecycle = ["idle", "provisioning", "ready", "destroying", "destroy-failed"] if cloud else []
+    lifecycle = [state.value for state in NodeState] if cloud else []  # in lifecycle order
     present = {r.state for r in rows}
     states = [s for s in lifecycle if s in present or cloud] + sorted(present - set(lifecycle)) + [DOWN]
     return Choices(types=sorted({r.type for r in rows if r.type}), states=states,

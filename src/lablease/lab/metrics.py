@@ -25,12 +25,12 @@ from lablease.provision.calls import CallObserver
 from lablease.provision.metrics import _BUCKETS as DURATION_BUCKETS
 from lablease.store.nodes import NodeStore
 from lablease.store.records import NodeRecord
-from lablease.store.rules import MOVES
+from lablease.store.lifecycle import NodeState
 
 log = logging.getLogger(__name__)
 
 # Every state of the node state machine, so each machine type shows a zero rather than no series.
-STATES: tuple[str, ...] = tuple(sorted({state for move in MOVES for state in move}))
+STATES: tuple[str, ...] = tuple(sorted(state.value for state in NodeState))
 _WORD = re.compile(r"[a-z_]+")
 
 

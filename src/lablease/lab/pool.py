@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from lablease.lab.busy import Busy
 from lablease.provision.errors import ProvisionError
-from lablease.store import NodeFilter, NodeRecord, Unavailable
+from lablease.store import NodeFilter, NodeRecord, NodeState, Unavailable
+from lablease.store.eligibility import LOCK
 from lablease.store.pool import POOL_OWNER
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class WarmPool:
             os_type, os_version = split_os(key)
             warm, coming = store.count_warm(mtype, os_type, os_version)
             idle = len([n for n in store.list(NodeFilter(machine_type=mtype, locked=False, up=True))
-                        if n.state == "idle"])
+                        if LOCK.allows(n)])  # what a lock of the pool may take
             need = min(want - warm - coming, idle)
             if need <= 0:
                 continue
@@ -105,14 +106,14 @@ class WarmPool:
             if error is None:
                 info = future.result()
                 self.lab.store.transition(
-                    node.name, "provisioning", "ready", who="warm-pool", ssh_pub_key=info.host_key,
+                    node.name, NodeState.PROVISIONING, NodeState.READY, who="warm-pool", ssh_pub_key=info.host_key,
                     addresses=[info.address], cloud_server_id=info.server_id, volume_ids=list(info.volume_ids),
                     lease_owner=None, lease_expires=None)
                 self.lab.store.to_pool(node.name, who="warm-pool")
                 continue
             message = error.message if isinstance(error, ProvisionError) else repr(error)
             log.warning("warm pool: %s failed: %s", node.name, message)
-            self.lab.store.transition(node.name, "provisioning", "destroying", who="warm-pool",
+            self.lab.store.transition(node.name, NodeState.PROVISIONING, NodeState.DESTROYING, who="warm-pool",
                                       last_error=message[:2000])
             self.worker.destroy_now(node.name, who="warm-pool")
         self._launches = pending

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lablease.store import NodeFilter, NodeRecord
+from lablease.store import NodeFilter, NodeRecord, NodeState
 from lablease.store.exclusive import exclusive
 from lablease.store.records import utcnow
 from lablease.store.states import Conflict
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OWNING = ("provisioning", "ready")
+OWNING = (NodeState.PROVISIONING, NodeState.READY)
+# States a process works through: a dead owner's node in one of them is taken over.
+TAKEN_OVER = (NodeState.PROVISIONING, NodeState.DESTROYING)
 RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
 
 
@@ -117,9 +119,9 @@ class Reconciler:
         records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
         now = utcnow()
         for node in records:
-            if node.state in ("provisioning", "destroying") and _lease_expired(node, now, self.lab.owner):
+            if node.state in TAKEN_OVER and _lease_expired(node, now, self.lab.owner):
                 self._take_over(worker, node, report)
-            elif node.state == "destroy-failed":
+            elif node.state == NodeState.DESTROY_FAILED:
                 self._retry_destroy(worker, node, report)
         self._cloud_leaks(worker, records, report)
         if self.dns is not None:
@@ -131,12 +133,12 @@ class Reconciler:
             report.taken_over.append(node.name)
             return
         try:
-            if node.state == "provisioning":
-                self.lab.store.retake(node.name, "provisioning", "destroying", lease_owner=self.lab.owner,
-                                      lease_seconds=self.lab.lease_seconds, who="reconciler",
+            if node.state == NodeState.PROVISIONING:
+                self.lab.store.retake(node.name, NodeState.PROVISIONING, NodeState.DESTROYING,
+                                      lease_owner=self.lab.owner, lease_seconds=self.lab.lease_seconds, who="reconciler",
                                       last_error="its lock was abandoned (the process working on it stopped)")
             else:
-                self.lab.store.retake(node.name, "destroying", None, lease_owner=self.lab.owner,
+                self.lab.store.retake(node.name, NodeState.DESTROYING, None, lease_owner=self.lab.owner,
                                       lease_seconds=self.lab.lease_seconds, who="reconciler")
         except Conflict as exc:  # someone else took it, or its owner came back
             log.info("reconciler: not taking over %s: %s", node.name, exc.message)
@@ -155,7 +157,7 @@ class Reconciler:
         if report.dry_run:
             return
         try:
-            self.lab.store.retake(node.name, "destroy-failed", "destroying", lease_owner=self.lab.owner,
+            self.lab.store.retake(node.name, NodeState.DESTROY_FAILED, NodeState.DESTROYING, lease_owner=self.lab.owner,
                                   lease_seconds=self.lab.lease_seconds, who="reconciler")
         except Conflict:
             return
@@ -181,7 +183,7 @@ class Reconciler:
         prov = worker.prov
         owners = {(prov.short_name(r.name), r.attempt_id) for r in records if r.state in OWNING}
         # A node being destroyed owns everything of its name: its destroy removes it.
-        busy = {prov.short_name(r.name) for r in records if r.state in ("destroying", "destroy-failed")}
+        busy = {prov.short_name(r.name) for r in records if r.state in (NodeState.DESTROYING, NodeState.DESTROY_FAILED)}
         owned = prov.list_owned()
 
         def leaked(node: str, attempt: str) -> bool:
@@ -201,7 +203,7 @@ class Reconciler:
                     f" problems={problems}" if problems else "")
 
     def _dns_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport) -> None:
-        free = {worker.prov.short_name(r.name) for r in records if r.state == "idle"}
+        free = {worker.prov.short_name(r.name) for r in records if r.state == NodeState.IDLE}
         if not free:
             return
         try:

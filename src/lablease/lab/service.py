@@ -29,6 +29,7 @@ from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
 from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Unavailable
+from lablease.store.lifecycle import NodeState
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,8 @@ class LabService:
         checks = await asyncio.gather(*(asyncio.wrap_future(pool.worker.pool.submit(pool.check, n)) for n in claimed))
         for node, good in zip(claimed, checks):
             if not good:
-                await asyncio.to_thread(self.store.transition, node.name, "ready", "destroying", who="warm-pool",
-                                        last_error="failed its check over SSH before being lent; replaced")
+                await asyncio.to_thread(self.store.transition, node.name, NodeState.READY, NodeState.DESTROYING,
+                                        who="warm-pool", last_error="failed its check over SSH before being lent; replaced")
                 asyncio.ensure_future(self._destroy(pool.worker, node.name, None))
         return [n for n, good in zip(claimed, checks) if good]
 
@@ -224,7 +225,7 @@ class LabService:
         ready = []
         for node, info in zip(nodes, infos):
             ready.append(self.store.transition(
-                node.name, "provisioning", "ready", who="lablease", ssh_pub_key=info.host_key,
+                node.name, NodeState.PROVISIONING, NodeState.READY, who="lablease", ssh_pub_key=info.host_key,
                 addresses=[info.address], cloud_server_id=info.server_id, volume_ids=list(info.volume_ids),
                 lease_owner=None, lease_expires=None))
         return ready
@@ -234,7 +235,7 @@ class LabService:
         """Destroy and free every node of a failed request (each failed launch already rolled itself back;
         a destroy by name also catches what a rollback could not remove)."""
         for node in nodes:
-            await asyncio.to_thread(self.store.transition, node.name, "provisioning", "destroying",
+            await asyncio.to_thread(self.store.transition, node.name, NodeState.PROVISIONING, NodeState.DESTROYING,
                                     who="lablease", last_error=reason[:2000])
         return list(await asyncio.gather(*(self._destroy(worker, n.name, request) for n in nodes)))
 

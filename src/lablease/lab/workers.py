@@ -19,7 +19,7 @@ from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.provision.engine import Provisioner
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import NodeInfo, ProgressEvent
-from lablease.store import NodeStore
+from lablease.store import NodeState, NodeStore
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class ProviderWorker:
         if error is not None:
             message = error.message if isinstance(error, ProvisionError) else f"{type(error).__name__}: {error}"
             log.error("destroy failed node=%s error=%s", name, message)
-            self.store.transition(name, "destroying", "destroy-failed", who=who, last_error=message[:2000],
-                                  lease_owner=None, lease_expires=None)
+            self.store.transition(name, NodeState.DESTROYING, NodeState.DESTROY_FAILED, who=who,
+                                  last_error=message[:2000], lease_owner=None, lease_expires=None)
             return False
         self.store.free(name, who=who)
         self.bus.publish(LabEvent(node=name, machine_type=self.machine_type, stage="destroy", status="freed",

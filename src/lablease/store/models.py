@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lablease.store.lifecycle import NodeState
+
 # paddles' column sizes; clients rely on values of these sizes being accepted.
 NAME_LEN = 256
 MACHINE_TYPE_LEN = 32
@@ -16,8 +18,8 @@ OS_VERSION_LEN = 16
 LOCKED_BY_LEN = 64
 MAC_LEN = 17
 
-# Provisioning states a node record can be in, and the moves between them: lablease.store.rules.
-STATES = ("idle", "provisioning", "ready", "destroying", "destroy-failed")
+# Provisioning states a node record can be in (the moves between them: lablease.store.lifecycle).
+STATES = tuple(s.value for s in NodeState)
 
 
 class Base(DeclarativeBase):
@@ -45,7 +47,7 @@ class Node(Base):
     mac_address: Mapped[str | None] = mapped_column(String(MAC_LEN))
     ssh_pub_key: Mapped[str | None] = mapped_column(Text)
     # lablease's own fields (provisioning), returned under extra keys.
-    state: Mapped[str] = mapped_column(String(16), nullable=False, default="idle")
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=NodeState.IDLE.value)
     cloud_server_id: Mapped[str | None] = mapped_column(String(255))
     addresses: Mapped[list | None] = mapped_column(JSON)
     last_error: Mapped[str | None] = mapped_column(Text)

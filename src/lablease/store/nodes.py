@@ -21,9 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from lablease.hostnames import fold_name
 from lablease.store import pg_fast
 from lablease.store import queries as q
-
 from lablease.store.engine import PG_LOCK_TIMEOUT_MS, Engines, make_engines
 from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from lablease.store.lifecycle import NodeState
 from lablease.store.migrate import migrate
 from lablease.store.models import nodes
 from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, parse_time, utcnow
@@ -218,7 +218,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
             now = utcnow()
             try:
                 conn.execute(insert(nodes).values(
-                    name=name, is_vm=False, locked=False, state="idle", created_at=now, updated_at=now))
+                    name=name, is_vm=False, locked=False, state=NodeState.IDLE.value, created_at=now, updated_at=now))
             except IntegrityError:
                 raise InvalidRequest(f"Node with name {name} already exists") from None
             self._event(conn, [self._event_row(name, "create", who, now, None, {"name": name})])
@@ -230,7 +230,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
         """Delete ``name``; its events stay; VM guests lose their host link."""
         def run(conn: Connection) -> None:
             node = self._one(conn, name, for_update=True)
-            if node.state != "idle":
+            if node.state != NodeState.IDLE:
                 # Its server, volumes or DNS name may exist: deleting the record would orphan them.
                 raise Forbidden(f"Cannot delete {name}: it is {node.state}; unlock it first so that "
                                 "its cloud resources are destroyed")
@@ -333,8 +333,9 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
                 "lease_owner": lease_owner, "lease_expires": now + timedelta(seconds=lease_seconds)}
             if lease:
                 conn.execute(q.UPDATE_BY_IDS, {"node_ids": [r.id for r in locked], **lease, "updated_at": now})
-            self._event(conn, [self._event_row(r.name, "state", locked_by, now, {"state": "idle"},
-                                               {"state": "provisioning", "os_type": os_type,
+            olds = {r.id: r.old_state for r in found}
+            self._event(conn, [self._event_row(r.name, "state", locked_by, now, {"state": olds[r.id]},
+                                               {"state": NodeState.PROVISIONING.value, "os_type": os_type,
                                                 "os_version": os_version, "arch": arch}) for r in locked])
             return [replace(r, **lease) for r in locked]
         return self._write(run)

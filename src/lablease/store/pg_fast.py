@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from lablease.store.engine import PG_LOCK_TIMEOUT_MS, pg_lock_timeout_options
 from lablease.store.errors import Unavailable
 from lablease.store.records import COLUMNS, NodeRecord
-from lablease.store.rules import ELIGIBLE_SQL
+from lablease.store.eligibility import LOCK, UNLOCK
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def lock_sql(os_type: bool, os_version: bool, arch: bool) -> str:
     return f"""
 WITH picked AS (
     SELECT id, description AS old_description FROM nodes
-    WHERE machine_type = ANY(%(types)s::text[]) AND {ELIGIBLE_SQL}{extra}
+    WHERE machine_type = ANY(%(types)s::text[]) AND {LOCK.sql()}{extra}
     ORDER BY name LIMIT %(count)s::integer FOR UPDATE SKIP LOCKED
 ), enough AS (SELECT count(*) AS n FROM picked),
 upd AS (
@@ -106,11 +106,11 @@ FROM (SELECT 1) AS one LEFT JOIN upd ON TRUE
 
 UNLOCK_SQL = f"""
 WITH cur AS (
-    SELECT id, locked, locked_by, locked_since, description, state FROM nodes
+    SELECT id, locked, locked_by, locked_since, description, state, up FROM nodes
     WHERE name = ANY(%(names)s::text[]) ORDER BY name FOR UPDATE
 ), ok AS (
     SELECT count(*) AS n FROM cur
-    WHERE locked AND state = 'idle' AND locked_by = %(by)s::text
+    WHERE {UNLOCK.sql("%(by)s::text")}
       AND (COALESCE(%(descr)s::text, '') = '' OR description = %(descr)s::text)
 ), upd AS (
     UPDATE nodes SET locked = FALSE, locked_by = NULL, locked_since = NULL, updated_at = %(now)s::timestamp

@@ -1,7 +1,7 @@
 """Warm nodes in the store: provisioned, ``ready`` and unlocked, waiting for a lock of their OS.
 
-Mixed into NodeStore. A warm node is not lock-eligible for plain locks (rules.ELIGIBLE_SQL wants
-``idle``); only the lab service claims it, for a lock that asks for its OS.
+Mixed into NodeStore. A warm node is not lock-eligible for plain locks (eligibility.LOCK wants
+``idle``); only the lab service claims it (eligibility.WARM_CLAIM), for a lock that asks for its OS.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, select, update
 
 from lablease.store import queries as q
+from lablease.store.eligibility import WARM_CLAIM
 from lablease.store.errors import Conflict
+from lablease.store.lifecycle import NodeState
 from lablease.store.models import nodes
 from lablease.store.records import NodeRecord, utcnow
 
@@ -20,8 +22,8 @@ POOL_OWNER = "lablease-warm-pool"  # locked_by of nodes being provisioned for th
 
 
 def _warm(machine_type: str, os_type: str, os_version: str):  # noqa: ANN202
-    return and_(nodes.c.machine_type == machine_type, nodes.c.state == "ready", nodes.c.locked.is_(False),
-                nodes.c.up.is_(True), nodes.c.os_type == os_type, nodes.c.os_version == os_version)
+    return and_(nodes.c.machine_type == machine_type, WARM_CLAIM.clause(), nodes.c.os_type == os_type,
+                nodes.c.os_version == os_version)
 
 
 class WarmNodes:
@@ -32,7 +34,7 @@ class WarmNodes:
         def run(conn: Connection) -> tuple[int, int]:
             warm = len(conn.execute(select(nodes.c.id).where(_warm(machine_type, os_type, os_version))).all())
             coming = len(conn.execute(select(nodes.c.id).where(
-                nodes.c.machine_type == machine_type, nodes.c.state == "provisioning",
+                nodes.c.machine_type == machine_type, nodes.c.state == NodeState.PROVISIONING.value,
                 nodes.c.locked_by == POOL_OWNER, nodes.c.os_type == os_type,
                 nodes.c.os_version == os_version)).all())
             return warm, coming
@@ -51,7 +53,8 @@ class WarmNodes:
             now = utcnow()
             claimed = []
             for node in found:
-                done = conn.execute(update(nodes).where(nodes.c.id == node.id, nodes.c.locked.is_(False)).values(
+                # Checked again as it is written: a claim never takes a node the rule no longer allows.
+                done = conn.execute(update(nodes).where(nodes.c.id == node.id, WARM_CLAIM.clause()).values(
                     locked=True, locked_by=locked_by, locked_since=now, description=description, updated_at=now))
                 if done.rowcount != 1:
                     continue
@@ -67,7 +70,7 @@ class WarmNodes:
         """A ready node goes (back) to the warm pool: unlocked, still ``ready``, its server kept."""
         def run(conn: Connection) -> NodeRecord:
             node = self._one(conn, name, for_update=True)  # type: ignore[attr-defined]
-            if node.state != "ready" or not node.locked:
+            if node.state != NodeState.READY or not node.locked:
                 raise Conflict(f"{name} is {node.state} and {'locked' if node.locked else 'free'}; "
                                "only a locked ready node can go to the warm pool")
             now = utcnow()

@@ -9,7 +9,8 @@ from sqlalchemy import bindparam, insert, select, text, update
 
 from lablease.store.models import node_events, nodes
 from lablease.store.records import COLUMNS
-from lablease.store.rules import ELIGIBLE_SQL
+from lablease.store.eligibility import LOCK
+from lablease.store.lifecycle import NodeState, move_sql
 
 COLS = [nodes.c[k] for k in COLUMNS]
 SELECT = select(*COLS)
@@ -32,15 +33,16 @@ _LOCK_VALUES = dict(locked=True, locked_by=bindparam("p_locked_by"), locked_sinc
 
 @lru_cache(maxsize=16)
 def lock_candidates(os_type: bool, os_version: bool, arch: bool):
-    """Eligible nodes (rules.ELIGIBLE_SQL) of the given machine types (``types``), in name order."""
-    cond = [nodes.c.machine_type.in_(bindparam("types", expanding=True)), text(ELIGIBLE_SQL)]
+    """Nodes the LOCK rule allows, of the given machine types (``types``), in name order."""
+    cond = [nodes.c.machine_type.in_(bindparam("types", expanding=True)), LOCK.clause()]
     if os_type:
         cond.append(nodes.c.os_type == bindparam("c_os_type"))
     if os_version:
         cond.append(nodes.c.os_version == bindparam("c_os_version"))
     if arch:
         cond.append(nodes.c.arch == bindparam("c_arch"))
-    return (select(nodes.c.id, nodes.c.name, nodes.c.description.label("old_description"))
+    return (select(nodes.c.id, nodes.c.name, nodes.c.description.label("old_description"),
+                   nodes.c.state.label("old_state"))
             .where(*cond).order_by(nodes.c.name))
 
 
@@ -50,11 +52,13 @@ def first_candidates(os_type: bool, os_version: bool, arch: bool):
     return lock_candidates(os_type, os_version, arch).limit(bindparam("count"))
 
 
-LOCK_IDS = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), text(ELIGIBLE_SQL))
+LOCK_IDS = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), LOCK.clause())
             .values(**_LOCK_VALUES).returning(*COLS))
-# The same, for a cloud type: the nodes also start provisioning, with the OS asked for.
-LOCK_IDS_PROVISIONING = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), text(ELIGIBLE_SQL))
-                         .values(**_LOCK_VALUES, state="provisioning", state_since=bindparam("p_now"),
+# The same, for a cloud type: the nodes also start provisioning, with the OS asked for. It writes
+# ``state`` in SQL, so the move table's condition (``state IN`` the states that may move there) is in it.
+LOCK_IDS_PROVISIONING = (update(nodes).where(nodes.c.id.in_(bindparam("ids", expanding=True)), LOCK.clause(),
+                                             text(move_sql(NodeState.PROVISIONING)))
+                         .values(**_LOCK_VALUES, state=NodeState.PROVISIONING.value, state_since=bindparam("p_now"),
                                  os_type=bindparam("p_os_type"), os_version=bindparam("p_os_version"),
                                  arch=bindparam("p_arch"))
                          .returning(*COLS))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from lablease.store.lifecycle import NodeState
+
 # Keys paddles returns for a node, in its order.
 PADDLES_KEYS = (
     "name", "description", "up", "machine_type", "is_vm", "vm_host", "os_type", "os_version",
@@ -64,7 +66,7 @@ class NodeRecord:
     mac_address: str | None = None
     ssh_pub_key: str | None = None
     vm_host_id: int | None = None
-    state: str = "idle"
+    state: str = NodeState.IDLE  # a NodeState value (read back from the database as a plain str)
     cloud_server_id: str | None = None
     addresses: list[str] = field(default_factory=list)
     last_error: str | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from lablease.store.eligibility import DESTROY, LOCK, UNLOCK
 from lablease.store.errors import Forbidden, InvalidRequest
+from lablease.store.lifecycle import NodeState
 from lablease.store.records import NodeRecord
 
 # Keys a client may change (paddles' allowed_update_keys); vm_host arrives resolved to vm_host_id.
@@ -72,53 +74,32 @@ def plan_changes(node: NodeRecord, values: dict[str, Any], now: datetime) -> tup
     return changes, action
 
 
-# -- the node's provisioning state machine ---------------------------------------------------------
-
-# Every move a node's ``state`` may make; NodeStore.transition refuses any other.
-MOVES: frozenset[tuple[str, str]] = frozenset({
-    ("idle", "provisioning"),            # locked for a cloud type: the lab service creates it
-    ("provisioning", "ready"),           # SSH-ready, handed to its owner
-    ("provisioning", "destroying"),      # the launch failed or the request was all-or-nothing
-    ("ready", "destroying"),             # unlocked by its owner
-    ("destroying", "idle"),              # everything gone: the record is free again
-    ("destroying", "destroy-failed"),    # something may remain: the node stays locked
-    ("destroy-failed", "destroying"),    # retried by its owner or the reconciler
-})
-
-# Lock eligibility, defined once: the SQLAlchemy paths use it as a text clause, the PostgreSQL
-# one-statement path pastes it into its SQL. A node still being created or destroyed, or whose
-# destroy failed, is never handed out, even if something left it unlocked.
-ELIGIBLE_SQL = "up IS TRUE AND locked IS FALSE AND state = 'idle'"
-
-
-def check_move(name: str, current: str, to: str) -> None:
-    """Raise InvalidRequest unless ``current -> to`` is one of MOVES."""
-    if (current, to) not in MOVES:
-        raise InvalidRequest(f"{name}: a node cannot go from {current} to {to}")
-
-
 def check_not_busy(node: NodeRecord, values: dict[str, Any]) -> None:
-    """A lock change through the plain lock rules applies to a node at rest (``idle``) only.
+    """A lock change through the plain lock rules applies to a node in a state LOCK or UNLOCK allows
+    (at rest, ``idle``) only; other states are the lab service's.
 
     Cloud nodes in other states are locked and unlocked by the lab service, which creates and
     destroys them on the way (``NodeStore.begin_destroy``); freeing such a record here would leave
     its server running behind an unlocked record.
     """
     locking = values.get("locked")
-    if locking is None or locking == node.locked or node.state == "idle":
+    # paddles' single-node lock takes a down node too, so only the rule's states apply here.
+    if locking is None or locking == node.locked or node.state in (LOCK if locking else UNLOCK).states:
         return
     verb = "lock" if locking else "unlock"
-    doing = {"provisioning": "still being provisioned", "destroying": "being destroyed",
-             "destroy-failed": "waiting for its failed destroy to be retried",
-             "ready": "a cloud node, and this server has no provider for its machine type to destroy it"
+    doing = {NodeState.PROVISIONING: "still being provisioned", NodeState.DESTROYING: "being destroyed",
+             NodeState.DESTROY_FAILED: "waiting for its failed destroy to be retried",
+             NodeState.READY: "a cloud node, and this server has no provider for its machine type to destroy it"
              }.get(node.state, node.state)
     raise Forbidden(f"Cannot {verb} {node.name}: it is {doing}")
 
 
 def check_destroyable(node: NodeRecord) -> None:
-    """An owner's unlock of a cloud node starts its destroy from ``ready`` or ``destroy-failed`` only."""
-    if node.state in ("ready", "destroy-failed"):
+    """An owner's unlock of a cloud node starts its destroy from the states DESTROY allows only
+    (``ready``, ``destroy-failed``); the lock and holder were checked by check_lock_change."""
+    if node.state in DESTROY.states:
         return
-    doing = {"provisioning": "still being provisioned; wait for its lock to finish",
-             "destroying": "already being destroyed", "idle": "not provisioned"}.get(node.state, node.state)
+    doing = {NodeState.PROVISIONING: "still being provisioned; wait for its lock to finish",
+             NodeState.DESTROYING: "already being destroyed", NodeState.IDLE: "not provisioned"
+             }.get(node.state, node.state)
     raise Forbidden(f"Cannot unlock {node.name}: it is {doing}")

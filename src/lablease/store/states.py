@@ -2,7 +2,7 @@
 
 Mixed into NodeStore. Every move is one transaction that checks the current state (and the
 lock rules where a client asks for it), writes the new state with its fields and one event
-(actor, error, seconds spent in the previous state). See rules.MOVES for the moves allowed.
+(actor, error, seconds spent in the previous state). lifecycle.MOVES lists the moves allowed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from lablease.hostnames import fold_name
 from lablease.store import queries as q
 from lablease.store.errors import Conflict, Forbidden, InvalidRequest, StoreError
 from lablease.store.records import NodeRecord, jsonable, utcnow
-from lablease.store.rules import check_destroyable, check_lock_change, check_move, plan_changes, unlock_values
+from lablease.store.eligibility import LOCK, UNLOCK
+from lablease.store.lifecycle import NodeState, check_move
+from lablease.store.rules import check_destroyable, check_lock_change, plan_changes, unlock_values
 
 # Columns a state move or an attempt note may set.
 STATE_FIELDS = frozenset({
@@ -70,7 +72,7 @@ class StateMachine:
 
     def free(self, name: str, *, who: str | None = None) -> NodeRecord:
         """``destroying -> idle``: everything of the node is gone; unlock it and forget the attempt."""
-        return self.transition(name, "destroying", "idle", who=who, **CLEARED_ON_FREE)
+        return self.transition(name, NodeState.DESTROYING, NodeState.IDLE, who=who, **CLEARED_ON_FREE)
 
     def note_attempt(self, name: str, *, who: str | None = None, **fields: Any) -> NodeRecord:
         """Write what the running attempt made (server id, volumes, DNS) as it happens; one event each."""
@@ -102,7 +104,7 @@ class StateMachine:
             check_lock_change(node, values)
             if node.locked:
                 return node, False  # check_lock_change let it through: the same owner and description
-            if node.state != "idle" or not node.up:
+            if not LOCK.allows(node):
                 why = "down" if not node.up else node.state
                 raise Forbidden(f"Cannot lock {name}: it is {why}")
             now = utcnow()
@@ -112,7 +114,7 @@ class StateMachine:
             self._event(conn, [self._event_row(name, "lock", values.get("locked_by"), now,  # type: ignore[attr-defined]
                                                {"locked": False}, {"locked": True, "locked_by": values.get("locked_by"),
                                                                    "description": values.get("description")})])
-            return self._move(conn, node, "provisioning", values.get("locked_by"), fields, now), True
+            return self._move(conn, node, NodeState.PROVISIONING, values.get("locked_by"), fields, now), True
         return self._write(run)  # type: ignore[attr-defined]
 
     def begin_destroy(self, names: Sequence[str], locked_by: str, description: str | None = None, *,
@@ -129,14 +131,14 @@ class StateMachine:
             for node in found:
                 try:
                     check_lock_change(node, values)
-                    if node.state != "idle":
+                    if node.state not in UNLOCK.states:  # not at rest: its unlock is a destroy
                         check_destroyable(node)
                 except StoreError as exc:
                     raise type(exc)(exc.message if node.name in exc.message else f"{exc.message}: {node.name}") from None
             now = utcnow()
             destroy, unlocked = [], []
             for node in found:
-                if node.state == "idle":
+                if node.state in UNLOCK.states:
                     changes, action = plan_changes(node, values, now)
                     conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **changes, "updated_at": now})
                     self._event(conn, [self._event_row(node.name, action, locked_by, now,  # type: ignore[attr-defined]
@@ -144,7 +146,7 @@ class StateMachine:
                                                        {k: jsonable(v) for k, v in changes.items()})])
                     unlocked.append(replace(node, **changes, updated_at=now))
                 else:
-                    destroy.append(self._move(conn, node, "destroying", locked_by,
+                    destroy.append(self._move(conn, node, NodeState.DESTROYING, locked_by,
                                               {"last_error": None, **_lease(lease_owner, lease_seconds, now)}, now))
             return destroy, unlocked
         return self._write(run)  # type: ignore[attr-defined]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from lablease.store import NodeStore
-from lablease.store.rules import MOVES
+from lablease.store import NodeState, NodeStore
+from lablease.store.lifecycle import can_move
 
 
 class TrailError(AssertionError):
@@ -21,15 +21,15 @@ def check_trail(store: NodeStore, names: list[str]) -> dict[str, int]:
     and it ends idle and free; returns how often each node was provisioned."""
     provisioned: dict[str, int] = defaultdict(int)
     for name in names:
-        state, locked = "idle", False
+        state, locked = NodeState.IDLE, False
         for event in store.events(name):
             if event.action == "state":
                 old, new = event.old["state"], event.new["state"]
-                if old != state or (old, new) not in MOVES:
+                if old != state or not can_move(old, new):
                     raise TrailError(f"{name}: state move {old} -> {new} while it was {state}: {event}")
                 state = new
-                provisioned[name] += new == "provisioning"
-                if new == "idle":
+                provisioned[name] += new == NodeState.PROVISIONING
+                if new == NodeState.IDLE:
                     locked = False  # freeing a node unlocks it in the same move
             elif event.action == "lock":
                 if locked:
@@ -39,6 +39,6 @@ def check_trail(store: NodeStore, names: list[str]) -> dict[str, int]:
                 if not locked:
                     raise TrailError(f"{name} unlocked while not locked: {event}")
                 locked = False
-        if (state, locked) != ("idle", False):
+        if (state, locked) != (NodeState.IDLE, False):
             raise TrailError(f"{name} ended {state}, {'locked' if locked else 'free'}")
     return provisioned
