@@ -19,6 +19,7 @@ from lablease.config.lab import LabConfig
 from lablease.provision.adapters.base import CloudAdapter, Image, Network, SecurityGroup, Server, Size, Volume
 from lablease.provision.adapters.openstack import classify_error
 from lablease.provision.engine import Provisioner
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, TAG_NODE, CreateRequest
 from lablease.provision.readiness import ReadyResult
@@ -197,7 +198,7 @@ class FakeProbe:
             time.sleep(self.delay)
             if self.never:
                 raise ProvisionError("ssh", node, f"not ready over SSH at ubuntu@{host}:22 after {timeout:.0f}s",
-                                     retryable=True)
+                                     kind=ErrorKind.TIMEOUT)
             return ReadyResult(host_key=f"ecdsa-sha2-nistp256 KEY-OF-{host}", attempts=1, seconds=self.delay)
         finally:
             with self.lock:

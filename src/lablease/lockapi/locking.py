@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
+from lablease.lockapi.errors import unlock_one_status
 from lablease.lockapi.schemas import LockMany, UnlockMany
 from lablease.store import NodeRecord, NodeStore, StoreError
 from lablease.store.pg_async import AsyncLockLane
@@ -115,10 +116,7 @@ async def lock_one(ctx: LockContext, name: str, values: dict[str, Any]) -> Answe
             return (status, ctx.short_json(got)) if status == 200 else (status, got)
         status, got = await _guard(ctx.lab.unlock_many([name], values.get("locked_by") or "",
                                                        values.get("description")))
-        if status == 503:
-            # teuthology's unlock_one retries anything but 403 ten times, then dies with a traceback;
-            # a 403 makes it report the server's message (the node stays locked in destroy-failed).
-            status = 403
+        status = unlock_one_status(status)  # teuthology's unlock_one: see lockapi/errors.py
         return (status, ctx.short_json(got[0])) if status == 200 else (status, got)
     status, got = await _in_thread(ctx.store.lock, name, values)
     return (status, ctx.short_json(got)) if status == 200 else (status, got)

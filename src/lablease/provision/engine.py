@@ -20,6 +20,7 @@ from lablease.config.lab import LabConfig, ProviderConfig
 from lablease.hostnames import HostNameError, decanonicalize_hostname, node_short_name
 from lablease.provision.adapters import CloudAdapter, adapter_for
 from lablease.provision.calls import CloudCaller
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.lifecycle import Lifecycle, Track, volume_pattern
@@ -139,7 +140,7 @@ class Provisioner:
 
     def cancel(self) -> None:
         """Stop creating, from any thread (a signal handler, a service shutting down): no new attempt or
-        node starts, every create wait raises ProvisionError(kind="cancelled") within a fraction of a
+        node starts, every create wait raises ProvisionError(kind=CANCELLED) within a fraction of a
         second, and each attempt's rollback still runs in full. Nodes a ``create_many`` already had up
         are destroyed again. Destroy is never cancelled. It holds until ``reset()``."""
         self._cancel.set()
@@ -206,12 +207,12 @@ class Provisioner:
                 return info
             except BaseException as exc:  # noqa: BLE001 - roll back on anything, even Ctrl-C
                 error = exc if isinstance(exc, ProvisionError) else ProvisionError(
-                    track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind="bug")
+                    track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind=ErrorKind.BUG)
                 problems = self.lifecycle.rollback(track)
                 if problems:
                     # Something of this attempt may remain; do not pile more attempts on top of it.
                     error = ProvisionError(error.stage, node, f"{error.message}; rollback incomplete: "
-                                           + "; ".join(problems), retryable=False, kind=error.kind)
+                                           + "; ".join(problems), kind=ErrorKind.LEFTOVER)
                 if not isinstance(exc, Exception):
                     raise
                 last = attempt == retries or not error.retryable or self.cancelled
@@ -222,7 +223,7 @@ class Provisioner:
                 if last:
                     if attempt > 1:
                         error = ProvisionError(error.stage, node, f"{error.message} (after {attempt} attempts)",
-                                               retryable=error.retryable, kind=error.kind)
+                                               kind=error.kind)
                     raise error from None
                 # Backoff that cancel() cuts short; the next loop head then refuses the attempt.
                 self._cancel.wait(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
@@ -268,12 +269,12 @@ class Provisioner:
 
         outcomes = self._map(one, list(enumerate(requests)), on_interrupt=undo)
         if self.cancelled:
-            self._destroy_made(outcomes, "the create was cancelled", kind="cancelled")
+            self._destroy_made(outcomes, "the create was cancelled", kind=ErrorKind.CANCELLED)
         elif all_or_nothing and not all(o.ok for o in outcomes):
             self._destroy_made(outcomes, "another node of the request failed")
         return outcomes
 
-    def _destroy_made(self, outcomes: list[Outcome], why: str, kind: str = "fatal") -> None:
+    def _destroy_made(self, outcomes: list[Outcome], why: str, kind: ErrorKind = ErrorKind.FATAL) -> None:
         """Destroy the nodes of ``outcomes`` that came up and turn each into a failure that says ``why``."""
         made = [o for o in outcomes if o.ok]
         for o, undone in zip(made, self.destroy_many([o.name for o in made])):
