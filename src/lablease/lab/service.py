@@ -28,7 +28,7 @@ from lablease.provision.engine import provisioner_from_config
 from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
-from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Unavailable
+from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Shortage, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ class LabService:
         except Unavailable as exc:
             await self._return_to_pool(warm)
             if warm:  # say how many there were in all, as paddles' message does
-                idle = int(exc.message.split()[1]) if exc.message.startswith("only ") else 0
-                raise Unavailable(f"only {idle + len(warm)} nodes available") from None
+                idle = exc.available if isinstance(exc, Shortage) else 0
+                raise Shortage(count, idle + len(warm)) from None
             raise
         log.info("lock request=%s type=%s count=%d owner=%s warm=%s nodes=%s", request, machine_type, count,
                  locked_by, ",".join(n.name for n in warm) or "none", ",".join(n.name for n in nodes))

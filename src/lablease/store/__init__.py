@@ -1,10 +1,10 @@
 """The node store: SQLAlchemy tables, engines, Alembic migrations and the NodeStore API."""
 
-from lablease.store.errors import Forbidden, InvalidRequest, NotFound, StoreError, Unavailable
+from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Shortage, StoreError, Unavailable
 from lablease.store.nodes import NodeFilter, NodeStore
 from lablease.store.records import NodeEventRecord, NodeRecord
 
 __all__ = [
     "Forbidden", "InvalidRequest", "NodeEventRecord", "NodeFilter", "NodeRecord", "NodeStore",
-    "NotFound", "StoreError", "Unavailable",
+    "NotFound", "Shortage", "StoreError", "Unavailable",
 ]
