@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lablease.config.lab import ProviderConfig
-from lablease.provision.adapters.base import CloudAdapter, ErrorKind, Server, ServerSpec, Volume
-from lablease.provision.calls import CloudCaller
+from lablease.provision.adapters.base import ErrorKind, Server, ServerSpec, Volume
+from lablease.provision.context import ProviderContext
 from lablease.provision.errorkinds import dns_kind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import Resources
-from lablease.provision.listings import ListingCache
 from lablease.provision.models import (
     TAG_ATTEMPT,
     TAG_LAB,
@@ -32,7 +29,7 @@ from lablease.provision.models import (
     ProgressCallback,
     ProgressEvent,
 )
-from lablease.provision.readiness import EarlyProbe, SSHProbe
+from lablease.provision.readiness import EarlyProbe
 from lablease.provision.selection import (
     select_image,
     select_networks,
@@ -41,7 +38,7 @@ from lablease.provision.selection import (
 )
 from lablease.provision.teardown import Teardown
 from lablease.provision.userdata import build_userdata
-from lablease.provision.watch import View, Watch
+from lablease.provision.watch import View
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +72,25 @@ def volume_pattern(node: str) -> re.Pattern[str]:
 class Lifecycle(Teardown):
     """The stages of one node, shared by all worker threads of a provider (it holds no per-node state).
 
-    Its waits look at servers and volumes through ``servers`` and ``volumes`` (``watch.Watch``): the
-    provider's shared listings, or one GET per look when none are given.
+    Its waits look at servers and volumes through the context's watches (``watch.Watch``): the
+    provider's shared listings, or one GET per look. ``emit`` gets a ProgressEvent for every stage.
     """
 
-    def __init__(self, *, provider: ProviderConfig, lab: str, lab_domain: str, adapter: CloudAdapter,
-                 caller: CloudCaller, listings: ListingCache, dns_client, probe: SSHProbe,
-                 public_keys: list[str], emit: ProgressCallback, poll_first: float = 0.2, poll_cap: float = 5.0,
-                 cancel: threading.Event | None = None, servers: Watch[Server] | None = None,
-                 volumes: Watch[Volume] | None = None):
-        self.p = provider
-        self.lab = lab
-        self.lab_domain = lab_domain
-        self.adapter = adapter
-        self.caller = caller
-        self.listings = listings
-        self.dns = dns_client
-        self.probe = probe
-        self.public_keys = public_keys
+    def __init__(self, ctx: ProviderContext, emit: ProgressCallback):
+        self.p = ctx.provider
+        self.lab = self.lab_domain = ctx.lab
+        self.adapter = ctx.cloud.adapter
+        self.caller = ctx.cloud.caller
+        self.listings = ctx.cloud.listings
+        self.dns = ctx.dns
+        self.probe = ctx.probe
+        self.public_keys = ctx.public_keys
         self.emit = emit
-        self.poll_first = poll_first
-        self.poll_cap = poll_cap
-        self.cancel = cancel or threading.Event()  # the engine's: set, it stops create's waits (never teardown's)
-        self.servers = servers or Watch("servers", caller, adapter.get_server, None, adapter.list_servers)
-        self.volumes = volumes or Watch("volumes", caller, adapter.get_volume, None, adapter.list_volumes)
+        self.poll_first = ctx.pace.first
+        self.poll_cap = ctx.pace.cap
+        self.cancel = ctx.cancel  # the engine's: set, it stops create's waits (never teardown's)
+        self.servers = ctx.cloud.servers
+        self.volumes = ctx.cloud.volumes
 
     # -- helpers ---------------------------------------------------------------------------------
 
