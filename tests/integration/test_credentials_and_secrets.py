@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.errors import ProvisionError
 from lablease.config.lab import LabConfig
 from lablease.testing.lockserver import start_lock_server
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 def _provisioner(cloud, key, tokens, **driver_args) -> Provisioner:
     data = devcloud_lab_data(cloud, key)
     data["libcloud"]["providers"]["dev"]["driver_args"].update(driver_args)
-    return Provisioner(LabConfig.model_validate(data), "dev", None, token_cache_dir=tokens)
+    return Provisioner(LabConfig.model_validate(data), "dev", None, ProvisionerOptions(token_cache_dir=tokens))
 
 
 def test_a_wrong_password_is_refused_even_when_another_config_cached_a_token_for_the_same_account(devcloud, tmp_path):

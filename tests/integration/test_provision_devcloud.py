@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lablease.dns.client import DNSClient
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.models import CreateRequest
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ def lab(devcloud_factory, dns_service, tmp_path):
     key = generate_lab_key(tmp_path / "lab_key")
     config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, max_parallel=10)
     dns = DNSClient(dns_service.update_url)
-    prov = Provisioner(config, "dev", dns, token_cache_dir=tmp_path / "tokens", poll_cap=1.0)
+    prov = Provisioner(config, "dev", dns, ProvisionerOptions(token_cache_dir=tmp_path / "tokens", poll_cap=1.0))
     yield prov, cloud, dns_service.bind, key
     dns.close()
 
@@ -159,8 +160,7 @@ def test_requests_per_node_fall_as_the_batch_grows_and_stay_below_teuthologys(de
         config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, max_parallel=n)
         # Polls from 0.5 s up to 2 s (the engine defaults to 0.2 s and 5 s): from 0.2 s up to 1 s, a loaded
         # machine's slower boots added enough listings to cross the bound (8.15 once in a parallel suite).
-        with Provisioner(config, "dev", dns, token_cache_dir=tmp_path / f"tokens-{n}", poll_first=0.5,
-                         poll_cap=2.0) as prov:
+        with Provisioner(config, "dev", dns, ProvisionerOptions(token_cache_dir=tmp_path / f"tokens-{n}", poll_first=0.5, poll_cap=2.0)) as prov:
             names = [f"node{i}" for i in range(n)]
             create, destroy = _count(cloud, prov, names, volumes=1)
         both = create + destroy
@@ -228,7 +228,7 @@ def test_the_newer_openstack_api_with_keystone_v3_works_the_same(lab, dns_servic
     prov, cloud, bind, key = lab
     config = devcloud_lab_config(cloud, key, nsupdate_url=dns_service.update_url, security_groups=["default"],
                                  driver_args=cloud.driver_args("3.x_password", "2.0"))
-    v2 = Provisioner(config, "dev", prov.dns_client, token_cache_dir=tmp_path / "tokens-v3", poll_cap=1.0)
+    v2 = Provisioner(config, "dev", prov.dns_client, ProvisionerOptions(token_cache_dir=tmp_path / "tokens-v3", poll_cap=1.0))
     node = v2.create("node4", "ubuntu", "22.04", {"volumes": {"count": 2, "size": 1}})
     assert bind.addresses("node4") == {node.address}
     owned = v2.list_owned()
@@ -245,7 +245,7 @@ def test_a_token_expiring_during_a_batch_is_renewed_once_not_once_per_thread(dev
     # Tokens live 20 s; servers take 11 s to boot, so the batch outlives the token's usable part.
     cloud = devcloud_factory({**CLOUD, "token_lifetime": 20, "boot_delay": 11})
     key = generate_lab_key(tmp_path / "lab_key")
-    prov = Provisioner(devcloud_lab_config(cloud, key), "dev", None, token_cache_dir=tmp_path / "tokens", poll_cap=1.0)
+    prov = Provisioner(devcloud_lab_config(cloud, key), "dev", None, ProvisionerOptions(token_cache_dir=tmp_path / "tokens", poll_cap=1.0))
     outcomes = prov.create_many([CreateRequest(f"node{i}", "ubuntu", "22.04") for i in range(4)])
     assert [o.error for o in outcomes] == [None] * 4
     assert all(o.ok for o in prov.destroy_many([o.name for o in outcomes]))

@@ -12,6 +12,7 @@ import pytest
 from lablease.dns.client import DNSClient
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import CreateRequest
 
@@ -32,7 +33,7 @@ def make_lab(devcloud_factory, dns_service, tmp_path):
         config = devcloud_lab_config(handle, key, nsupdate_url=dns_service.update_url, **settings)
         dns = DNSClient(dns_service.update_url)
         clients.append(dns)
-        prov = Provisioner(config, "dev", dns, token_cache_dir=tmp_path / f"tokens-{len(clients)}", poll_cap=0.5)
+        prov = Provisioner(config, "dev", dns, ProvisionerOptions(token_cache_dir=tmp_path / f"tokens-{len(clients)}", poll_cap=0.5))
         return prov, handle
 
     yield make, dns_service
@@ -173,7 +174,7 @@ def test_bad_credentials_fail_at_the_auth_stage_without_showing_the_password(mak
     prov, cloud = make()
     args = dict(prov.provider.driver_args, password="wrong-pass-1234")
     config = devcloud_lab_config(cloud, tmp_path / "lab_key", nsupdate_url=dns.update_url, driver_args=args)
-    bad = Provisioner(config, "dev", None, token_cache_dir=tmp_path / "tokens-bad")
+    bad = Provisioner(config, "dev", None, ProvisionerOptions(token_cache_dir=tmp_path / "tokens-bad"))
     outcome = bad.create_many(_requests(1))[0]
     assert not outcome.ok and outcome.error.stage.value == "auth"
     assert "wrong-pass-1234" not in str(outcome.error) and "credentials" in str(outcome.error)

@@ -9,6 +9,7 @@ import pytest
 
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.readiness import ReadyResult
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ class AddressIsReady:
 def engine(devcloud, tmp_path):
     key = generate_lab_key(tmp_path / "lab_key")
     config = devcloud_lab_config(devcloud, key)  # lab domain lab.example
-    prov = Provisioner(config, "dev", None, token_cache_dir=tmp_path / "tokens", probe=AddressIsReady(), poll_cap=0.5)
+    prov = Provisioner(config, "dev", None, ProvisionerOptions(token_cache_dir=tmp_path / "tokens", probe=AddressIsReady(), poll_cap=0.5))
     yield prov, devcloud
     prov.close()
 

@@ -138,9 +138,9 @@ def test_call_labels_drop_the_ids_a_what_carries(what, name):
     assert call_name(what) == name
 
 
-def test_cloud_caller_reports_each_request_and_its_error_kind_through_a_hook_set_after_construction(registry, metrics):
-    caller = CloudCaller(classify_error, RateLimiter(0), sleep=lambda s: None)
-    caller.on_call = metrics.cloud_call_observer("cloud")
+def test_cloud_caller_reports_each_request_and_its_error_kind_through_the_hook_it_was_built_with(registry, metrics):
+    caller = CloudCaller(classify_error, RateLimiter(0), sleep=lambda s: None,
+                         on_call=metrics.cloud_call_observer("cloud"))
     answers = iter([RateLimitReachedError(headers={"retry-after": "0"}), BaseHTTPError(500, "500 oops"), "ok"])
 
     def fn():
@@ -163,8 +163,7 @@ def test_cloud_caller_reports_each_request_and_its_error_kind_through_a_hook_set
 
 
 def test_a_failing_call_hook_never_fails_the_call():
-    caller = CloudCaller(classify_error, RateLimiter(0))
-    caller.on_call = _raise(RuntimeError("broken metrics"))
+    caller = CloudCaller(classify_error, RateLimiter(0), on_call=_raise(RuntimeError("broken metrics")))
     assert caller.call(Stage.IMAGE, None, lambda: "ok", what="list images") == "ok"
 
 

@@ -18,6 +18,7 @@ from lablease.dns.validation import check_name
 from lablease.client import nodes as nodes_cli
 from lablease.lockapi.settings import LockSettings
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.errors import ProvisionError, Stage
 from tests.unit.test_lockapi_nodes_cli import StubClient
 from tests.unit.test_provision_engine import FakeCloud, FakeProbe
@@ -42,8 +43,7 @@ def lab_config(lab_key, lab_domain: str = MIXED) -> LabConfig:
 @pytest.fixture
 def engine(lab_key):
     cloud = FakeCloud()
-    prov = Provisioner(lab_config(lab_key), "dev", None, adapter=cloud, token_cache_dir=None, probe=FakeProbe(),
-                       poll_first=0.001, poll_cap=0.005)
+    prov = Provisioner(lab_config(lab_key), "dev", None, ProvisionerOptions(adapter=cloud, token_cache_dir=None, probe=FakeProbe(), poll_first=0.001, poll_cap=0.005))
     return prov, cloud
 
 

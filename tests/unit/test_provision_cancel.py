@@ -139,8 +139,8 @@ def test_cancel_during_the_ssh_wait_returns_at_once_and_the_node_is_rolled_back(
 def test_no_new_attempt_starts_after_cancel(lab_key):
     cloud = FakeCloud()
     cloud.error_servers = 1  # the first attempt fails and would be retried
-    prov, _ = make(lab_key, cloud=cloud, launch_retries=3)
-    prov.emit = lambda event: prov.cancel() if event.status == "retry" else None
+    prov, _ = make(lab_key, cloud=cloud, launch_retries=3,
+                   on_progress=lambda event: prov.cancel() if event.status == "retry" else None)
     with pytest.raises(ProvisionError) as err:
         prov.create("node1", "ubuntu", "22.04")
     assert err.value.kind == "cancelled" and cloud.calls["create_server"] == 1 and not cloud.servers
@@ -148,13 +148,11 @@ def test_no_new_attempt_starts_after_cancel(lab_key):
 
 def test_create_many_after_cancel_starts_no_node_and_destroys_the_ones_that_came_up(lab_key):
     cloud = FakeCloud()
-    prov, _ = make(lab_key, cloud=cloud, probe=FakeProbe(delay=0.05), max_parallel=1)
-
     def on_progress(event):
         if event.stage == "ready" and event.node == "node0":
             prov.cancel()  # node0 is up; node1..3 are not started yet
 
-    prov.emit = on_progress
+    prov, _ = make(lab_key, cloud=cloud, probe=FakeProbe(delay=0.05), on_progress=on_progress, max_parallel=1)
     outcomes = prov.create_many([CreateRequest(f"node{i}", "ubuntu", "22.04") for i in range(4)])
     assert [o.ok for o in outcomes] == [False] * 4
     assert all(o.error.kind == "cancelled" for o in outcomes), [str(o.error) for o in outcomes]

@@ -19,6 +19,8 @@ from lablease.config.lab import LabConfig
 from lablease.provision.adapters.base import CloudAdapter, Image, Network, SecurityGroup, Server, Size, Volume
 from lablease.provision.adapters.openstack import classify_error
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, TAG_NODE, CreateRequest
 from lablease.provision.readiness import ReadyResult
@@ -197,7 +199,7 @@ class FakeProbe:
             time.sleep(self.delay)
             if self.never:
                 raise ProvisionError("ssh", node, f"not ready over SSH at ubuntu@{host}:22 after {timeout:.0f}s",
-                                     retryable=True)
+                                     kind=ErrorKind.TIMEOUT)
             return ReadyResult(host_key=f"ecdsa-sha2-nistp256 KEY-OF-{host}", attempts=1, seconds=self.delay)
         finally:
             with self.lock:
@@ -211,14 +213,15 @@ def lab_key(tmp_path_factory):
     return path
 
 
-def make(lab_key, cloud=None, dns=None, probe=None, **provider):
+def make(lab_key, cloud=None, dns=None, probe=None, on_progress=None, **provider):
     settings = {"driver": "openstack", "ssh_key_file": str(lab_key), "launch_retries": 3, "max_parallel": 4,
                 "driver_args": {"username": "u", "password": "secret-pw", "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"},
                 "api_retry_time": 5, "exclude_image": [".*-old"], **provider}
     config = LabConfig.model_validate({"lab_domain": "lab.example", "libcloud": {"providers": {"dev": settings}}})
     cloud = cloud or FakeCloud()
-    prov = Provisioner(config, "dev", dns, adapter=cloud, token_cache_dir=None, probe=probe or FakeProbe(),
-                       poll_first=0.001, poll_cap=0.005)
+    options = ProvisionerOptions(adapter=cloud, token_cache_dir=None, probe=probe or FakeProbe(), poll_first=0.001,
+                                 poll_cap=0.005)
+    prov = Provisioner(config, "dev", dns, options, on_progress=on_progress)
     return prov, cloud
 
 
@@ -321,9 +324,9 @@ def test_the_dns_service_down_is_a_named_failure_with_nothing_left(lab_key):
 
 def test_ssh_never_ready_fails_after_the_retries_and_removes_everything(lab_key):
     cloud, dns = FakeCloud(), FakeDNS()
-    prov, _ = make(lab_key, cloud=cloud, dns=dns, probe=FakeProbe(never=True), launch_retries=2)
     events = []
-    prov.emit = events.append
+    prov, _ = make(lab_key, cloud=cloud, dns=dns, probe=FakeProbe(never=True), on_progress=events.append,
+                   launch_retries=2)
     with pytest.raises(ProvisionError) as err:
         prov.create("node10", "ubuntu", "22.04")
     assert err.value.stage.value == "ssh" and "after 2 attempts" in str(err.value)
@@ -469,7 +472,7 @@ def test_provisioner_from_config_closes_the_dns_client_it_opened_when_the_lab_ke
                                            "driver_args": {"username": "u", "password": "p",
                                                            "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"}}}}})
     with pytest.raises(ConfigError, match="cannot read the SSH private key"):
-        provisioner_from_config(config, "dev", token_cache_dir=None)
+        provisioner_from_config(config, "dev", None, ProvisionerOptions(token_cache_dir=None))
     assert len(closed) == 1 and closed[0]._http.is_closed
 
 
@@ -498,7 +501,6 @@ def test_a_node_named_twice_in_one_batch_is_created_once_and_the_repeat_fails(la
 def test_ctrl_c_during_create_many_starts_no_more_nodes_and_destroys_those_that_came_up(lab_key):
     import _thread
 
-    prov, cloud = make(lab_key, probe=FakeProbe(delay=0.1), max_parallel=2)
     interrupted = []
 
     def on_progress(event):
@@ -506,7 +508,7 @@ def test_ctrl_c_during_create_many_starts_no_more_nodes_and_destroys_those_that_
             interrupted.append(event.node)
             _thread.interrupt_main()  # what Ctrl-C does to the thread waiting in create_many
 
-    prov.emit = on_progress
+    prov, cloud = make(lab_key, probe=FakeProbe(delay=0.1), on_progress=on_progress, max_parallel=2)
     with pytest.raises(KeyboardInterrupt):
         prov.create_many([CreateRequest(f"node{i}", "ubuntu", "22.04") for i in range(8)])
     assert interrupted and cloud.calls["create_server"] < 8

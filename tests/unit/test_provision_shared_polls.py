@@ -13,6 +13,7 @@ from libcloud.common.exceptions import RateLimitReachedError
 
 from lablease.config.lab import LabConfig
 from lablease.provision.engine import Provisioner
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import CreateRequest
 from tests.unit.test_provision_engine import FakeCloud, FakeDNS, FakeProbe, lab_key  # noqa: F401 - fixture
@@ -55,8 +56,7 @@ def make(lab_key, cloud, dns=None, **provider):
                 "driver_args": {"username": "u", "password": "pw", "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"},
                 "api_retry_time": 5, **provider}
     config = LabConfig.model_validate({"lab_domain": "lab.example", "libcloud": {"providers": {"dev": settings}}})
-    return Provisioner(config, "dev", dns, adapter=cloud, token_cache_dir=None, probe=FakeProbe(),
-                       poll_first=0.001, poll_cap=0.005, shared_polls=True)
+    return Provisioner(config, "dev", dns, ProvisionerOptions(adapter=cloud, token_cache_dir=None, probe=FakeProbe(), poll_first=0.001, poll_cap=0.005, shared_polls=True))
 
 
 def test_a_batch_waits_on_shared_listings_without_a_single_get_per_node(lab_key):
@@ -158,9 +158,9 @@ def test_shared_polls_are_on_for_the_engines_own_adapter_and_off_for_an_injected
     settings = {"driver": "openstack", "ssh_key_file": str(lab_key),
                 "driver_args": {"username": "u", "password": "pw", "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"}}
     config = LabConfig.model_validate({"lab_domain": "lab.example", "libcloud": {"providers": {"dev": settings}}})
-    with Provisioner(config, "dev", None, token_cache_dir=None, probe=FakeProbe()) as own:
+    with Provisioner(config, "dev", None, ProvisionerOptions(token_cache_dir=None, probe=FakeProbe())) as own:
         assert own.servers.listing is not None and own.volumes.listing is not None
-    injected = Provisioner(config, "dev", None, adapter=FakeCloud(), token_cache_dir=None, probe=FakeProbe())
+    injected = Provisioner(config, "dev", None, ProvisionerOptions(adapter=FakeCloud(), token_cache_dir=None, probe=FakeProbe()))
     assert injected.servers.listing is None and injected.volumes.listing is None
 
 

@@ -44,7 +44,7 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
     provider = lab.provider(name)
     args = provider.driver_args
     try:
-        prov = Provisioner(lab, name, None, token_cache_dir=token_cache_dir)
+        prov = Provisioner(lab, name, None, ProvisionerOptions(token_cache_dir=token_cache_dir))
     except ConfigError as exc:
         yield Probe(False, name, str(exc))
         return

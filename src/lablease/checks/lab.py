@@ -56,12 +56,12 @@ def lablease_section(data: dict[str, Any], file: str) -> list[Finding]:
 
 def ssh_keys(lab: LabConfig, file: str) -> list[Finding]:
     """An error for each provider whose nodes lablease could not log in to: no key, or one it cannot read."""
-    from lablease.provision.engine import _lab_key
+    from lablease.provision.context import lab_key
 
     found = []
     for name, provider in sorted(lab.libcloud.providers.items()):
         try:
-            _lab_key(provider, name)
+            lab_key(provider, name)
         except ConfigError as exc:
             found.append(Finding("error", f"{file}: {exc}"))
     return found

@@ -187,7 +187,7 @@ def _with_next(body: dict[str, Any], request: Request, path: str, marker: str | 
     if marker:
         params = dict(request.query_params)
         params["marker"] = marker
-        body[f"{path.split('/')[0]}resource_links"] = [
+        body[f"{path.split('/')[0]}_links"] = [
             {"rel": "next", "href": f"{base_url(request)}{PREFIX}/{path}?{urlencode(params)}"}]
     return body
 

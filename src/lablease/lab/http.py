@@ -17,6 +17,7 @@ from lablease.lab.service import LabService
 from lablease.lockapi.errors import error_docs
 from lablease.lockapi.routes import ADMIN, require_admin
 from lablease.lockapi.schemas import NO_NUL
+from lablease.store import NodeStore
 
 router = APIRouter()
 KEEPALIVE_SECONDS = 15.0
@@ -45,18 +46,14 @@ class LabStatus(BaseModel):
     reconciler: dict[str, Any]
 
 
-def lab_metrics(lab: LabService):  # noqa: ANN201
-    """Metrics of ``lab`` on their own registry, fed by its bus and its providers' cloud calls."""
+def lab_metrics(store: NodeStore):  # noqa: ANN201
+    """The lab's metrics on their own registry; give them to the LabService (``observer``), which feeds
+    them its bus's events, its reconciler's passes and its providers' cloud calls."""
     from prometheus_client import CollectorRegistry
 
     from lablease.lab.metrics import LabMetrics
 
-    metrics = LabMetrics(CollectorRegistry(), lab.store)
-    lab.bus.subscribe(metrics.on_event)
-    lab.reconciler.on_report = metrics.on_reconcile
-    for machine_type, worker in lab.workers.items():
-        worker.prov.caller.on_call = metrics.cloud_call_observer(machine_type)
-    return metrics
+    return LabMetrics(CollectorRegistry(), store)
 
 
 def document(schema: dict[str, Any], lab: LabService) -> None:

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lablease.store import NodeFilter, NodeRecord, NodeState
 from lablease.store.exclusive import exclusive
@@ -66,7 +66,8 @@ class PassReport:
 class Reconciler:
     """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``)."""
 
-    def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None):
+    def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None,
+                 on_report: Callable[[PassReport], None] | None = None):
         self.lab = lab
         self.interval = interval
         self.dns = dns_client
@@ -75,7 +76,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: list[PassReport] = []
-        self.on_report = None  # metrics hook: called with each PassReport
+        self.on_report = on_report  # metrics hook: called with each PassReport (not of a dry run)
 
     # -- running -----------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ import socket
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from functools import partial
+from typing import Any, Protocol
 
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
@@ -24,11 +26,14 @@ from lablease.lab.busy import Busy
 from lablease.lab.pool import WarmPool
 from lablease.lab.reconciler import Reconciler
 from lablease.lab.workers import ProviderWorker
+from lablease.lockapi.locking import LockRequest
+from lablease.provision.calls import CallObserver
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import provisioner_from_config
 from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
-from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Unavailable
+from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Shortage, Unavailable
 from lablease.store.lifecycle import NodeState
 
 log = logging.getLogger(__name__)
@@ -41,12 +46,24 @@ def instance_id() -> str:
     return f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+class LabObserver(Protocol):
+    """What watches the lab at work (``lab.metrics.LabMetrics``): its events, reconciler passes and cloud calls."""
+
+    def on_event(self, event: LabEvent) -> None: ...
+    def on_reconcile(self, report: Any) -> None: ...
+    def cloud_call_observer(self, machine_type: str) -> CallObserver: ...
+
+
 class LabService:
-    """Cloud machine types of ``config`` provisioned and destroyed through ``store``'s state machine."""
+    """Cloud machine types of ``config`` provisioned and destroyed through ``store``'s state machine.
+
+    ``provisioner_options`` build every provider's Provisioner; ``observer`` (the lab's metrics) is wired
+    in here, at construction: it gets the bus's events, each reconciler pass and every cloud request.
+    """
 
     def __init__(self, store: NodeStore, config: LabConfig, *, bus: ProgressBus | None = None,
                  lease_seconds: float = 300.0, reconcile_interval: float = 60.0,
-                 provisioner_options: dict[str, Any] | None = None):
+                 provisioner_options: ProvisionerOptions | None = None, observer: LabObserver | None = None):
         self.store = store
         self.config = config
         self.bus = bus or ProgressBus()
@@ -55,10 +72,15 @@ class LabService:
         self.draining = False
         self._inflight = Busy()  # lock and unlock requests at work, for the graceful shutdown
         self.workers: dict[str, ProviderWorker] = {}
+        if observer is not None:
+            self.bus.subscribe(observer.on_event)
+        options = provisioner_options or ProvisionerOptions()
         try:
             for machine_type in config.libcloud.providers:
-                prov = provisioner_from_config(config, machine_type, **(provisioner_options or {}))
-                self.workers[machine_type] = ProviderWorker(machine_type, prov, store, self.bus, actor="lablease")
+                if observer is not None:
+                    options = replace(options, on_call=observer.cloud_call_observer(machine_type))
+                build = partial(self._build_provisioner, machine_type, options)
+                self.workers[machine_type] = ProviderWorker(machine_type, build, store, self.bus, actor="lablease")
         except BaseException:
             self.close()
             raise
@@ -69,8 +91,12 @@ class LabService:
         for pool in self.pools.values():
             pool.start()
         dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
-        self.reconciler = Reconciler(self, reconcile_interval, dns_client=dns)
+        self.reconciler = Reconciler(self, reconcile_interval, dns_client=dns,
+                                     on_report=observer.on_reconcile if observer is not None else None)
         self.reconciler.start()
+
+    def _build_provisioner(self, machine_type: str, options: ProvisionerOptions, on_progress):  # noqa: ANN001, ANN202
+        return provisioner_from_config(self.config, machine_type, None, options, on_progress=on_progress)
 
     # -- what is ours -------------------------------------------------------------------------------
 
@@ -104,64 +130,60 @@ class LabService:
 
     # -- locking ------------------------------------------------------------------------------------
 
-    async def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None, *,
-                        os_type: str | None = None, os_version: str | None = None, arch: str | None = None,
-                        hints: Any = None, request: str | None = None,
-                        abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
+    async def lock_many(self, req: LockRequest, abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
         """Lock ``count`` idle nodes of a cloud type and provision them; all ready, or 503 with all undone.
 
         When ``abandoned`` is set before the nodes are ready (the client went away), they are undone too.
         """
-        types = [t for t in machine_type.split("|") if t]
+        types = [t for t in req.machine_type.split("|") if t]
         if len(types) != 1:
-            raise InvalidRequest(f"machine_type: lock one cloud machine type at a time, not {machine_type!r}")
+            raise InvalidRequest(f"machine_type: lock one cloud machine type at a time, not {req.machine_type!r}")
         worker = self.workers[types[0]]
-        os_type, os_version = self._os(worker, os_type, os_version)
-        self._check_hints(hints)
+        os_type, os_version = self._os(worker, req.os_type, req.os_version)
+        req = replace(req, os_type=os_type, os_version=os_version)
+        self._check_hints(req.hints)
         with self._working():
             pool = self.pools.get(types[0])
             if pool is None or not pool.wants(os_type, os_version):
-                return await self._lock_cold(worker, [], count, machine_type, locked_by, description, os_type,
-                                             os_version, arch, hints, request, abandoned)
+                return await self._lock_cold(worker, [], req, abandoned)
             with pool.claiming():
-                warm = await self._claim_warm(pool, count, machine_type, os_type, os_version, locked_by,
-                                              description)
-                return await self._lock_cold(worker, warm, count, machine_type, locked_by, description, os_type,
-                                             os_version, arch, hints, request, abandoned)
+                warm = await self._claim_warm(pool, req)
+                return await self._lock_cold(worker, warm, req, abandoned)
 
-    async def _lock_cold(self, worker: ProviderWorker, warm: list[NodeRecord], count: int, machine_type: str,
-                         locked_by: str, description: str | None, os_type: str, os_version: str, arch: str | None,
-                         hints: Any, request: str | None, abandoned: asyncio.Event | None) -> list[NodeRecord]:
-        """Lock and provision what the warm nodes do not cover; all or nothing (warm ones go back to the pool)."""
+    async def _lock_cold(self, worker: ProviderWorker, warm: list[NodeRecord], req: LockRequest,
+                         abandoned: asyncio.Event | None) -> list[NodeRecord]:
+        """Lock and provision what the warm nodes do not cover; all or nothing (warm ones go back to the pool).
+        ``req`` has its OS filled in."""
+        count, machine_type, locked_by, request = req.count, req.machine_type, req.locked_by, req.request_id
+        os_type, os_version = req.os_type or "", req.os_version or ""
         if len(warm) == count:
             log.info("lock request=%s type=%s count=%d owner=%s answered from the warm pool: %s", request,
                      machine_type, count, locked_by, ",".join(n.name for n in warm))
             return warm
         try:
             nodes = await asyncio.to_thread(
-                self.store.lock_many, count - len(warm), machine_type, locked_by, description, os_type=os_type,
-                os_version=os_version, arch=arch, provision=True, lease_owner=self.owner,
+                self.store.lock_many, count - len(warm), machine_type, locked_by, req.description, os_type=os_type,
+                os_version=os_version, arch=req.arch, provision=True, lease_owner=self.owner,
                 lease_seconds=self.lease_seconds)
         except Unavailable as exc:
             await self._return_to_pool(warm)
             if warm:  # say how many there were in all, as paddles' message does
-                idle = int(exc.message.split()[1]) if exc.message.startswith("only ") else 0
-                raise Unavailable(f"only {idle + len(warm)} nodes available") from None
+                idle = exc.available if isinstance(exc, Shortage) else 0
+                raise Shortage(count, idle + len(warm)) from None
             raise
         log.info("lock request=%s type=%s count=%d owner=%s warm=%s nodes=%s", request, machine_type, count,
                  locked_by, ",".join(n.name for n in warm) or "none", ",".join(n.name for n in nodes))
         try:
-            cold = await self._provision(worker, nodes, os_type, os_version, hints, request, locked_by, abandoned)
+            cold = await self._provision(worker, nodes, os_type, os_version, req.hints, request, locked_by, abandoned)
         except Unavailable:
             await self._return_to_pool(warm)
             raise
         return sorted(warm + cold, key=lambda n: n.name)
 
-    async def _claim_warm(self, pool: WarmPool, count: int, machine_type: str, os_type: str, os_version: str,
-                          locked_by: str, description: str | None) -> list[NodeRecord]:
-        """Warm nodes of the OS, claimed and re-checked over SSH; one that fails is destroyed, never lent."""
-        claimed = await asyncio.to_thread(self.store.claim_warm, count, machine_type, os_type, os_version,
-                                          locked_by, description)
+    async def _claim_warm(self, pool: WarmPool, req: LockRequest) -> list[NodeRecord]:
+        """Warm nodes of the request's OS, claimed and re-checked over SSH; one that fails is destroyed, never lent."""
+        claimed = await asyncio.to_thread(self.store.claim_warm, req.count, req.machine_type, req.os_type,
+                                          req.os_version, req.locked_by, req.description)
         checks = await asyncio.gather(*(asyncio.wrap_future(pool.worker.pool.submit(pool.check, n)) for n in claimed))
         for node, good in zip(claimed, checks):
             if not good:

@@ -13,12 +13,12 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.provision.engine import Provisioner
 from lablease.provision.errors import ProvisionError
-from lablease.provision.models import NodeInfo, ProgressEvent
+from lablease.provision.models import NodeInfo, ProgressCallback, ProgressEvent
 from lablease.store import NodeState, NodeStore
 
 log = logging.getLogger(__name__)
@@ -36,20 +36,22 @@ class Job:
 
 
 class ProviderWorker:
-    """Launch and destroy nodes of one provider on a bounded, long-lived thread pool."""
+    """Launch and destroy nodes of one provider on a bounded, long-lived thread pool.
 
-    def __init__(self, machine_type: str, provisioner: Provisioner, store: NodeStore, bus: ProgressBus, *,
-                 actor: str = "lablease"):
+    ``build`` makes the provider's Provisioner, given the progress callback (this worker's) to build it with.
+    """
+
+    def __init__(self, machine_type: str, build: Callable[[ProgressCallback], Provisioner], store: NodeStore,
+                 bus: ProgressBus, *, actor: str = "lablease"):
         self.machine_type = machine_type
-        self.prov = provisioner
         self.store = store
         self.bus = bus
         self.actor = actor
-        self.pool = ThreadPoolExecutor(max_workers=provisioner.provider.max_parallel,
-                                       thread_name_prefix=f"lab-{machine_type}")
         self._jobs: dict[str, Job] = {}  # engine's short node name -> job
         self._lock = threading.Lock()
-        provisioner.emit = self._on_progress
+        self.prov = build(self._on_progress)
+        self.pool = ThreadPoolExecutor(max_workers=self.prov.provider.max_parallel,
+                                       thread_name_prefix=f"lab-{machine_type}")
 
     # -- work --------------------------------------------------------------------------------------
 

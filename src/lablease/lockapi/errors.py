@@ -7,11 +7,13 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from lablease.provision.errorkinds import lock_api_answer
 from lablease.provision.errors import ProvisionError
 from lablease.store.errors import StoreError
 from lablease.web.errors import Message, describe_validation, install_message_handlers, message
 
-__all__ = ["MEANING", "Message", "describe_validation", "error_docs", "install_error_handlers", "message"]
+__all__ = ["MEANING", "Message", "describe_validation", "error_docs", "install_error_handlers", "message",
+           "unlock_one_status"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,18 @@ MEANING = {
 }
 
 
+# teuthology's unlock_one retries any answer but 403 ten times, then dies with a traceback; a 403 makes it
+# report the server's message. So when the lab service could not finish a single cloud node's unlock on
+# ``PUT /nodes/<name>/lock/`` (503: its destroy failed, the node stays locked in destroy-failed), the
+# answer is 403 with the same message. lock_many and unlock_many keep their 503.
+UNLOCK_ONE_STATUS = {503: 403}
+
+
+def unlock_one_status(status: int) -> int:
+    """What ``PUT /nodes/<name>/lock/`` answers for a cloud node's unlock that got ``status`` (UNLOCK_ONE_STATUS)."""
+    return UNLOCK_ONE_STATUS.get(status, status)
+
+
 def error_docs(*codes: int, said: dict[int, str] | None = None) -> dict[int | str, dict]:
     """OpenAPI ``responses`` for the error statuses ``codes``; ``said`` replaces the meaning of some of them."""
     said = said or {}
@@ -46,6 +60,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProvisionError)
     async def _cloud(_request: Request, exc: ProvisionError) -> JSONResponse:
-        # A dependency (the cloud) failed, not the request and not this server: 502, documented where it can happen.
-        log.warning("cloud error path=%s: %s", _request.url.path, exc)
-        return message(502, f"the cloud did not answer as expected: {exc}")
+        # A dependency (the cloud) failed: the status and words are the kind's (provision/errorkinds.py).
+        log.warning("cloud error path=%s kind=%s: %s", _request.url.path, exc.kind.value, exc)
+        return message(*lock_api_answer(exc.kind, exc))

@@ -30,12 +30,17 @@ Answer = tuple[int, Any]
 
 
 class HotPaths:
-    """Serve ``POST /nodes/lock_many/`` and ``POST /nodes/unlock_many/``; pass the rest on."""
+    """Serve ``POST /nodes/lock_many/`` and ``POST /nodes/unlock_many/``; pass the rest on.
 
-    def __init__(self, app: ASGIApp, ctx: LockContext, limit: int):
+    ``state``: when this layer is the served app (``create_served_app``), the FastAPI app's ``state``,
+    which ``lablease serve`` reaches through it (its shutdown drains the lab).
+    """
+
+    def __init__(self, app: ASGIApp, ctx: LockContext, limit: int, state: Any = None):
         self.app = app
         self.limit = limit
         self.ctx = ctx
+        self.state = state
         self.routes: dict[str, Callable[[bytes, asyncio.Event], Awaitable[Answer]]] = {}
         for path, handler in (("/nodes/lock_many", self._lock_many), ("/nodes/unlock_many", self._unlock_many)):
             self.routes[path] = self.routes[path + "/"] = handler

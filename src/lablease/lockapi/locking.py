@@ -14,11 +14,34 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
+from lablease.lockapi.errors import unlock_one_status
 from lablease.lockapi.schemas import LockMany, UnlockMany
 from lablease.store import NodeRecord, NodeStore, StoreError
 from lablease.store.pg_async import AsyncLockLane
 
 Answer = tuple[int, Any]
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """One lock_many request, as the lab service gets it: paddles' fields, the OS to create, the
+    ``openstack`` hints and the client's request id (which its progress stream is keyed by)."""
+
+    count: int
+    machine_type: str
+    locked_by: str
+    description: str | None = None
+    os_type: str | None = None
+    os_version: str | None = None
+    arch: str | None = None
+    hints: Any = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, body: LockMany) -> "LockRequest":
+        return cls(count=body.count, machine_type=body.machine_type, locked_by=body.locked_by,
+                   description=body.description, os_type=body.os_type, os_version=body.os_version,
+                   arch=body.arch, hints=body.openstack, request_id=body.request_id)
 
 
 class CloudLab(Protocol):
@@ -30,10 +53,7 @@ class CloudLab(Protocol):
     def owns(self, node: NodeRecord) -> bool: ...
     def owns_any(self, names: Sequence[str]) -> bool: ...
     def presented(self, node: NodeRecord) -> dict[str, Any]: ...
-    async def lock_many(self, count: int, machine_type: str, locked_by: str, description: str | None, *,
-                        os_type: str | None = None, os_version: str | None = None, arch: str | None = None,
-                        hints: Any = None, request: str | None = None,
-                        abandoned: asyncio.Event | None = None) -> list[NodeRecord]: ...
+    async def lock_many(self, req: LockRequest, abandoned: asyncio.Event | None = None) -> list[NodeRecord]: ...
     async def lock_one(self, name: str, values: dict[str, Any], *, hints: Any = None) -> NodeRecord: ...
     async def unlock_many(self, names: Sequence[str], locked_by: str,
                           description: str | None = None) -> list[NodeRecord]: ...
@@ -85,8 +105,7 @@ async def lock_many(ctx: LockContext, body: LockMany, abandoned: asyncio.Event |
     args = (body.count, body.machine_type, body.locked_by, body.description)
     extra = {"os_type": body.os_type, "os_version": body.os_version, "arch": body.arch}
     if ctx.lab is not None and ctx.lab.handles(body.machine_type):
-        status, got = await _guard(ctx.lab.lock_many(*args, **extra, hints=body.openstack, request=body.request_id,
-                                                     abandoned=abandoned))
+        status, got = await _guard(ctx.lab.lock_many(LockRequest.of(body), abandoned))
     else:
         status, got = await _guard(ctx.lane.lock_many(*args, **extra)) if ctx.lane is not None else (200, None)
         if status == 200 and got is None:
@@ -115,10 +134,7 @@ async def lock_one(ctx: LockContext, name: str, values: dict[str, Any]) -> Answe
             return (status, ctx.short_json(got)) if status == 200 else (status, got)
         status, got = await _guard(ctx.lab.unlock_many([name], values.get("locked_by") or "",
                                                        values.get("description")))
-        if status == 503:
-            # teuthology's unlock_one retries anything but 403 ten times, then dies with a traceback;
-            # a 403 makes it report the server's message (the node stays locked in destroy-failed).
-            status = 403
+        status = unlock_one_status(status)  # teuthology's unlock_one: see lockapi/errors.py
         return (status, ctx.short_json(got[0])) if status == 200 else (status, got)
     status, got = await _in_thread(ctx.store.lock, name, values)
     return (status, ctx.short_json(got)) if status == 200 else (status, got)

@@ -21,8 +21,6 @@ from lablease.provision.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRY_KINDS = (ErrorKind.TRANSIENT, ErrorKind.RATE_LIMIT)
-
 # Told of every request sent to the cloud (each retry too): what, seconds, error kind or None.
 CallObserver = Callable[[str, float, str | None], None]
 
@@ -58,7 +56,7 @@ class CloudCaller:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
-        self.on_call = on_call  # may be set after construction (the lab service adds its metrics)
+        self._on_call = on_call
 
     def call(self, stage: Stage, node: str | None, fn: Callable[[], T], *, what: str = "",
              idempotent: bool = True) -> T:
@@ -71,7 +69,7 @@ class CloudCaller:
 
         def attempt() -> T:
             self.limiter.acquire()
-            observer = self.on_call
+            observer = self._on_call
             started = time.monotonic()
             try:
                 result = fn()
@@ -93,11 +91,15 @@ class CloudCaller:
                         stage.value, node, what, state.attempt_number, info.kind.value if info else "?",
                         state.upcoming_sleep, info.message if info else exc)
 
-        retry_kinds = _RETRY_KINDS if idempotent else (ErrorKind.RATE_LIMIT,)
+        def repeat(exc: BaseException) -> bool:
+            # A rate-limit answer means the cloud did not act: even a create is repeated after one.
+            kind = self.classify(exc).kind
+            return kind.rule.repeat_call and (idempotent or kind is ErrorKind.RATE_LIMIT)
+
         kwargs = dict(
             stop=stop_before_delay(self.max_time),
             wait=_CloudWait(self.classify, self.limiter, self.backoff_base, self.backoff_cap),
-            retry=retry_if_exception(lambda e: self.classify(e).kind in retry_kinds),
+            retry=retry_if_exception(repeat),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -119,21 +121,15 @@ class CloudCaller:
 
     def to_error(self, stage: Stage, node: str | None, exc: BaseException, what: str = "",
                  idempotent: bool = True) -> ProvisionError:
+        """The ProvisionError of ``exc``: its kind is the adapter's (``classify``), its words follow that kind's rule."""
         info = self.classify(exc)
+        prefix = f"{what}: " if what else ""
         if not idempotent and info.kind is ErrorKind.TRANSIENT:
-            return ProvisionError(stage, node, f"{what + ': ' if what else ''}{info.message} (not repeated: the cloud "
-                                  "may have acted on it; the attempt is rolled back)", retryable=True, kind=info.kind.value)
+            return ProvisionError(stage, node, f"{prefix}{info.message} (not repeated: the cloud may have acted on it; "
+                                  "the attempt is rolled back)", kind=ErrorKind.NOT_REPEATED)
         if info.kind is ErrorKind.AUTH:
             stage = Stage.AUTH
-        prefix = f"{what}: " if what else ""
-        if info.kind in _RETRY_KINDS:
-            text = f"{prefix}gave up after {self.max_time:.0f}s of retries ({info.kind.value}): {info.message}"
-        elif info.kind is ErrorKind.QUOTA:
-            text = f"{prefix}quota exceeded: {info.message}"
-        elif info.kind is ErrorKind.AUTH:
-            text = f"{prefix}the cloud refused the credentials in driver_args: {info.message}"
-        else:
-            text = f"{prefix}{info.message}"
         # Transient errors already had api_retry_time of retries; a fresh attempt would only
         # multiply the wait, and refusals will not change: neither is retried at attempt level.
-        return ProvisionError(stage, node, text, retryable=False, kind=info.kind.value)
+        text = info.kind.rule.describe(info.message, seconds=self.max_time, kind=info.kind.value)
+        return ProvisionError(stage, node, prefix + text, kind=info.kind)

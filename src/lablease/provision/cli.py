@@ -22,13 +22,27 @@ REFUSED, USAGE = 1, 2
 
 
 def _provisioner(config: Optional[Path], machine_type: str, quiet: bool, log_level: Optional[str]):
-    from lablease.provision.engine import provisioner_from_config
+    return _build(_lab(config, machine_type, quiet, log_level), machine_type)
 
+
+def _lab(config: Optional[Path], machine_type: str, quiet: bool, log_level: Optional[str]):  # noqa: ANN202
+    """The lab config, with logging set up and ``machine_type``'s provider checked (exit 2 when it is not there)."""
     setup_command_logging(quiet, log_level)
     path, _, lab = load_or_exit(config)
     try:
         lab.provider(machine_type, file=str(path))
-        return provisioner_from_config(lab, machine_type)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(USAGE) from None
+    return lab
+
+
+def _build(lab, machine_type: str, on_progress=None):  # noqa: ANN001, ANN202
+    """The Provisioner of ``machine_type``, telling ``on_progress`` of every stage (exit 2 on a config error)."""
+    from lablease.provision.engine import provisioner_from_config
+
+    try:
+        return provisioner_from_config(lab, machine_type, on_progress=on_progress)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(USAGE) from None
@@ -123,11 +137,11 @@ def create(
     from lablease.provision.progress import progress_display, summary
 
     parsed = _parse_hints(hints)
-    with _provisioner(config, machine_type, quiet, log_level) as prov, \
-            progress_display(names, quiet=quiet) as on_progress, rollback_on_signal(prov.cancel) as interrupts:
+    lab = _lab(config, machine_type, quiet, log_level)
+    with progress_display(names, quiet=quiet) as on_progress, _build(lab, machine_type, on_progress) as prov, \
+            rollback_on_signal(prov.cancel) as interrupts:
         existing = _existing(prov, names)
         _refuse_existing(prov, existing, replace)
-        prov.emit = on_progress
         if existing and not interrupts.interrupted:
             stuck = [o for o in prov.destroy_many(sorted(existing)) if not o.ok]
             if stuck:

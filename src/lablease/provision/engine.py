@@ -12,18 +12,15 @@ import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from lablease.config.errors import ConfigError
-from lablease.config.lab import LabConfig, ProviderConfig
+from lablease.config.lab import LabConfig
 from lablease.hostnames import HostNameError, decanonicalize_hostname, node_short_name
-from lablease.provision.adapters import CloudAdapter, adapter_for
-from lablease.provision.calls import CloudCaller
+from lablease.provision.context import ProvisionerOptions, build_context
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.lifecycle import Lifecycle, Track, volume_pattern
-from lablease.provision.listings import ListingCache
 from lablease.provision.models import (
     TAG_ATTEMPT,
     TAG_LAB,
@@ -37,93 +34,54 @@ from lablease.provision.models import (
     ProgressCallback,
     ProgressEvent,
 )
-from lablease.provision.ratelimit import RateLimiter
-from lablease.provision.readiness import SSHProbe, load_private_key, public_key_line
-from lablease.provision.tokencache import FileTokenCache
 from lablease.provision.waiting import cancelled
-from lablease.provision.watch import Watch, shared_listing
 
 log = logging.getLogger(__name__)
-
-_DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa")
 
 
 def _no_progress(event: ProgressEvent) -> None:
     return None
 
 
-def _lab_key(provider: ProviderConfig, machine_type: str):
-    path = provider.ssh_key_file
-    if path is None:
-        path = next((p for p in _DEFAULT_KEYS if Path(p).expanduser().is_file()), None)
-    if path is None:
-        raise ConfigError("no SSH key pair for logging in to nodes", key=f"libcloud.providers.{machine_type}.ssh_key_file",
-                          fix="set ssh_key_file to the lab's private key (its public key is derived from it)")
-    try:
-        return load_private_key(path, provider.ssh_key_passphrase)
-    except Exception as exc:  # paramiko raises several types; never echo the passphrase
-        raise ConfigError(f"cannot read the SSH private key ({type(exc).__name__})",
-                          key=f"libcloud.providers.{machine_type}.ssh_key_file",
-                          fix="give an unencrypted key or the right ssh_key_passphrase") from None
-
-
 class Provisioner:
     """Create, destroy and list the nodes of one provider.
 
     ``dns_client`` is a ``lablease.dns.client.DNSClient`` (or None to skip DNS); ``on_progress``
-    gets a ``ProgressEvent`` for every stage of every node, from worker threads.
-
-    ``shared_polls``: waiting nodes look themselves up in one server listing and one volume listing
-    per poll interval, shared by every wait of this Provisioner (``poller.SharedListing``), instead
-    of one GET each. None (the default) turns it on when the Provisioner builds its own adapter
-    (libcloud's listings and GETs show the same states); an injected adapter must ask for it, since
-    a fake may move its states only when asked for one resource. ``close()`` stops the listings.
+    gets a ``ProgressEvent`` for every stage of every node, from worker threads; ``owned_dns`` is a
+    DNS client this Provisioner closes in ``close()`` (``provisioner_from_config``'s). How the cloud
+    is reached is built from the config and ``options`` (``context.build_context``); ``close()``
+    stops the shared listings.
     """
 
-    def __init__(self, config: LabConfig, machine_type: str, dns_client: Any = None, *,
-                 adapter: CloudAdapter | None = None, token_cache_dir: str | Path | None = "~/.cache/lablease/tokens",
-                 on_progress: ProgressCallback | None = None, lab: str | None = None,
-                 poll_first: float = 0.2, poll_cap: float = 5.0, ssh_connect_timeout: float = 10.0,
-                 probe: SSHProbe | None = None, shared_polls: bool | None = None):
+    def __init__(self, config: LabConfig, machine_type: str, dns_client: Any = None,
+                 options: ProvisionerOptions | None = None, *, on_progress: ProgressCallback | None = None,
+                 owned_dns: Any = None):
         self.config = config
         self.machine_type = machine_type
-        self.provider = config.provider(machine_type)
-        self.lab = lab or config.lab_domain
+        self.context = build_context(config, machine_type, dns_client, options or ProvisionerOptions())
+        ctx = self.context
+        self.provider = ctx.provider
+        self.lab = ctx.lab
         self.dns_client = dns_client
-        self.emit = on_progress or _no_progress
-        token_cache = FileTokenCache(token_cache_dir) if token_cache_dir else None
-        self.adapter = adapter or adapter_for(self.provider, token_cache=token_cache)
-        self.limiter = RateLimiter(self.provider.rate)
-        self.caller = CloudCaller(self.adapter.classify, self.limiter, max_time=self.provider.api_retry_time)
-        self.listings = ListingCache(self.provider.listing_ttl)
-        key = _lab_key(self.provider, machine_type)
-        probe = probe or SSHProbe(user=self.provider.ssh_user, key=key, port=self.provider.ssh_port,
-                                  command=self.provider.ready_command, connect_timeout=ssh_connect_timeout)
-        self.public_keys = [public_key_line(key, f"lablease@{self.lab}")] + self.provider.public_key_lines()
-        self._cancel = threading.Event()  # shared with the lifecycle's waits; see cancel()
-        if shared_polls is None:
-            shared_polls = adapter is None
-        self.servers = self._watch("servers", self.adapter.get_server, self.adapter.list_servers, shared_polls)
-        self.volumes = self._watch("volumes", self.adapter.get_volume, self.adapter.list_volumes, shared_polls)
-        self.lifecycle = Lifecycle(
-            provider=self.provider, lab=self.lab, lab_domain=config.lab_domain, adapter=self.adapter,
-            caller=self.caller, listings=self.listings, dns_client=dns_client, probe=probe,
-            public_keys=self.public_keys, emit=self._emit, poll_first=poll_first, poll_cap=poll_cap,
-            cancel=self._cancel, servers=self.servers, volumes=self.volumes,
-        )
+        self._on_progress = on_progress or _no_progress
+        self.adapter = ctx.cloud.adapter
+        self.limiter = ctx.cloud.limiter
+        self.caller = ctx.cloud.caller
+        self.listings = ctx.cloud.listings
+        self.public_keys = ctx.public_keys
+        self._cancel = ctx.cancel  # shared with the lifecycle's waits; see cancel()
+        self.servers = ctx.cloud.servers
+        self.volumes = ctx.cloud.volumes
+        self.lifecycle = Lifecycle(ctx, self._emit)
         self._auth_once = threading.Lock()
-        self._owned_dns = None
-
-    def _watch(self, kind: str, get: Callable, list_all: Callable, shared: bool) -> Watch:
-        listing = shared_listing(kind, self.caller, list_all) if shared else None
-        return Watch(kind, self.caller, get, listing, list_all)
+        self._owned_dns = owned_dns
 
     def close(self) -> None:
         """Stop the shared listings and release what this Provisioner opened itself (the DNS client of
         provisioner_from_config). Waits still running raise; close only when no create or destroy runs."""
-        for watch in (getattr(self, "servers", None), getattr(self, "volumes", None)):
-            if watch is not None and watch.listing is not None:
-                watch.listing.close()
+        context = getattr(self, "context", None)
+        if context is not None:
+            context.cloud.close()
         owned = getattr(self, "_owned_dns", None)
         if owned is not None:
             owned.close()
@@ -139,7 +97,7 @@ class Provisioner:
 
     def cancel(self) -> None:
         """Stop creating, from any thread (a signal handler, a service shutting down): no new attempt or
-        node starts, every create wait raises ProvisionError(kind="cancelled") within a fraction of a
+        node starts, every create wait raises ProvisionError(kind=CANCELLED) within a fraction of a
         second, and each attempt's rollback still runs in full. Nodes a ``create_many`` already had up
         are destroyed again. Destroy is never cancelled. It holds until ``reset()``."""
         self._cancel.set()
@@ -160,7 +118,7 @@ class Provisioner:
 
     def _emit(self, event: ProgressEvent) -> None:
         try:
-            self.emit(event)
+            self._on_progress(event)
         except Exception:  # a broken progress bar must not break provisioning
             log.exception("progress callback failed node=%s stage=%s", event.node, event.stage)
 
@@ -206,12 +164,12 @@ class Provisioner:
                 return info
             except BaseException as exc:  # noqa: BLE001 - roll back on anything, even Ctrl-C
                 error = exc if isinstance(exc, ProvisionError) else ProvisionError(
-                    track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind="bug")
+                    track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind=ErrorKind.BUG)
                 problems = self.lifecycle.rollback(track)
                 if problems:
                     # Something of this attempt may remain; do not pile more attempts on top of it.
                     error = ProvisionError(error.stage, node, f"{error.message}; rollback incomplete: "
-                                           + "; ".join(problems), retryable=False, kind=error.kind)
+                                           + "; ".join(problems), kind=ErrorKind.LEFTOVER)
                 if not isinstance(exc, Exception):
                     raise
                 last = attempt == retries or not error.retryable or self.cancelled
@@ -222,7 +180,7 @@ class Provisioner:
                 if last:
                     if attempt > 1:
                         error = ProvisionError(error.stage, node, f"{error.message} (after {attempt} attempts)",
-                                               retryable=error.retryable, kind=error.kind)
+                                               kind=error.kind)
                     raise error from None
                 # Backoff that cancel() cuts short; the next loop head then refuses the attempt.
                 self._cancel.wait(min(10.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
@@ -268,12 +226,12 @@ class Provisioner:
 
         outcomes = self._map(one, list(enumerate(requests)), on_interrupt=undo)
         if self.cancelled:
-            self._destroy_made(outcomes, "the create was cancelled", kind="cancelled")
+            self._destroy_made(outcomes, "the create was cancelled", kind=ErrorKind.CANCELLED)
         elif all_or_nothing and not all(o.ok for o in outcomes):
             self._destroy_made(outcomes, "another node of the request failed")
         return outcomes
 
-    def _destroy_made(self, outcomes: list[Outcome], why: str, kind: str = "fatal") -> None:
+    def _destroy_made(self, outcomes: list[Outcome], why: str, kind: ErrorKind = ErrorKind.FATAL) -> None:
         """Destroy the nodes of ``outcomes`` that came up and turn each into a failure that says ``why``."""
         made = [o for o in outcomes if o.ok]
         for o, undone in zip(made, self.destroy_many([o.name for o in made])):
@@ -391,22 +349,22 @@ class Provisioner:
         )
 
 
-def provisioner_from_config(config: LabConfig, machine_type: str, **kwargs: Any) -> Provisioner:
-    """A Provisioner whose DNS client talks to the config's ``nsupdate_url`` (none when it is unset).
+def provisioner_from_config(config: LabConfig, machine_type: str, dns_client: Any = None,
+                            options: ProvisionerOptions | None = None, *,
+                            on_progress: ProgressCallback | None = None) -> Provisioner:
+    """A Provisioner whose DNS client talks to the config's ``nsupdate_url`` (none when it is unset),
+    unless ``dns_client`` is given.
 
-    ``close()`` it when done: it owns that DNS client.
+    ``close()`` it when done: it owns the DNS client it opened.
     """
-    dns_client = kwargs.pop("dns_client", None)
     owned = None
     if dns_client is None and config.nsupdate_url:
         from lablease.dns.client import DNSClient
 
         dns_client = owned = DNSClient(config.nsupdate_url)
     try:
-        prov = Provisioner(config, machine_type, dns_client, **kwargs)
+        return Provisioner(config, machine_type, dns_client, options, on_progress=on_progress, owned_dns=owned)
     except BaseException:  # a bad key or provider: do not leave the client's connection pool open
         if owned is not None:
             owned.close()
         raise
-    prov._owned_dns = owned
-    return prov

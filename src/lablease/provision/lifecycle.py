@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lablease.config.lab import ProviderConfig
-from lablease.provision.adapters.base import CloudAdapter, ErrorKind, Server, ServerSpec, Volume
-from lablease.provision.calls import CloudCaller
+from lablease.provision.adapters.base import ErrorKind, Server, ServerSpec, Volume
+from lablease.provision.context import ProviderContext
+from lablease.provision.errorkinds import dns_kind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import Resources
-from lablease.provision.listings import ListingCache
 from lablease.provision.models import (
     TAG_ATTEMPT,
     TAG_LAB,
@@ -31,7 +29,7 @@ from lablease.provision.models import (
     ProgressCallback,
     ProgressEvent,
 )
-from lablease.provision.readiness import EarlyProbe, SSHProbe
+from lablease.provision.readiness import EarlyProbe
 from lablease.provision.selection import (
     select_image,
     select_networks,
@@ -40,7 +38,7 @@ from lablease.provision.selection import (
 )
 from lablease.provision.teardown import Teardown
 from lablease.provision.userdata import build_userdata
-from lablease.provision.watch import View, Watch
+from lablease.provision.watch import View
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +72,25 @@ def volume_pattern(node: str) -> re.Pattern[str]:
 class Lifecycle(Teardown):
     """The stages of one node, shared by all worker threads of a provider (it holds no per-node state).
 
-    Its waits look at servers and volumes through ``servers`` and ``volumes`` (``watch.Watch``): the
-    provider's shared listings, or one GET per look when none are given.
+    Its waits look at servers and volumes through the context's watches (``watch.Watch``): the
+    provider's shared listings, or one GET per look. ``emit`` gets a ProgressEvent for every stage.
     """
 
-    def __init__(self, *, provider: ProviderConfig, lab: str, lab_domain: str, adapter: CloudAdapter,
-                 caller: CloudCaller, listings: ListingCache, dns_client, probe: SSHProbe,
-                 public_keys: list[str], emit: ProgressCallback, poll_first: float = 0.2, poll_cap: float = 5.0,
-                 cancel: threading.Event | None = None, servers: Watch[Server] | None = None,
-                 volumes: Watch[Volume] | None = None):
-        self.p = provider
-        self.lab = lab
-        self.lab_domain = lab_domain
-        self.adapter = adapter
-        self.caller = caller
-        self.listings = listings
-        self.dns = dns_client
-        self.probe = probe
-        self.public_keys = public_keys
+    def __init__(self, ctx: ProviderContext, emit: ProgressCallback):
+        self.p = ctx.provider
+        self.lab = self.lab_domain = ctx.lab
+        self.adapter = ctx.cloud.adapter
+        self.caller = ctx.cloud.caller
+        self.listings = ctx.cloud.listings
+        self.dns = ctx.dns
+        self.probe = ctx.probe
+        self.public_keys = ctx.public_keys
         self.emit = emit
-        self.poll_first = poll_first
-        self.poll_cap = poll_cap
-        self.cancel = cancel or threading.Event()  # the engine's: set, it stops create's waits (never teardown's)
-        self.servers = servers or Watch("servers", caller, adapter.get_server, None, adapter.list_servers)
-        self.volumes = volumes or Watch("volumes", caller, adapter.get_volume, None, adapter.list_volumes)
+        self.poll_first = ctx.pace.first
+        self.poll_cap = ctx.pace.cap
+        self.cancel = ctx.cancel  # the engine's: set, it stops create's waits (never teardown's)
+        self.servers = ctx.cloud.servers
+        self.volumes = ctx.cloud.volumes
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -217,15 +210,13 @@ class Lifecycle(Teardown):
             try:
                 self.dns.update(node, [address])
             except Exception as exc:  # DNSClientError, or anything the client let through
-                status = getattr(exc, "status", None)
-                if status is not None and 400 <= status < 500:
+                kind = dns_kind(getattr(exc, "status", None))
+                if kind is ErrorKind.DNS_REFUSED:
                     # The service refused the name outright: nothing was registered, so the rollback must not
                     # try to delete it (and then call the rollback incomplete when that is refused too).
                     track.dns = False
-                    raise ProvisionError(Stage.DNS, node, f"the DNS service refused to register {node} -> "
-                                         f"{address}, so nothing was registered: {exc}", kind="dns") from exc
-                raise ProvisionError(Stage.DNS, node, f"registering {node} -> {address}: {exc}",
-                                     kind="dns") from exc
+                raise ProvisionError(Stage.DNS, node, kind.rule.describe(str(exc), name=f"{node} -> {address}"),
+                                     kind=kind) from exc
 
         self._stage(track, Stage.SSH)
         if early is not None and early.host == address:
@@ -249,11 +240,12 @@ class Lifecycle(Teardown):
         def check(view: View[Server]) -> Server | None:
             server = view.find(server_id)
             if server is None:
-                raise ProvisionError(Stage.BOOT, node, f"server {server_id} disappeared while booting", retryable=True)
+                raise ProvisionError(Stage.BOOT, node, f"server {server_id} disappeared while booting",
+                                     kind=ErrorKind.GONE)
             last["state"] = server.state
             if server.state == "error":
                 raise ProvisionError(Stage.BOOT, node, f"server {server_id} went to ERROR: "
-                                     f"{server.fault or 'the cloud gave no reason'}", retryable=True, kind="error")
+                                     f"{server.fault or 'the cloud gave no reason'}", kind=ErrorKind.CLOUD_ERROR)
             if server.state == "running" and getattr(server, self.p.ssh_interface):
                 return server
             return None
@@ -262,7 +254,7 @@ class Lifecycle(Teardown):
                           on_timeout=lambda: ProvisionError(
                               Stage.BOOT, node, f"server {server_id} not running with an address on "
                               f"{self.p.ssh_interface} after {self.p.boot_timeout:.0f}s (last state {last['state']})",
-                              retryable=True, kind="timeout"),
+                              kind=ErrorKind.TIMEOUT),
                           cancel_as=(Stage.BOOT, node, f"server {server_id} boots"))
 
     def _create_volumes(self, track: Track, need: Resources, tags: dict[str, str]) -> None:
@@ -300,7 +292,7 @@ class Lifecycle(Teardown):
             for vid in list(pending):
                 vol = view.find(vid)
                 if vol is None:
-                    raise ProvisionError(Stage.VOLUME, node, f"volume {vid} disappeared", retryable=True)
+                    raise ProvisionError(Stage.VOLUME, node, f"volume {vid} disappeared", kind=ErrorKind.GONE)
                 last[vid] = vol.state
                 seen[vid].add(vol.state)
                 looks[vid] += 1
@@ -310,7 +302,7 @@ class Lifecycle(Teardown):
                         and bool(seen[vid] - {"available"} or looks[vid] > 1))
                 if vol.state.startswith("error") or back:
                     raise ProvisionError(Stage.VOLUME, node, f"volume {vol.name or vid} failed to {goal} "
-                                         f"(state {vol.state})", retryable=True, kind="error")
+                                         f"(state {vol.state})", kind=ErrorKind.CLOUD_ERROR)
                 if vol.state in states and (server_id is None or server_id in vol.attached_to):
                     done[vid] = vol
                     pending.remove(vid)
@@ -319,8 +311,8 @@ class Lifecycle(Teardown):
         def timed_out() -> ProvisionError:
             vid = pending[0]
             return ProvisionError(Stage.VOLUME, node, f"volume {vid} did not {goal} within "
-                                  f"{self.p.volume_timeout:.0f}s (last state {last[vid]})", retryable=True,
-                                  kind="timeout")
+                                  f"{self.p.volume_timeout:.0f}s (last state {last[vid]})",
+                                  kind=ErrorKind.TIMEOUT)
 
         return self._wait(self.volumes, check, since=since, stage=Stage.VOLUME, node=node,
                           timeout=self.p.volume_timeout, on_timeout=timed_out,

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, TypeVar
 
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.waiting import cancelled
 
@@ -129,8 +130,7 @@ class SharedListing(Generic[T]):
                 if snapshot is _CLOSED:
                     raise self._closed_error(stage, node)
                 if isinstance(snapshot, ProvisionError):
-                    raise ProvisionError(stage, node, snapshot.message, retryable=snapshot.retryable,
-                                         kind=snapshot.kind) from None
+                    raise ProvisionError(stage, node, snapshot.message, kind=snapshot.kind) from None
                 result = check(snapshot)
                 if result is not None:
                     return result
@@ -184,7 +184,7 @@ class SharedListing(Generic[T]):
 
     def _closed_error(self, stage: Stage, node: str | None) -> ProvisionError:
         return ProvisionError(stage, node, f"stopped waiting on {self.kind}: the provisioner was closed",
-                              kind="cancelled")
+                              kind=ErrorKind.CANCELLED)
 
     # -- the listing thread ------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class SharedListing(Generic[T]):
             except Exception as exc:
                 log.exception("listing failed kind=%s", self.kind)
                 error = ProvisionError(Stage.DESTROY, None, f"listing {self.kind}: unexpected "
-                                       f"{type(exc).__name__}: {exc}", kind="bug")
+                                       f"{type(exc).__name__}: {exc}", kind=ErrorKind.BUG)
             self._publish(seq, items, error)
 
     def _wait_until_due(self) -> int | None:

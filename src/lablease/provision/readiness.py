@@ -20,6 +20,7 @@ from typing import Callable
 
 import paramiko
 
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.waiting import cancelled
 
@@ -65,7 +66,7 @@ class WaitStopped(ProvisionError):
 
     def __init__(self, node: str | None, host: str, port: int, tries: Tries):
         super().__init__(Stage.SSH, node, f"cancelled while waiting for SSH at {host}:{port} "
-                         f"({tries.logins} logins; last: {tries.why})", kind="cancelled")
+                         f"({tries.logins} logins; last: {tries.why})", kind=ErrorKind.CANCELLED)
         self.tries = tries
 
 
@@ -181,10 +182,10 @@ class SSHProbe:
             return ProvisionError(
                 Stage.SSH, node, f"nothing listened on {host}:{self.port} for {seconds:.0f}s{when}: check the "
                 f"provider's ssh_port ({self.port}) and ssh_user ({self.user}), that its security groups let the "
-                f"lab reach TCP port {self.port}, and that the image starts sshd", kind="ssh-port")
+                f"lab reach TCP port {self.port}, and that the image starts sshd", kind=ErrorKind.SSH_PORT)
         return ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.user}@{host}:{self.port} after "
-                              f"{seconds:.0f}s{when} ({tries.logins} logins); last: {tries.why}", retryable=True,
-                              kind="timeout")
+                              f"{seconds:.0f}s{when} ({tries.logins} logins); last: {tries.why}",
+                              kind=ErrorKind.TIMEOUT)
 
     def wait(self, host: str, timeout: float, node: str | None = None,
              sleep: Callable[[float], object] | None = None, cancel: threading.Event | None = None) -> ReadyResult:
@@ -284,7 +285,7 @@ class EarlyProbe:
             if isinstance(self._error, WaitStopped):  # what the wait saw names the likely cause
                 raise self._probe.not_ready(self.host, timeout, self._error.tries, node, " after the server ran")
             raise ProvisionError(Stage.SSH, node, f"not ready over SSH at {self.host} {timeout:.0f}s after the "
-                                 "server ran (no answer)", retryable=True, kind="timeout")
+                                 "server ran (no answer)", kind=ErrorKind.TIMEOUT)
         if self._error is not None:
             raise self._error
         assert self._result is not None

@@ -10,6 +10,7 @@ import re
 from typing import Sequence
 
 from lablease.provision.adapters.base import Image, Network, SecurityGroup, Size
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import Resources
 
@@ -31,7 +32,7 @@ def select_image(images: Sequence[Image], os_type: str, os_version: str, exclude
         Stage.IMAGE, node,
         f"no image for {os_type} {os_version} (a name containing '{os_type} {os_version}' or "
         f"'{os_type}-{os_version}'); images after exclude_image: {names}",
-        retryable=False,
+        kind=ErrorKind.CONFIG,
     )
 
 
@@ -47,7 +48,7 @@ def select_size(sizes: Sequence[Size], need: Resources, allow: Sequence[str], ex
         Stage.SIZE, node,
         f"no size fits ram>={need.ram}MB disk>={need.disk}GB cpus>={need.cpus} among the sizes "
         f"allowed by allow_sizes/exclude_sizes: {names or 'none'}",
-        retryable=False,
+        kind=ErrorKind.CONFIG,
     )
 
 
@@ -58,7 +59,8 @@ def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str
     chosen = [n for n in networks if _matches(n.name, allow)]
     if not chosen:
         names = ", ".join(sorted(n.name for n in networks))
-        raise ProvisionError(Stage.NETWORK, node, f"no network matches allow_networks; the cloud has: {names}")
+        raise ProvisionError(Stage.NETWORK, node, f"no network matches allow_networks; the cloud has: {names}",
+                             kind=ErrorKind.CONFIG)
     return chosen
 
 
@@ -72,6 +74,7 @@ def select_security_groups(groups: Sequence[SecurityGroup], wanted: Sequence[str
         found = [g for g in groups if g.name == name]
         if len(found) != 1:
             problem = "does not exist" if not found else f"is ambiguous ({len(found)} groups have that name)"
-            raise ProvisionError(Stage.NETWORK, node, f"security group {name!r} {problem}; use a unique existing name")
+            raise ProvisionError(Stage.NETWORK, node, f"security group {name!r} {problem}; use a unique existing name",
+                                 kind=ErrorKind.CONFIG)
         chosen.append(found[0])
     return chosen

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 
 T = TypeVar("T")
@@ -18,7 +19,7 @@ T = TypeVar("T")
 
 def cancelled(stage: Stage, node: str | None, during: str) -> ProvisionError:
     """The error of a wait stopped by ``Provisioner.cancel()``: never retried; the attempt is rolled back."""
-    return ProvisionError(stage, node, f"cancelled while {during}", kind="cancelled")
+    return ProvisionError(stage, node, f"cancelled while {during}", kind=ErrorKind.CANCELLED)
 
 
 def poll(check: Callable[[], T | None], timeout: float, on_timeout: Callable[[], Exception], *,

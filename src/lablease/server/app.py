@@ -25,13 +25,14 @@ from lablease.store.pg_async import AsyncLockLane
 
 if TYPE_CHECKING:
     from lablease.config.lab import LabConfig
+    from lablease.provision.context import ProvisionerOptions
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_migrations: bool = True,
                fast_paths: bool = True, lab_config: "LabConfig | None" = None,
-               lab_options: dict | None = None) -> FastAPI:
+               lab_options: "ProvisionerOptions | None" = None) -> FastAPI:
     """Build the app; with no ``store`` it opens (and migrates) ``settings.database_url``.
 
     With a ``lab_config`` that has libcloud providers the app is the lab service: locking nodes of
@@ -50,13 +51,16 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         # As large as the threaded pool: measured, a lane pool smaller than the number of requests in
         # flight costs more server CPU in waiting than it saves (16 clients: 8 % fewer pairs/s at 10).
         lane = AsyncLockLane(settings.database_url, max_size=settings.db_pool_size)
-    lab = None
+    lab = lab_observer = None
     if lab_config is not None and lab_config.libcloud.providers:
+        from lablease.lab.http import lab_metrics
         from lablease.lab.service import LabService
 
+        lab_observer = lab_metrics(store)
         try:
             lab = LabService(store, lab_config, lease_seconds=settings.lease_seconds,
-                             reconcile_interval=settings.reconcile_interval, provisioner_options=lab_options)
+                             reconcile_interval=settings.reconcile_interval, provisioner_options=lab_options,
+                             observer=lab_observer)
         except BaseException:
             if owned:
                 store.close()
@@ -89,9 +93,9 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
     install_error_handlers(app)
     app.include_router(router)
     if lab is not None:
-        from lablease.lab.http import router as lab_router, lab_metrics
+        from lablease.lab.http import router as lab_router
 
-        app.state.lab_metrics = lab_metrics(lab)
+        app.state.lab_metrics = lab_observer
         app.include_router(lab_router)
     from lablease.dashboard import install as install_dashboard
 
@@ -137,6 +141,5 @@ def create_served_app(settings: LockSettings, *, run_migrations: bool = False,
     """What ``lablease serve`` runs: the hot-path layer outermost, so lock_many/unlock_many skip
     FastAPI's and Starlette's per-request middleware; every other request goes to ``create_app``'s app."""
     app = create_app(settings, run_migrations=run_migrations, lab_config=lab_config)
-    served = HotPaths(app, ctx=app.state.lock_context, limit=settings.max_body_bytes)
-    served.state = app.state  # type: ignore[attr-defined]  # lablease serve's shutdown reaches the lab here
-    return served
+    # lablease serve's shutdown reaches the lab through the served app's state.
+    return HotPaths(app, ctx=app.state.lock_context, limit=settings.max_body_bytes, state=app.state)

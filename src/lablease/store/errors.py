@@ -31,6 +31,18 @@ class Unavailable(StoreError):
     status = 503
 
 
+class Shortage(Unavailable):
+    """Too few free nodes: ``wanted`` were asked for, ``available`` are free. The message is paddles'."""
+
+    def __init__(self, wanted: int, available: int):
+        super().__init__(f"only {available} nodes available")
+        self.wanted = wanted
+        self.available = available
+
+    def __reduce__(self):  # noqa: ANN204 - pickles with its numbers
+        return (Shortage, (self.wanted, self.available))
+
+
 class Conflict(StoreError):
     """The node is not in the state the caller expected (someone else moved it)."""
 

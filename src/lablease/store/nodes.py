@@ -22,7 +22,7 @@ from lablease.hostnames import fold_name
 from lablease.store import pg_fast
 from lablease.store import queries as q
 from lablease.store.engine import PG_LOCK_TIMEOUT_MS, Engines, make_engines
-from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from lablease.store.errors import Forbidden, InvalidRequest, NotFound, Shortage, Unavailable
 from lablease.store.lifecycle import NodeState
 from lablease.store.migrate import migrate
 from lablease.store.models import nodes
@@ -265,7 +265,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
                   arch: str | None = None, *, provision: bool = False, lease_owner: str | None = None,
                   lease_seconds: float = 0) -> list[NodeRecord]:
         """Lock ``count`` free, up nodes of ``machine_type`` (``a|b`` for either) for ``locked_by``:
-        all or none, in name order. Unavailable("only N nodes available") when too few are free.
+        all or none, in name order. Shortage ("only N nodes available") when too few are free.
 
         ``provision`` (a cloud type, for the lab service): the OS fields say what to create, not
         which records match, and the nodes move ``idle -> provisioning`` in the same transaction.
@@ -297,7 +297,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
             else:
                 found = conn.execute(q.first_candidates(*flags), params).all()
             if len(found) < count:
-                raise Unavailable(f"only {len(found)} nodes available")
+                raise Shortage(count, len(found))
             now = utcnow()
             old = {r.id: r.old_description for r in found}
             rows = conn.execute(q.LOCK_IDS, {**params, "ids": list(old), "p_now": now}).all()
@@ -321,7 +321,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
             stmt = q.lock_candidates(*flags).with_for_update() if postgres else q.first_candidates(*flags)
             found = conn.execute(stmt, params).all()[:count]
             if len(found) < count:
-                raise Unavailable(f"only {len(found)} nodes available")
+                raise Shortage(count, len(found))
             now = utcnow()
             rows = conn.execute(q.LOCK_IDS_PROVISIONING, {
                 **params, "ids": [r.id for r in found], "p_now": now, "p_os_type": os_type,

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-
-class ErrorKind(str, Enum):
-    TRANSIENT = "transient"      # 5xx, connection reset, timeout: retry the call with backoff
-    RATE_LIMIT = "rate_limit"    # 413/429 with or without Retry-After: wait, then retry the call
-    QUOTA = "quota"              # quota exceeded: retrying cannot help
-    AUTH = "auth"                # bad credentials: retrying cannot help
-    NOT_FOUND = "not_found"      # the thing is gone (deletes treat this as success)
-    FATAL = "fatal"              # anything else the cloud refused
+from lablease.provision.errorkinds import ErrorKind
 
 
 @dataclass(frozen=True)
 class ErrorInfo:
+    """What ``classify`` says of an exception: one of TRANSIENT, RATE_LIMIT, QUOTA, AUTH, NOT_FOUND, FATAL."""
+
     kind: ErrorKind
     message: str
     retry_after: float | None = None
