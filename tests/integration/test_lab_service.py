@@ -324,3 +324,26 @@ def test_sigterm_rolls_back_a_lock_that_outlasts_the_shutdown_timeout_and_leaves
     finally:
         store.close()
     assert lab.cloud.resources()["servers"] == [] and lab.bind.addresses("node1") == set()
+
+
+def test_lock_and_unlock_keep_the_inventory_fields_and_unlock_clears_the_locks_own(lab):
+    """As teuthology-lock --lock-many sends it (no arch): arch and mac_address of the inventory survive the
+    lock and the unlock; the idle record forgets the lock's description and the OS it was made with."""
+    names = lab.add("node1", "node2")
+    for name in names:
+        put = lab.http.put(f"/nodes/{name}/", json={"arch": "x86_64", "mac_address": "52:54:00:12:34:56"})
+        assert put.status_code == 200, put.text
+    got = lab.lock_many(1, os_type="ubuntu", os_version="22.04")
+    assert got.status_code == 200, got.text
+    [locked] = got.json()
+    assert (locked["arch"], locked["mac_address"]) == ("x86_64", "52:54:00:12:34:56")
+    one = lab.http.put(f"/nodes/{names[1]}/lock/", json={"locked": True, "locked_by": OWNER, "description": "job 2"})
+    assert one.status_code == 200, one.text
+    assert lab.node(names[1])["arch"] == "x86_64"
+
+    for name in names:
+        assert lab.http.put(f"/nodes/{name}/lock/", json={"locked": False, "locked_by": OWNER}).status_code == 200
+        node = lab.node(name)
+        assert (node["arch"], node["mac_address"]) == ("x86_64", "52:54:00:12:34:56"), node
+        assert (node["description"], node["os_type"], node["os_version"]) == (None, None, None), node
+    lab.assert_nothing_left(names)

@@ -336,7 +336,7 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
             olds = {r.id: r.old_state for r in found}
             self._event(conn, [self._event_row(r.name, "state", locked_by, now, {"state": olds[r.id]},
                                                {"state": NodeState.PROVISIONING.value, "os_type": os_type,
-                                                "os_version": os_version, "arch": arch}) for r in locked])
+                                                "os_version": os_version, "arch": r.arch}) for r in locked])
             return [replace(r, **lease) for r in locked]
         return self._write(run)
 

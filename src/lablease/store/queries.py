@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 
 from lablease.store.models import node_events, nodes
 from lablease.store.records import COLUMNS
@@ -60,5 +60,6 @@ LOCK_IDS_PROVISIONING = (update(nodes).where(nodes.c.id.in_(bindparam("ids", exp
                                              text(move_sql(NodeState.PROVISIONING)))
                          .values(**_LOCK_VALUES, state=NodeState.PROVISIONING.value, state_since=bindparam("p_now"),
                                  os_type=bindparam("p_os_type"), os_version=bindparam("p_os_version"),
-                                 arch=bindparam("p_arch"))
+                                 # A lock that names no arch keeps the node's (teuthology-suite reads it).
+                                 arch=func.coalesce(bindparam("p_arch"), nodes.c.arch))
                          .returning(*COLS))
