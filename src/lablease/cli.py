@@ -25,13 +25,14 @@ def _register_components() -> None:
     from lablease.devcloud.cli import register as register_devcloud
     from lablease.dns.cli import register as register_dns
     from lablease.checks.cli import register as register_config
+    from lablease.client.admin import register as register_reconcile
     from lablease.client.commands import register as register_lab
     from lablease.client.nodes import register as register_nodes
     from lablease.provision.cli import register as register_provision
     from lablease.server.cli import register as register_serve
 
     for register in (register_devcloud, register_dns, register_lab, register_serve, register_nodes, register_provision,
-                     register_config):
+                     register_config, register_reconcile):
         register(app)
 
 

@@ -6,8 +6,11 @@ Real parts only: `lablease serve` (SQLite), devcloud with SSH, the DNS service a
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -170,3 +173,47 @@ def test_a_client_that_disconnects_mid_provision_has_its_nodes_rolled_back(lab_f
     _wait_for(lambda: all(lab.node(n)["state"] == "idle" and not lab.node(n)["locked"] for n in names), 60)
     assert lab.cloud.resources()["servers"] == [] and lab.cloud.resources()["volumes"] == []
     assert "disconnected" in " ".join(str(e["new"]) for e in lab.http.get(f"/nodes/{names[0]}/events/").json())
+
+
+def _reconcile_cli(lab: Lab, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lablease", "reconcile", "--server", lab.url, "--settle", "0.5",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def test_reconcile_cli_dry_run_lists_planned_deletions_and_the_real_run_deletes_exactly_those(lab_factory):
+    lab = lab_factory()
+    [free] = lab.add("node1")
+    planted = _plant(lab, lab_factory.top)
+    httpx.get(lab_factory.dns.update_url, params={"name": "node1", "ip": "10.9.9.9"}).raise_for_status()
+
+    dry = _reconcile_cli(lab, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    planned = dry.stdout.splitlines()
+    assert len(planned) == 3, dry.stdout
+    assert any(f"would delete server {planted['our_server']} (node node9)" in line and "no record holds" in line
+               for line in planned), planned
+    assert any(f"would delete volume {planted['our_volume']} (node node9)" in line for line in planned), planned
+    assert any("would delete dns node1: its node is idle" in line for line in planned), planned
+    assert len(lab.cloud.resources()["servers"]) == 3 and len(lab.cloud.resources()["volumes"]) == 1
+    assert lab.bind.addresses("node1") == {"10.9.9.9"}
+
+    done = _reconcile_cli(lab, "--json")
+    assert done.returncode == 0, done.stderr
+    [report] = json.loads(done.stdout)
+    assert sorted((a["kind"], a["id"], a["done"]) for a in report["actions"]) == sorted([
+        ("server", planted["our_server"], True), ("volume", planted["our_volume"], True), ("dns", "node1", True)])
+    left = {s["id"] for s in lab.cloud.resources()["servers"]}
+    assert left == {planted["other_labs_server"], planted["untagged_server"]}
+    assert lab.cloud.resources()["volumes"] == [] and lab.bind.addresses("node1") == set()
+    assert lab.node(free)["state"] == "idle"
+
+    again = _reconcile_cli(lab)
+    assert again.returncode == 0 and again.stdout == "", again.stdout
+    assert "0 of 0 action(s) done" in again.stderr
+
+
+def test_reconcile_cli_names_an_unknown_machine_type_and_exits_refused(lab_factory):
+    lab = lab_factory()
+    answer = _reconcile_cli(lab, "-m", "nosuch")
+    assert answer.returncode == 1
+    assert "'nosuch' is not a cloud machine type of this service (known: dev)" in answer.stderr

@@ -126,6 +126,16 @@ class LockClient:
         body.update({k: v for k, v in extra.items() if v is not None})
         return self._call("PUT", f"/nodes/{name}/lock/", json=body, **self._waiting(wait))
 
+    def reconcile(self, machine_type: str | None = None, *, dry_run: bool = False,
+                  settle: float | None = None) -> list[dict[str, Any]]:
+        """One reconciler pass of the lab service now (admin): one report per provider."""
+        params: dict[str, Any] = {"dry_run": "true" if dry_run else "false"}
+        if machine_type is not None:
+            params["machine_type"] = machine_type
+        if settle is not None:
+            params["settle"] = settle
+        return self._call("POST", "/lab/reconcile/", params=params, **self._waiting(120.0 + (settle or 0)))
+
     def events(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
         """The node's event trail, oldest first (a lablease extension: 404 on paddles)."""
         params = {"count": count} if count is not None else {}

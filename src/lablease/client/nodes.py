@@ -48,7 +48,7 @@ def _user_config(config: Optional[Path]) -> tuple[dict[str, Any], Optional[str]]
     raise AssertionError  # pragma: no cover
 
 
-def _client(server: Optional[str], config: Optional[Path], token: Optional[str]) -> tuple[LockClient, Optional[str]]:
+def admin_client(server: Optional[str], config: Optional[Path], token: Optional[str]) -> tuple[LockClient, Optional[str]]:
     """A client for ``--server``, else the config's ``lock_server``; the token from flag, env or config."""
     data, file = _user_config(config)
     url = server or data.get("lock_server") or f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -123,7 +123,7 @@ def add(
             _fail(str(exc))
     if not names:
         _fail("nothing to add: give node names or --machine-type TYPE --count N")
-    client, lab_domain = _client(server, config, token)
+    client, lab_domain = admin_client(server, config, token)
     full = _full_names(names, lab_domain)
     fields = {k: v for k, v in dict(machine_type=machine_type, is_vm=vm, up=up, os_type=os_type,
                                      os_version=os_version, arch=arch, description=description).items()
@@ -163,7 +163,7 @@ def remove(
 ) -> None:
     """Delete nodes; refuses (and deletes nothing) when one is missing or locked, unless --force."""
     setup_command_logging(quiet, log_level)
-    client, lab_domain = _client(server, config, token)
+    client, lab_domain = admin_client(server, config, token)
     full = _full_names(names, lab_domain)
     with client:
         try:
@@ -198,7 +198,7 @@ def list_nodes(
 ) -> None:
     """List nodes with their lock and provisioning state."""
     setup_command_logging(quiet, log_level)
-    client, _ = _client(server, config, None)
+    client, _ = admin_client(server, config, None)
     with client:
         try:
             rows = client.list(machine_type=machine_type, locked=locked)

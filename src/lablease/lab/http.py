@@ -120,8 +120,13 @@ def status(request: Request) -> JSONResponse:
         403: "a wrong admin token", 502: "the cloud did not answer the reconciler's listing"})})
 async def reconcile(request: Request,
                     machine_type: str | None = Query(None, max_length=32, json_schema_extra={"pattern": NO_NUL}),
-                    dry_run: bool = False) -> JSONResponse:
-    """Run one reconciler pass now (admin): leaks found, deleted and pending, nodes taken over, destroys retried.
+                    dry_run: bool = False,
+                    settle: float | None = Query(None, ge=0, le=60, description=(
+                        "look, wait this many seconds, look again: leaks seen both times are final in this pass "
+                        "(deleted, or with dry_run planned); without it a leak is deleted when the next pass "
+                        "sees it again"))) -> JSONResponse:
+    """Run one reconciler pass now (admin): every action planned or done with its reason, leaks found, deleted
+    and pending, nodes taken over, destroys retried.
 
     409 when another process's pass is running; run it again in a moment.
     """
@@ -129,7 +134,7 @@ async def reconcile(request: Request,
     if machine_type is not None and machine_type not in lab.workers:
         return JSONResponse({"message": f"machine_type: {machine_type!r} is not a cloud machine type of this "
                                         f"service (known: {', '.join(sorted(lab.workers))})"}, status_code=400)
-    reports = await anyio.to_thread.run_sync(lambda: lab.reconciler.run(machine_type, dry_run))
+    reports = await anyio.to_thread.run_sync(lambda: lab.reconciler.run(machine_type, dry_run, settle))
     if reports is None:
         return JSONResponse({"message": "another reconciler pass is running; try again in a moment"},
                             status_code=409)

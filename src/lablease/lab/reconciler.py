@@ -52,6 +52,12 @@ class PassReport:
     destroys_retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     dry_run: bool = False
+    actions: list[dict[str, Any]] = field(default_factory=list)  # every planned or done action, with its reason
+
+    def act(self, action: str, kind: str, ident: str, node: str | None, reason: str, done: bool) -> None:
+        """Note an action: ``done`` false means planned (a dry run) or attempted and failed."""
+        self.actions.append({"action": action, "kind": kind, "id": ident, "node": node, "reason": reason,
+                             "done": done})
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,14 +103,26 @@ class Reconciler:
             except Exception:  # noqa: BLE001 - a cloud or database outage: the next pass tries again
                 log.exception("reconcile pass failed")
 
-    def run(self, machine_type: str | None = None, dry_run: bool = False) -> list[PassReport] | None:
-        """One pass over ``machine_type`` (or every provider); None when another process's pass is running."""
+    def run(self, machine_type: str | None = None, dry_run: bool = False,
+            settle: float | None = None) -> list[PassReport] | None:
+        """One pass over ``machine_type`` (or every provider); None when another process's pass is running.
+
+        A leak is deleted only once seen twice: by the timer's passes, this pass and the one before; with
+        ``settle`` (an operator's pass) the pass looks once, waits ``settle`` seconds and looks again, so
+        what it reports (or, dry, plans) is final in one call.
+        """
         with exclusive(self.lab.store.engines, "reconcile") as mine:
             if not mine:
                 log.info("reconcile pass skipped: another process is running one")
                 return None
-            reports = [self._pass(worker, dry_run) for t, worker in sorted(self.lab.workers.items())
-                       if machine_type in (None, t)]
+            workers = [w for t, w in sorted(self.lab.workers.items()) if machine_type in (None, t)]
+            seen = self._seen
+            if settle is not None:
+                seen = {}
+                for worker in workers:
+                    self._look(worker, seen)
+                time.sleep(settle)
+            reports = [self._pass(worker, dry_run, seen) for worker in workers]
         if not dry_run:
             self.last = reports
         for report in reports:
@@ -115,7 +133,18 @@ class Reconciler:
 
     # -- one provider ------------------------------------------------------------------------------
 
-    def _pass(self, worker: "ProviderWorker", dry_run: bool) -> PassReport:
+    def _look(self, worker: "ProviderWorker", seen: dict[tuple[str, str], set[str]]) -> None:
+        """The leaks a pass would see now, written to ``seen`` only: nothing is taken over or deleted."""
+        look = PassReport(worker.machine_type, dry_run=True)
+        records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
+        self._cloud_leaks(worker, records, look, {})
+        if self.dns is not None:
+            self._dns_leaks(worker, records, look, {})
+        for kind, ids in look.pending.items():
+            seen[(worker.machine_type, kind)] = set(ids)
+
+    def _pass(self, worker: "ProviderWorker", dry_run: bool,
+              seen: dict[tuple[str, str], set[str]]) -> PassReport:
         report = PassReport(worker.machine_type, dry_run=dry_run)
         records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
         now = utcnow()
@@ -124,14 +153,18 @@ class Reconciler:
                 self._take_over(worker, node, report)
             elif node.state == NodeState.DESTROY_FAILED:
                 self._retry_destroy(worker, node, report)
-        self._cloud_leaks(worker, records, report)
+        self._cloud_leaks(worker, records, report, seen)
         if self.dns is not None:
-            self._dns_leaks(worker, records, report)
+            self._dns_leaks(worker, records, report, seen)
         return report
 
     def _take_over(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
+        why = (f"{node.state} by {node.lease_owner or 'nobody'}, whose lease expired"
+               f"{' at ' + node.lease_expires.isoformat(timespec='seconds') if node.lease_expires else ''}: "
+               f"destroy what it made and free the node")
         if report.dry_run:
             report.taken_over.append(node.name)
+            report.act("take over", "node", node.name, node.name, why, False)
             return
         try:
             if node.state == NodeState.PROVISIONING:
@@ -147,7 +180,9 @@ class Reconciler:
         log.warning("reconciler: taking over %s (was %s, lease of %s expired)", node.name, node.state,
                     node.lease_owner)
         report.taken_over.append(node.name)
-        if not worker.destroy_now(node.name, who="reconciler"):
+        done = worker.destroy_now(node.name, who="reconciler")
+        report.act("take over", "node", node.name, node.name, why, done)
+        if not done:
             report.failed.append(node.name)
 
     def _retry_destroy(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
@@ -155,32 +190,37 @@ class Reconciler:
         if time.monotonic() < next_try:
             return
         report.destroys_retried.append(node.name)
+        why = f"destroy-failed: {(node.last_error or 'an earlier destroy failed')[:200]}"
         if report.dry_run:
+            report.act("retry destroy", "node", node.name, node.name, why, False)
             return
         try:
             self.lab.store.retake(node.name, NodeState.DESTROY_FAILED, NodeState.DESTROYING, lease_owner=self.lab.owner,
                                   lease_seconds=self.lab.lease_seconds, who="reconciler")
         except Conflict:
             return
-        if worker.destroy_now(node.name, who="reconciler"):
+        done = worker.destroy_now(node.name, who="reconciler")
+        report.act("retry destroy", "node", node.name, node.name, why, done)
+        if done:
             self._retry_at.pop(node.name, None)
         else:
             report.failed.append(node.name)
             self._retry_at[node.name] = (time.monotonic() + delay, min(delay * 2, RETRY_CAP))
 
     def _confirmed(self, machine_type: str, kind: str, candidates: set[str], report: PassReport,
-                   ) -> set[str]:
-        """Leaks seen in this pass and the one before; the rest wait for the next pass."""
+                   seen: dict[tuple[str, str], set[str]]) -> set[str]:
+        """Leaks seen in this look and the one before; the rest wait for the next pass."""
         key = (machine_type, kind)
-        seen_before = self._seen.get(key, set())
+        seen_before = seen.get(key, set())
         report.found[kind] = sorted(candidates)
         confirmed = candidates & seen_before
         report.pending[kind] = sorted(candidates - confirmed)
-        if not report.dry_run:
+        if not report.dry_run and seen is self._seen:
             self._seen[key] = candidates - confirmed
         return confirmed
 
-    def _cloud_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport) -> None:
+    def _cloud_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport,
+                     seen: dict[tuple[str, str], set[str]]) -> None:
         prov = worker.prov
         owners = {(prov.short_name(r.name), r.attempt_id) for r in records if r.state in OWNING}
         # A node being destroyed owns everything of its name: its destroy removes it.
@@ -191,19 +231,27 @@ class Reconciler:
             return (node, attempt) not in owners and node not in busy
 
         servers = self._confirmed(worker.machine_type, "servers",
-                                  {s.id for s in owned.servers if leaked(s.node, s.attempt)}, report)
+                                  {s.id for s in owned.servers if leaked(s.node, s.attempt)}, report, seen)
         volumes = self._confirmed(worker.machine_type, "volumes",
-                                  {v.id for v in owned.volumes if leaked(v.node, v.attempt)}, report)
-        if report.dry_run or not (servers or volumes):
+                                  {v.id for v in owned.volumes if leaked(v.node, v.attempt)}, report, seen)
+        if not (servers or volumes):
             return
-        problems = prov.remove_leaks(sorted(servers), sorted(volumes))
+        problems = [] if report.dry_run else prov.remove_leaks(sorted(servers), sorted(volumes))
+        for kind, ids, made in (("server", servers, owned.servers), ("volume", volumes, owned.volumes)):
+            for item in sorted((m for m in made if m.id in ids), key=lambda m: m.id):
+                why = _leak_reason(kind, item.node, item.attempt)
+                failed = any(item.id in p for p in problems)
+                report.act("delete", kind, item.id, item.node, why, not report.dry_run and not failed)
+        if report.dry_run:
+            return
         report.failed.extend(problems)
         report.deleted["servers"] = sorted(servers)
         report.deleted["volumes"] = sorted(volumes)
         log.warning("reconciler: deleted leaked servers=%s volumes=%s%s", sorted(servers), sorted(volumes),
                     f" problems={problems}" if problems else "")
 
-    def _dns_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport) -> None:
+    def _dns_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport,
+                   seen: dict[tuple[str, str], set[str]]) -> None:
         free = {worker.prov.short_name(r.name) for r in records if r.state == NodeState.IDLE}
         if not free:
             return
@@ -212,15 +260,19 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - DNSClientError: try again next pass
             report.failed.append(f"listing the zone: {exc}")
             return
-        names = self._confirmed(worker.machine_type, "dns", free & in_zone, report)
+        names = self._confirmed(worker.machine_type, "dns", free & in_zone, report, seen)
+        why = "its node is idle (not locked) but its name is still in the zone"
         for name in sorted(names):
             if report.dry_run:
+                report.act("delete", "dns", name, name, why, False)
                 continue
             try:
                 self.dns.delete(name)
                 report.deleted["dns"].append(name)
+                report.act("delete", "dns", name, name, why, True)
             except Exception as exc:  # noqa: BLE001
                 report.failed.append(f"DNS record of {name}: {exc}")
+                report.act("delete", "dns", name, name, why, False)
         if report.deleted["dns"]:
             log.warning("reconciler: deleted DNS records of free nodes %s", report.deleted["dns"])
 
@@ -229,3 +281,9 @@ def _lease_expired(node: NodeRecord, now: datetime, me: str) -> bool:
     if node.lease_owner == me:
         return False  # this process is working on it; its heartbeat keeps the lease
     return node.lease_expires is None or node.lease_expires < now
+
+
+def _leak_reason(kind: str, node: str, attempt: str) -> str:
+    """Why a tagged resource of this lab counts as leaked (seen in two looks, so no create is racing it)."""
+    return (f"{kind} tagged for this lab as node {node}, attempt {attempt}: no record holds that attempt "
+            f"(seen in two looks)")
