@@ -39,6 +39,7 @@ from peak_rss import PeakRSS
 
 from lablease.dns.client import DNSClient
 from lablease.provision.adapters import adapter_for
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import Provisioner
 from lablease.provision.models import CreateRequest
 from lablease.provision.tokencache import FileTokenCache
@@ -118,7 +119,8 @@ def run_once(stack: stack_lib.Stack, n: int, args: argparse.Namespace, tag: str,
     try:
         adapter = adapter_for(config.provider("dev"), token_cache=FileTokenCache(stack.work / f"tokens-{tag}"))
         # shared_polls: an injected adapter does not get them by default (see Provisioner)
-        with Provisioner(config, "dev", dns, adapter=adapter, poll_cap=args.poll_cap, shared_polls=True) as prov, \
+        with Provisioner(config, "dev", dns, ProvisionerOptions(adapter=adapter, poll_cap=args.poll_cap,
+                                                                     shared_polls=True)) as prov, \
                 ExitStack() as spies:
             pids = {**_roots(stack), "engine": os.getpid()}
             spies.enter_context(profiling({k: pids[k] for k in ("devcloud", "dns", "engine")}, profile, args.spy_rate))

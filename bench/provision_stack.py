@@ -20,6 +20,7 @@ from typing import Any
 from lablease.dns.client import DNSClient
 from lablease.provision.adapters import adapter_for
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
+from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import Provisioner
 from lablease.provision.models import CreateRequest
 from lablease.provision.tokencache import FileTokenCache
@@ -88,7 +89,8 @@ def run_lablease(stack: Stack, n: int, *, volumes: int, max_parallel: int, poll_
     cpu_before = _cpu_seconds()
     try:
         adapter = adapter_for(config.provider("dev"), token_cache=FileTokenCache(stack.work / f"tokens-{tag}"))
-        with Provisioner(config, "dev", dns, adapter=adapter, poll_cap=poll_cap, shared_polls=shared_polls) as prov:
+        with Provisioner(config, "dev", dns, ProvisionerOptions(adapter=adapter, poll_cap=poll_cap,
+                                                                     shared_polls=shared_polls)) as prov:
             stack.cloud.reset_counts()
             start = time.perf_counter()
             outcomes = prov.create_many([CreateRequest(name, "ubuntu", "22.04", hints) for name in names])
