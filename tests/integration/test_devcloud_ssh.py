@@ -110,7 +110,8 @@ def test_no_sshd_survives_devcloud_stopping(devcloud_factory, how):
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root sshd can log in other accounts")
+# A deliberate skip, not a missing component: only a root sshd can switch to another account, and CI runs as root.
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root sshd can log in other accounts (CI runs as root)")
 def test_as_root_the_user_data_user_may_log_in_if_that_account_exists(devcloud_factory):
     cloud = devcloud_factory({"ssh": {"enabled": True, "delay": 0, "runcmd_delay": 0}, "boot_delay": 0.1})
     key = paramiko.RSAKey.generate(2048)
