@@ -68,7 +68,7 @@ def teuthology_python() -> tuple[Path | None, str]:
         from tests.integration.test_teuthology_client import teuthology_venv
 
         return teuthology_venv() / "bin" / "python", ""
-    except BaseException as exc:  # pytest.skip's exception when pip cannot install it
+    except BaseException as exc:  # MissingComponent when pip cannot install it
         return None, f"teuthology 1.3.0 unavailable: {exc}"
 
 

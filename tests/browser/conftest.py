@@ -4,7 +4,7 @@ The lab service is set up as in the integration tests (``tests/integration/test_
 ``Lab``, devcloud with a real sshd per server, BIND, the DNS service, ``lablease serve`` on SQLite),
 but once for all of them: starting it takes seconds, so each test gets it emptied instead (``lab``). Chromium is
 ``/usr/bin/chromium`` from ``scripts/system-packages.sh``, never a browser Playwright downloads;
-without it, or without the ``playwright`` package, every test here is skipped with the reason.
+without it, or without the ``playwright`` package, every browser test here errors, saying what to install.
 Each test saves screenshots in its own ``tmp_path`` (pytest prints where with ``-rA``); set
 ``LABLEASE_DOCS_SCREENSHOTS=docs`` to also refresh the README's screenshot.
 """
@@ -22,6 +22,7 @@ import pytest
 
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.testing.bind import start_bind
+from lablease.testing.components import MissingComponent, require_file
 from lablease.testing.devcloud import _merge, start_devcloud
 from lablease.testing.dns import start_dns_service
 from lablease.testing.lockserver import start_lock_server
@@ -38,22 +39,28 @@ VIEWPORT = {"width": 1360, "height": 760}
 NO_PLAYWRIGHT = "the playwright package is not installed (.venv/bin/pip install -e '.[test]')"
 
 
-def missing_browser() -> str | None:
-    """Why the browser tests cannot run here, or None."""
+def require_browser(chromium: str = CHROMIUM) -> None:
+    """Raise MissingComponent, saying how to install it, when the playwright package or ``chromium`` is missing."""
     if importlib.util.find_spec("playwright") is None:
-        return NO_PLAYWRIGHT
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is not installed (bash scripts/system-packages.sh installs Debian's chromium)"
-    return None
+        raise MissingComponent(NO_PLAYWRIGHT)
+    require_file(chromium, package="chromium", what="chromium (the browser tests' browser, driven by Playwright)")
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """Skip the browser tests, saying why, before any server starts for them (never a silent pass)."""
-    reason = missing_browser()
-    if reason:
-        for item in items:
-            if item.get_closest_marker("browser") is not None:
-                item.add_marker(pytest.mark.skip(reason=reason))
+def playwright_expect() -> Callable:
+    """Playwright's ``expect`` for the test modules; MissingComponent (how to install it) when it is missing."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError as exc:
+        raise MissingComponent(NO_PLAYWRIGHT) from exc
+    return expect
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """A browser test errors, saying what is missing and how to install it, before any server starts for it:
+    a skipped browser test would let CI pass without the dashboard ever being driven."""
+    if item.get_closest_marker("browser") is not None:
+        require_browser()
 
 
 @pytest.fixture(scope="package")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import NO_PLAYWRIGHT
+from tests.browser.conftest import playwright_expect
 from tests.integration.test_lab_service import OWNER
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
+expect = playwright_expect()
 
 
 def test_the_node_page_shows_its_record_its_cloud_parts_and_every_event_with_its_error(lab, page, shot):

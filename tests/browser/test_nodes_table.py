@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from tests.browser.conftest import NO_PLAYWRIGHT
+from tests.browser.conftest import playwright_expect
 from tests.integration.test_lab_service import OWNER
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
+expect = playwright_expect()
 
 # Collects what every node row showed while the test ran: (node, state, stage) each time the table changed.
 WATCH_ROWS = """() => {

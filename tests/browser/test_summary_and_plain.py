@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from lablease.testing.lockserver import LockServer, start_lock_server
-from tests.browser.conftest import NO_PLAYWRIGHT, VIEWPORT
+from tests.browser.conftest import VIEWPORT, playwright_expect
 from tests.integration.test_lab_service import DOMAIN, OWNER
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-expect = pytest.importorskip("playwright.sync_api", reason=NO_PLAYWRIGHT).expect
+expect = playwright_expect()
 
 
 def test_the_summary_shows_counts_use_over_the_day_launch_times_and_the_reconcilers_last_pass(lab, page, shot):

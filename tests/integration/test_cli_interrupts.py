@@ -11,11 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
+from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +38,14 @@ def start_create(devcloud_factory, dns_service, tmp_path):
     procs: list[subprocess.Popen] = []
 
     def start(*names: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lablease", "provision", "create", *names, "-m", "dev", "-c", str(path),
-             "--hints", '{"volumes": {"count": 1, "size": 1}}'],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        # Progress goes to stderr as it happens ("node1: ssh start"): into a file the test reads while it runs.
+        with open(tmp_path / f"stderr-{len(procs)}.log", "w+") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lablease", "provision", "create", *names, "-m", "dev", "-c", str(path),
+                 "--hints", '{"volumes": {"count": 1, "size": 1}}'],
+                stdout=subprocess.PIPE, stderr=err, text=True,
+                env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        proc.stderr_path = Path(err.name)  # type: ignore[attr-defined]
         procs.append(proc)
         return proc
 
@@ -52,24 +57,30 @@ def start_create(devcloud_factory, dns_service, tmp_path):
 
 
 def _in_ssh_wait(proc: subprocess.Popen, bind, name: str, timeout: float = 30.0) -> None:
-    """Return once ``name`` is in BIND: the DNS record comes right before the SSH wait."""
-    end = time.monotonic() + timeout
-    while not bind.addresses(name):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < end, "the create never reached its SSH wait"
-        time.sleep(0.1)
-    time.sleep(0.3)  # well inside the wait
+    """Return once the create says ``name`` is in its SSH wait, with its DNS record in BIND."""
+    def said_so() -> bool:
+        assert proc.poll() is None, _stderr(proc)[-3000:]
+        return f"{name}: ssh start" in _stderr(proc)
+
+    wait_until(said_so, what=f"`lablease provision create` to start the SSH wait of {name}", timeout=timeout)
+    assert bind.addresses(name), "the DNS record comes before the SSH wait"
 
 
-def _signal_and_wait(proc: subprocess.Popen, *signals: signal.Signals, gap: float = 0.05) -> tuple[float, str]:
-    """Send ``signals`` ``gap`` apart; the seconds from the first to the exit, and stderr."""
+def _stderr(proc: subprocess.Popen) -> str:
+    return proc.stderr_path.read_text()  # type: ignore[attr-defined]
+
+
+def _signal_and_wait(proc: subprocess.Popen, *signals: signal.Signals) -> tuple[float, str]:
+    """Send ``signals``, each once the create has shown it took the one before; the seconds from the first to the
+    exit, and stderr."""
     start = time.monotonic()
     for i, sig in enumerate(signals):
-        if i:
-            time.sleep(gap)
+        if i:  # the rollback has begun: only then is a second signal one "during the rollback"
+            wait_until(lambda: "interrupted: rolling back" in _stderr(proc),
+                       what="the create to say it is rolling back", timeout=QUICK, interval=0.01)
         proc.send_signal(sig)
-    _, err = proc.communicate(timeout=READY_TIMEOUT * 3)
-    return time.monotonic() - start, err
+    proc.communicate(timeout=READY_TIMEOUT * 3)
+    return time.monotonic() - start, _stderr(proc)
 
 
 def _nothing_left(cloud, bind, names) -> None:

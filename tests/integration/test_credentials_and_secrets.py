@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from lablease.provision.context import ProvisionerOptions
 from lablease.provision.errors import ProvisionError
 from lablease.config.lab import LabConfig
 from lablease.testing.lockserver import start_lock_server
+from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +144,9 @@ def test_the_logs_of_lablease_serve_show_no_secret_from_any_place_of_the_config(
                             "locked_by": "me@h", "description": "secrets"}, timeout=120)
         assert locked.status_code == 503  # the wrong cloud password: provisioning fails
         assert httpx.get(f"{server.url}/nodes/", headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 200
-        time.sleep(0.5)
+        # Access lines are written after the answer went out: the last request's line says the log has them all.
+        wait_until(lambda: "access method=GET path=/nodes/ status=200" in server.process.log_tail(10**6),
+                   what="the access line of GET /nodes/ in lablease serve's log")
     finally:
         server.stop()
     log = (tmp_path / "srv" / "lockserver.log").read_text()

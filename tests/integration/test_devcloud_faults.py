@@ -9,6 +9,8 @@ import pytest
 from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
 from libcloud.compute.types import NodeState, StorageVolumeState
 
+from lablease.testing.waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 SERVERS = "POST /compute/v2.1/servers"
@@ -27,11 +29,7 @@ def boot(driver, name="n"):
 
 
 def poll(fn, want, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while (value := fn()) != want:
-        assert time.monotonic() < deadline, f"got {value!r}, wanted {want!r}"
-        time.sleep(0.05)
-    return value
+    return wait_until(lambda: (value := fn()) == want and value, what=f"{want!r}", timeout=timeout)
 
 
 def test_rate_limit_from_config_answers_413_overlimit_with_retry_after(devcloud_factory):

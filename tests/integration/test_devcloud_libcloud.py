@@ -9,19 +9,16 @@ from libcloud.common.exceptions import BaseHTTPError
 from libcloud.common.types import InvalidCredsError
 from libcloud.compute.types import NodeState, StorageVolumeState
 
+from lablease.testing.waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 COMBOS = [("2.0_password", None), ("3.x_password", None), ("2.0_password", "2.0"), ("3.x_password", "2.0")]
 
 
 def wait_volume(driver, volume_id: str, state, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        vol = driver.ex_get_volume(volume_id)
-        if vol.state == state:
-            return vol
-        assert time.monotonic() < deadline, f"volume stayed {vol.state}, wanted {state}"
-        time.sleep(0.05)
+    return wait_until(lambda: (vol := driver.ex_get_volume(volume_id)).state == state and vol,
+                      what=f"volume {volume_id} to be {state}", timeout=timeout)
 
 
 @pytest.mark.parametrize("auth_version,api_version", COMBOS)
@@ -82,7 +79,7 @@ def test_expired_token_gets_401_and_libcloud_reauthenticates(devcloud_factory):
         "username": "demo", "password": "demo-password"}, "tenantName": "demo"}})
     token = resp.json()["access"]["token"]["id"]
     assert httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": token}).status_code == 200
-    time.sleep(3.2)
+    time.sleep(3.2)  # the scenario, not a wait for something: the 3 s token lifetime passes
     expired = httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": token})
     assert expired.status_code == 401 and expired.json()["error"]["code"] == 401
     assert httpx.get(f"{cloud.url}/compute/v2.1/flavors", headers={"X-Auth-Token": "bogus"}).status_code == 401

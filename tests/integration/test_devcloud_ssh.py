@@ -6,11 +6,12 @@ import getpass
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import paramiko
 import pytest
+
+from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +56,7 @@ def test_server_accepts_its_cloud_config_key_only_after_boot_and_shows_the_marke
     root = Path(cloud.server_internals(node.id)["root"])
     assert not (root / ".teuth_provisioned").exists()
 
-    deadline = time.monotonic() + 20
-    while refused(address, port):
-        assert time.monotonic() < deadline, cloud.log_tail()
-        time.sleep(0.05)
+    wait_until(lambda: not refused(address, port), what="sshd to listen", timeout=20)
     assert driver.ex_get_node_details(node.id).state == "running"  # sshd only comes after ACTIVE
 
     with pytest.raises(paramiko.AuthenticationException):
@@ -66,10 +64,7 @@ def test_server_accepts_its_cloud_config_key_only_after_boot_and_shows_the_marke
     client = login(address, port, key)
     try:
         assert run(client, READY) == 1  # booted, but cloud-init's runcmd has not run yet
-        deadline = time.monotonic() + 20
-        while run(client, READY) != 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: run(client, READY) == 0, what="cloud-init's runcmd to finish", timeout=20, interval=0.1)
         assert run(client, 'test -n "$DEVCLOUD_ROOT" && test -d "$DEVCLOUD_ROOT"') == 0
         # A fresh node's home, not the host account's (whose shell start-up files cost 0.2 s a command).
         assert run(client, 'test "$HOME" = "$DEVCLOUD_ROOT"') == 0
@@ -86,31 +81,27 @@ def test_no_sshd_survives_devcloud_stopping(devcloud_factory, how):
     driver = cloud.driver()
     node = driver.create_node(name="s", size=driver.list_sizes()[0], image=driver.list_images()[0],
                               ex_userdata=user_data("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMu8pNzZ5Ww0 x"))
-    deadline = time.monotonic() + 20
-    while not cloud.server_internals(node.id)["ssh_up"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: cloud.server_internals(node.id)["ssh_up"], what="the server's sshd to be up",
+               timeout=20)
     pid_file = Path(cloud.server_internals(node.id)["root"]).parent / "ssh" / "sshd.pid"
-    deadline = time.monotonic() + 5
-    while not pid_file.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: pid_file.exists(), what="sshd's pid file", timeout=5)
     pid = int(pid_file.read_text())
     os.kill(pid, 0)  # running
     if how == "SIGKILL":  # no clean shutdown: the parent-death signal must still stop sshd
         os.killpg(cloud.process.proc.pid, signal.SIGKILL)
     cloud.stop()
-    deadline = time.monotonic() + 5
-    while True:
+    def sshd_gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "sshd outlived devcloud"
-        time.sleep(0.05)
+            return True
+        return False
+
+    wait_until(sshd_gone, what="sshd to end with devcloud", timeout=5)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root sshd can log in other accounts")
+# A deliberate skip, not a missing component: only a root sshd can switch to another account, and CI runs as root.
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root sshd can log in other accounts (CI runs as root)")
 def test_as_root_the_user_data_user_may_log_in_if_that_account_exists(devcloud_factory):
     cloud = devcloud_factory({"ssh": {"enabled": True, "delay": 0, "runcmd_delay": 0}, "boot_delay": 0.1})
     key = paramiko.RSAKey.generate(2048)
@@ -118,10 +109,7 @@ def test_as_root_the_user_data_user_may_log_in_if_that_account_exists(devcloud_f
     ud = f"#cloud-config\nuser: nobody\nssh_authorized_keys: ['{key.get_name()} {key.get_base64()}']\n"
     node = driver.create_node(name="u", size=driver.list_sizes()[0], image=driver.list_images()[0], ex_userdata=ud)
     address = driver.ex_get_node_details(node.id).public_ips[0]
-    deadline = time.monotonic() + 20
-    while refused(address, cloud.ssh_port):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: not refused(address, cloud.ssh_port), what="sshd to listen", timeout=20)
 
     def authenticates(user: str) -> bool:
         client = paramiko.SSHClient()
@@ -160,21 +148,12 @@ def test_commands_left_running_on_a_node_die_with_the_node(devcloud_factory):
     node = driver.create_node(name="busy", size=driver.list_sizes()[0], image=driver.list_images()[0],
                               ex_userdata=user_data(f"{key.get_name()} {key.get_base64()} t"))
     address = driver.ex_get_node_details(node.id).public_ips[0]
-    deadline = time.monotonic() + 20
-    while refused(address, cloud.ssh_port):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: not refused(address, cloud.ssh_port), what="sshd to listen", timeout=20)
     root = cloud.server_internals(node.id)["root"]
     client = login(address, cloud.ssh_port, key)
     client.exec_command("sleep 600")  # a session shell sits in a session of its own, not in sshd's group
     client.close()  # closing the channel does not stop it: no pty, no SIGHUP
-    deadline = time.monotonic() + 5
-    while not _processes_with_root(root):
-        assert time.monotonic() < deadline, "the command never started"
-        time.sleep(0.05)
+    wait_until(lambda: _processes_with_root(root), what="the command to start", timeout=5)
 
     driver.destroy_node(node)
-    deadline = time.monotonic() + 10
-    while _processes_with_root(root):
-        assert time.monotonic() < deadline, "a command outlived its node"
-        time.sleep(0.05)
+    wait_until(lambda: not _processes_with_root(root), what="no command outliving its node", timeout=10)

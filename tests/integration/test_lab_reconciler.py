@@ -9,9 +9,12 @@ import concurrent.futures
 import json
 import os
 import signal
+<<<<<<< HEAD
 import subprocess
 import sys
 import time
+=======
+>>>>>>> issue17-tests
 
 import httpx
 import pytest
@@ -22,6 +25,7 @@ from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, TAG_NODE
 from lablease.store import NodeStore
 from lablease.testing.lockserver import start_lock_server
+from lablease.testing.waiting import wait_until
 from tests.integration.test_lab_service import CLOUD, DOMAIN, Lab
 
 pytestmark = pytest.mark.integration
@@ -121,16 +125,6 @@ def _kill(lab: Lab) -> None:
     lab.server.process.proc.wait(timeout=10)
 
 
-def _wait_for(check, timeout: float = 60.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.parametrize("moment", ["lock", "unlock"])
 def test_kill_9_during_a_lock_or_unlock_then_a_restart_leaves_nothing_unowned(lab_factory, moment):
     lab = lab_factory(lease_seconds=10)
@@ -140,10 +134,11 @@ def test_kill_9_during_a_lock_or_unlock_then_a_restart_leaves_nothing_unowned(la
         assert lab.lock_many(2).status_code == 200
         lab.cloud.set_faults({"latency": [{"match": "DELETE *", "seconds": 3}]})  # a destroy in progress to kill
         pool.submit(lab.unlock_many, names)
-        _wait_for(lambda: lab.node(names[0])["state"] == "destroying", 20)
+        wait_until(lambda: lab.node(names[0])["state"] == "destroying", what=f"{names[0]} to be destroying",
+                   timeout=20)
     else:
         pool.submit(lab.lock_many, 2)
-        _wait_for(lambda: len(lab.cloud.resources()["servers"]) == 2, 20)
+        wait_until(lambda: len(lab.cloud.resources()["servers"]) == 2, what="2 servers in the cloud", timeout=20)
     _kill(lab)
     pool.shutdown(wait=False)
     store = NodeStore.open(lab.db_url, run_migrations=False, pool_size=1)
@@ -155,9 +150,11 @@ def test_kill_9_during_a_lock_or_unlock_then_a_restart_leaves_nothing_unowned(la
 
     lab.cloud.clear_faults()
     again = lab_factory(lease_seconds=10, reconcile_interval=1)
-    _wait_for(lambda: all(again.node(n)["state"] == "idle" for n in names), 60)
+    wait_until(lambda: all(again.node(n)["state"] == "idle" for n in names), what="every node idle after the restart",
+               timeout=60, interval=0.5)
     # leaks of the dead attempt (if any) go after two sightings; give the reconciler its passes
-    _wait_for(lambda: again.cloud.resources()["servers"] == [] and again.cloud.resources()["volumes"] == [], 30)
+    wait_until(lambda: again.cloud.resources()["servers"] == [] and again.cloud.resources()["volumes"] == [],
+               what="no servers or volumes left in the cloud", timeout=30, interval=0.5)
     assert all(not again.node(n)["locked"] for n in names)
     assert all(again.bind.addresses(n.split(".")[0]) == set() for n in names)
     events = again.http.get(f"/nodes/{names[0]}/events/").json()
@@ -170,7 +167,8 @@ def test_a_client_that_disconnects_mid_provision_has_its_nodes_rolled_back(lab_f
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{lab.url}/nodes/lock_many/", json={"count": 2, "machine_type": "dev", "locked_by": "gone@lab",
                                                         "description": None}, timeout=1.0)
-    _wait_for(lambda: all(lab.node(n)["state"] == "idle" and not lab.node(n)["locked"] for n in names), 60)
+    wait_until(lambda: all(lab.node(n)["state"] == "idle" and not lab.node(n)["locked"] for n in names),
+               what="every node idle and unlocked", timeout=60, interval=0.5)
     assert lab.cloud.resources()["servers"] == [] and lab.cloud.resources()["volumes"] == []
     assert "disconnected" in " ".join(str(e["new"]) for e in lab.http.get(f"/nodes/{names[0]}/events/").json())
 

@@ -16,6 +16,7 @@ import pytest
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.store import NodeStore
 from lablease.testing.lockserver import start_lock_server
+from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,19 +101,20 @@ def lab(request, cloud_stack, tmp_path):
 def _wipe(cloud, dns) -> None:  # noqa: ANN001
     """Remove what a test left on purpose (a node held at its end, a simulated crash) from the shared cloud and
     zone, straight through the cloud's API and the DNS service."""
-    import time
-
     from lablease.dns.client import DNSClient
 
     driver = cloud.driver()
     for node in driver.list_nodes():
         driver.destroy_node(node)
-    deadline = time.monotonic() + 30
-    while (cloud.resources()["servers"] or cloud.resources()["volumes"]) and time.monotonic() < deadline:
+
+    def gone() -> bool:
         for volume in driver.list_volumes():
-            if volume.state in ("available", "error"):
+            if volume.state in ("available", "error"):  # detached once its server is gone
                 driver.destroy_volume(volume)
-        time.sleep(0.2)
+        res = cloud.resources()
+        return not res["servers"] and not res["volumes"]
+
+    wait_until(gone, what="the cloud's servers and volumes to be gone", timeout=30, interval=0.2)
     with DNSClient(dns.update_url) as client:
         for name in client.names():
             client.delete(name)
@@ -286,15 +288,13 @@ def slow_lab(devcloud_factory, dns_service, tmp_path):
 
 
 def _sigterm_during_a_lock(lab: Lab) -> tuple[httpx.Response, httpx.Response]:
-    import time
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         first = pool.submit(lab.lock_many, 1)
-        deadline = time.monotonic() + 20
-        while lab.node(f"node1.{DOMAIN}")["state"] != "provisioning":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: lab.node(f"node1.{DOMAIN}")["state"] == "provisioning", what="node1 to be provisioning",
+                   timeout=20)
         lab.server.process.proc.send_signal(15)
-        time.sleep(0.3)
+        wait_until(lambda: lab.http.get("/lab/status/").json()["draining"], what="the lab service to drain after "
+                   "SIGTERM", timeout=10)
         second = lab.lock_many(1, description="after SIGTERM")
         return first.result(timeout=90), second
 

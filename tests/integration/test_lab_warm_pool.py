@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import paramiko
@@ -16,6 +15,7 @@ import pytest
 from lablease.devcloud.sshd import write_host_key
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.testing.lockserver import start_lock_server
+from lablease.testing.waiting import wait_until
 from tests.integration.test_lab_service import CLOUD, DOMAIN, Lab
 
 pytestmark = pytest.mark.integration
@@ -41,19 +41,10 @@ def _warm(lab: Lab) -> list[dict]:
             if n["state"] == "ready" and not n["locked"]]
 
 
-def _wait(check, timeout: float = 60.0):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if got := check():
-            return got
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def test_a_lock_of_a_warm_os_is_answered_from_the_pool_which_then_refills(warm_lab):
     lab = warm_lab
     lab.add("node1", "node2", "node3", "node4", "node5")
-    warm = _wait(lambda: len(_warm(lab)) == 3 and _warm(lab))
+    warm = wait_until(lambda: len(_warm(lab)) == 3 and _warm(lab), what="3 warm nodes", timeout=60, interval=0.3)
     assert all((n["os_type"], n["os_version"]) == ("ubuntu", "22.04") for n in warm)
     creates = lab.cloud.request_counts()[CREATES]
     got = lab.lock_many(3, os_type="ubuntu", os_version="22.04")
@@ -62,7 +53,7 @@ def test_a_lock_of_a_warm_os_is_answered_from_the_pool_which_then_refills(warm_l
     assert lab.cloud.request_counts()[CREATES] == creates  # nothing was created for this lock
     assert all(n["locked_by"] == "alice@lab" and n["ssh_pub_key"] for n in got.json())
     # the two idle records left refill the pool; nothing idle is left for a lock of another OS
-    _wait(lambda: len(_warm(lab)) == 2)
+    wait_until(lambda: len(_warm(lab)) == 2, what="2 warm nodes", timeout=60, interval=0.3)
     other = lab.lock_many(1, os_type="centos", os_version="9")
     assert other.status_code == 503 and other.json() == {"message": "only 0 nodes available"}
     assert lab.unlock_many([n["name"] for n in got.json()]).status_code == 200
@@ -71,7 +62,7 @@ def test_a_lock_of_a_warm_os_is_answered_from_the_pool_which_then_refills(warm_l
 def test_a_warm_node_that_stopped_answering_is_replaced_not_lent(warm_lab):
     lab = warm_lab
     lab.add("node1", "node2", "node3", "node4")
-    warm = _wait(lambda: len(_warm(lab)) == 3 and _warm(lab))
+    warm = wait_until(lambda: len(_warm(lab)) == 3 and _warm(lab), what="3 warm nodes", timeout=60, interval=0.3)
     dead = warm[0]
     root = Path(lab.cloud.server_internals(dead["cloud_server_id"])["root"])
     subprocess.run(["pkill", "-f", str(root.parent / "ssh" / "sshd_config")], check=True)
@@ -104,13 +95,14 @@ def _host_key_served(address: str, port: int) -> str | None:
 def test_a_warm_node_whose_host_key_changed_is_replaced_not_lent(warm_lab):
     lab = warm_lab
     lab.add("node1", "node2", "node3", "node4")
-    warm = _wait(lambda: len(_warm(lab)) == 3 and _warm(lab))
+    warm = wait_until(lambda: len(_warm(lab)) == 3 and _warm(lab), what="3 warm nodes", timeout=60, interval=0.3)
     changed = warm[0]
     ssh_dir = Path(lab.cloud.server_internals(changed["cloud_server_id"])["root"]).parent / "ssh"
     write_host_key(ssh_dir / "ssh_host_ed25519_key")
     os.kill(int((ssh_dir / "sshd.pid").read_text()), signal.SIGHUP)  # sshd restarts with the new key
     address, port = changed["addresses"][0], lab.cloud.ssh_port
-    _wait(lambda: _host_key_served(address, port) not in (None, changed["ssh_pub_key"]))
+    wait_until(lambda: _host_key_served(address, port) not in (None, changed["ssh_pub_key"]),
+               what="the rebuilt node's sshd to serve a new host key", timeout=60, interval=0.3)
     got = lab.lock_many(3, os_type="ubuntu", os_version="22.04")
     assert got.status_code == 200, got.text
     names = [n["name"] for n in got.json()]

@@ -30,19 +30,14 @@ WRONG_METHOD = {("/nodes/lock_many/", "get"), ("/nodes/lock_many/", "put"), ("/n
 
 
 @pytest.mark.timeout(1200)  # several minutes on a busy 2-core machine
-def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(tmp_path, request):
+def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(tmp_path, postgres_url):
     """SQLite with one worker, PostgreSQL with two workers and an admin token, and the lab service, fuzzed at
     the same time (a run keeps one core busy; the lab's mostly waits on its never-ending progress stream)."""
     servers = {"sqlite": start_lock_server(tmp_path / "sqlite")}
     lab, cloud = start_lab(tmp_path / "lab", TOKEN)
     try:
-        try:
-            postgres_url = request.getfixturevalue("postgres_url")
-        except pytest.skip.Exception:  # no PostgreSQL on this machine: SQLite alone
-            postgres_url = None
-        if postgres_url:
-            servers["postgresql"] = start_lock_server(tmp_path / "postgresql", database_url=postgres_url, workers=2,
-                                                      admin_token=TOKEN)
+        servers["postgresql"] = start_lock_server(tmp_path / "postgresql", database_url=postgres_url, workers=2,
+                                                  admin_token=TOKEN)
         runs = []
         for database, server in servers.items():
             with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:

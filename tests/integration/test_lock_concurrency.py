@@ -66,7 +66,7 @@ def run_client(url: str, who: str, stop_at: float, seed: int, out: ClientLog) ->
             names = [n["name"] for n in r.json()]
             if len(names) != count or any(n["locked_by"] != who for n in r.json()):
                 out.errors.append(f"lock_many answered {r.text[:200]} for count {count}")
-            time.sleep(rnd.uniform(0.001, 0.008))
+            time.sleep(rnd.uniform(0.001, 0.008))  # the scenario: hold the nodes a few ms before unlocking
             released = time.monotonic()
             out.holds += [(n, got, released) for n in names]
             if k % 2:

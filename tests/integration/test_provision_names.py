@@ -1,6 +1,7 @@
 """Node names in any case, through libcloud over HTTP to devcloud: one server per node, and destroy finds it.
 
-This devcloud runs no sshd, so readiness is a stub; the names the cloud sees are what is tested.
+Readiness is the real SSH probe against the sshd devcloud runs for each server (as in test_provision_devcloud):
+an integration test does not replace our own components.
 """
 
 from __future__ import annotations
@@ -10,30 +11,26 @@ import pytest
 from lablease.provision.devlab import devcloud_lab_config, generate_lab_key
 from lablease.provision.engine import Provisioner
 from lablease.provision.context import ProvisionerOptions
-from lablease.provision.readiness import ReadyResult
 
 pytestmark = pytest.mark.integration
 
-
-class AddressIsReady:
-    """Readiness without SSH: a node is ready once it has an address."""
-
-    def wait(self, host, timeout, node=None, **_) -> ReadyResult:  # the probe's other options do not matter here
-        return ReadyResult(host_key=f"ssh-ed25519 KEY-OF-{host}", attempts=1, seconds=0.0)
+CLOUD = {"boot_delay": 0.3, "volume_delay": 0.1, "ssh": {"enabled": True, "delay": 0.1, "runcmd_delay": 0.1}}
 
 
 @pytest.fixture
-def engine(devcloud, tmp_path):
+def engine(devcloud_factory, tmp_path):
+    cloud = devcloud_factory(CLOUD)
     key = generate_lab_key(tmp_path / "lab_key")
-    config = devcloud_lab_config(devcloud, key)  # lab domain lab.example
-    prov = Provisioner(config, "dev", None, ProvisionerOptions(token_cache_dir=tmp_path / "tokens", probe=AddressIsReady(), poll_cap=0.5))
-    yield prov, devcloud
+    config = devcloud_lab_config(cloud, key)  # lab domain lab.example
+    prov = Provisioner(config, "dev", None, ProvisionerOptions(token_cache_dir=tmp_path / "tokens", poll_cap=0.5))
+    yield prov, cloud
     prov.close()
 
 
 def test_a_node_created_as_Node1_is_destroyed_as_node1_and_nothing_is_left(engine):
     prov, cloud = engine
-    prov.create("Node1", "ubuntu", "22.04", {"volumes": {"count": 1, "size": 1}})
+    node = prov.create("Node1", "ubuntu", "22.04", {"volumes": {"count": 1, "size": 1}})
+    assert node.host_key.startswith("ssh-ed25519 ")  # read from the node's sshd by the readiness probe
     res = cloud.resources()
     assert len(res["servers"]) == 1 and len(res["volumes"]) == 1, res
     prov.destroy("node1")

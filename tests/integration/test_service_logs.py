@@ -5,24 +5,22 @@ access line per request (method, path, status, duration, client) unless the conf
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
 from lablease.testing.lockserver import start_lock_server
+from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 ACCESS = re.compile(r"access method=(\S+) path=(\S+) status=(\d+) duration_ms=(\d+\.\d) client=(\S+)")
 
 
-def _settled(read, wanted: str, timeout: float = 5.0) -> str:
+def _settled(read, wanted: str) -> str:
     """The log once ``wanted`` is in it (lines are written after the answer went out)."""
-    end = time.monotonic() + timeout
-    while wanted not in (text := read()) and time.monotonic() < end:
-        time.sleep(0.05)
-    return text
+    return wait_until(lambda: text if wanted in (text := read()) else None, what=f"{wanted!r} in the log",
+                      timeout=10)
 
 
 def test_lablease_serve_prints_its_url_and_logs_one_access_line_per_request(tmp_path):
@@ -40,14 +38,19 @@ def test_lablease_serve_prints_its_url_and_logs_one_access_line_per_request(tmp_
 
 
 def test_lablease_serve_logs_no_access_lines_with_access_log_false(tmp_path):
-    server = start_lock_server(tmp_path / "srv", extra={"access_log": False})
-    try:
-        assert httpx.get(f"{server.url}/nodes/", timeout=10).status_code == 200
-        time.sleep(0.3)
-        log = server.process.log_tail(100000)
-    finally:
-        server.stop()
-    assert f"listening on {server.url}" in log and "access method=" not in log
+    # An access line is written after the answer went out, so "none yet" proves nothing; a stopped server writes
+    # nothing more. The same steps against a server with access lines on show they would have caught one.
+    logs = {}
+    for access_log in (True, False):
+        server = start_lock_server(tmp_path / f"srv-{access_log}", extra={"access_log": access_log})
+        try:
+            assert httpx.get(f"{server.url}/nodes/", timeout=10).status_code == 200
+        finally:
+            server.stop()  # waits until it has exited: its log is complete
+        logs[access_log] = server.process.log_tail(100000)
+        assert f"listening on {server.url}" in logs[access_log]
+    assert "access method=GET path=/nodes/ status=200" in logs[True]
+    assert "access method=" not in logs[False]
 
 
 def test_lablease_dns_serve_prints_its_url_and_logs_access_lines_unless_turned_off(dns_service_factory):
@@ -59,8 +62,10 @@ def test_lablease_dns_serve_prints_its_url_and_logs_access_lines_unless_turned_o
     assert [(m, p, s) for m, p, s, _, _ in (x.groups() for x in ACCESS.finditer(log))] == [
         ("GET", "/update", "200"), ("GET", "/healthz", "200")]
     quiet = dns_service_factory(access_log=False)
-    httpx.get(f"{quiet.url}/healthz", timeout=10)
-    time.sleep(0.3)
+    for handle in (service, quiet):  # the same steps: a request, then the service stopped (its log is complete)
+        assert httpx.get(f"{handle.url}/healthz", timeout=10).status_code == 200
+        handle.stop()
+    assert service.log_text().count("access method=GET path=/healthz status=200") == 2  # the steps catch a line
     assert "listening on" in quiet.log_text() and "access method=" not in quiet.log_text()
 
 

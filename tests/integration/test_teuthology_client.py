@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from lablease.store import NodeStore
+from lablease.testing.components import MissingComponent
 from lablease.testing.lockserver import start_lock_server
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,10 @@ OWNER = "tester@lab"
 
 
 def teuthology_venv() -> Path:
-    """A cached venv with teuthology (installed once, ~1 min); skip with the reason when pip cannot."""
+    """A cached venv with teuthology (installed once, ~1 min); MissingComponent, saying why, when it cannot be made.
+
+    Never a skip: without teuthology's own client these tests would pass CI having tested nothing.
+    """
     venv = Path(os.environ.get("LABLEASE_TEUTHOLOGY_VENV", "~/.cache/lablease/teuthology-venv")).expanduser()
     marker = venv / ".lablease-installed"
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -40,11 +44,14 @@ def teuthology_venv() -> Path:
             return venv
         made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
         if made.returncode != 0:
-            pytest.skip(f"cannot create a venv for teuthology: {made.stderr[-500:]}")
+            raise MissingComponent(f"teuthology's venv: `{sys.executable} -m venv {venv}` failed (Debian: apt-get "
+                                   f"install python3-venv): {made.stderr[-500:]}")
         pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", TEUTHOLOGY],
                              capture_output=True, text=True, timeout=900)
         if pip.returncode != 0:
-            pytest.skip(f"cannot install {TEUTHOLOGY} from PyPI: {pip.stderr.strip()[-800:]}")
+            raise MissingComponent(f"teuthology's venv: pip cannot install {TEUTHOLOGY} from PyPI into {venv} (PyPI "
+                                   f"must be reachable, or set LABLEASE_TEUTHOLOGY_VENV to a venv holding it): "
+                                   f"{pip.stderr.strip()[-800:]}")
         marker.write_text(TEUTHOLOGY + "\n")
     return venv
 

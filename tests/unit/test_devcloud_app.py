@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from lablease.devcloud.app import create_app
 from lablease.devcloud.config import DevcloudConfig
+from lablease.testing.waiting import wait_until
 
 IMAGE = "2f1a1a38-0c7e-4a4c-9c9f-2204a0e22040"
 
@@ -38,10 +38,8 @@ def test_server_list_filters_by_name_regex_flavor_and_status(client):
     assert names(flavor="2") == ["web-2"]
     # With no boot delay the servers turn ACTIVE on devcloud's scheduler thread: wait for that,
     # then the status filter must put every server on the ACTIVE side and none on BUILD.
-    deadline = time.monotonic() + 10
-    while names(status="ACTIVE") != ["db-1", "web-1", "web-2"]:
-        assert time.monotonic() < deadline, names(status="BUILD")
-        time.sleep(0.02)
+    wait_until(lambda: names(status="ACTIVE") == ["db-1", "web-1", "web-2"], what="every server ACTIVE", timeout=10,
+               interval=0.02)
     assert names(status="BUILD") == []
     assert client.get("/compute/v2.1/servers", params={"name": "("}).status_code == 400
 

@@ -20,6 +20,7 @@ from lablease.provision.errors import ProvisionError
 from lablease.provision.models import CreateRequest
 from lablease.provision.readiness import SSHProbe
 from lablease.provision.waiting import poll
+from lablease.testing.waiting import wait_until
 from tests.unit.test_provision_engine import FakeCloud, FakeDNS, FakeProbe, lab_key, make  # noqa: F401 - fixture
 
 QUICK = 1.0  # how soon after cancel() a wait must have given up
@@ -31,20 +32,25 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _real_probe(lab_key) -> SSHProbe:
-    return SSHProbe(user="u", key=paramiko.PKey.from_path(str(lab_key)), port=_closed_port())
+class CountingProbe(SSHProbe):
+    """The real SSHProbe, counting its refused TCP tries: a try after the SSH stage began shows the wait is on."""
+
+    refused = 0
+
+    def _port_open(self, host, timeout):
+        sock = super()._port_open(host, timeout)
+        if sock is None:
+            self.refused += 1
+        return sock
+
+
+def _real_probe(lab_key) -> CountingProbe:
+    return CountingProbe(user="u", key=paramiko.PKey.from_path(str(lab_key)), port=_closed_port())
 
 
 def _slow(prov) -> None:
     """Poll as a real engine does (up to 5 s apart), so a wait that ignores cancel shows."""
     prov.lifecycle.poll_first, prov.lifecycle.poll_cap = 1.0, 5.0
-
-
-def _until(condition, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition never became true"
-        time.sleep(0.01)
 
 
 class InBackground:
@@ -112,7 +118,7 @@ def test_cancel_during_a_long_boot_poll_returns_at_once_and_the_rollback_removes
     prov, cloud = make(lab_key, cloud=SlowDeleteCloud(boot_polls=10**9), dns=dns, boot_timeout=600)
     _slow(prov)
     job = InBackground(lambda: prov.create("node1", "ubuntu", "22.04", {"volumes": {"count": 1, "size": 5}}))
-    _until(lambda: cloud.polls_total() >= 1)
+    wait_until(lambda: cloud.polls_total() >= 1, what="the first boot poll", interval=0.01)
     job.join_after(prov.cancel)
     assert cloud.deleted_at - job.cancelled_at < QUICK  # the boot wait gave up at once; the rollback began
     assert isinstance(job.error, ProvisionError) and job.error.kind == "cancelled", job.error
@@ -124,11 +130,15 @@ def test_cancel_during_a_long_boot_poll_returns_at_once_and_the_rollback_removes
 @pytest.mark.parametrize("early", [True, False], ids=["early-probe", "probe-after-boot"])
 def test_cancel_during_the_ssh_wait_returns_at_once_and_the_node_is_rolled_back(lab_key, early):
     dns = FakeDNS()
-    prov, cloud = make(lab_key, cloud=FakeCloud(address_at_create=early), dns=dns, probe=_real_probe(lab_key),
-                       ready_timeout=600)
+    probe = _real_probe(lab_key)
+    prov, cloud = make(lab_key, cloud=FakeCloud(address_at_create=early), dns=dns, probe=probe, ready_timeout=600)
+    stages = []
+    prov.emit = lambda event: stages.append((event.stage, event.status))
     job = InBackground(lambda: prov.create("node1", "ubuntu", "22.04"))
-    _until(lambda: dns.records.get("node1"))  # DNS comes right before the SSH wait
-    time.sleep(0.3)
+    wait_until(lambda: ("ssh", "start") in stages, what="the SSH stage to start", timeout=10, interval=0.01)
+    refused = probe.refused
+    wait_until(lambda: probe.refused > refused, what="a refused SSH try after the SSH stage began", timeout=10,
+               interval=0.01)
     seconds = job.join_after(prov.cancel)
     assert seconds < QUICK
     assert isinstance(job.error, ProvisionError) and job.error.kind == "cancelled", job.error
@@ -206,7 +216,7 @@ def test_real_signals_inside_the_block_raise_nothing_and_the_old_handlers_come_b
     with rollback_on_signal(lambda: cancels.append(1)) as interrupts:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
-        _until(lambda: interrupts.repeats == 1)
+        wait_until(lambda: interrupts.repeats == 1, what="the second SIGINT to be answered", interval=0.01)
     assert cancels == [1] and interrupts.exit_code == 130
     assert signal.getsignal(signal.SIGINT) is before
 

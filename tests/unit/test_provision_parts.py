@@ -146,7 +146,7 @@ def test_listing_cache_loads_once_for_many_threads_and_again_after_the_ttl():
 
     def load():
         loads.append(1)
-        time.sleep(0.05)
+        time.sleep(0.05)  # the scenario: a slow listing, so the other threads arrive while it loads
         return ["image"]
 
     threads = [threading.Thread(target=cache.get, args=("images", load)) for _ in range(8)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from sqlalchemy import text
@@ -11,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from lablease.store import Forbidden, InvalidRequest, NodeStore, Unavailable
 from lablease.store.retry import is_transient, run_with_retry
+from lablease.testing.waiting import wait_until
 
 
 def _store(request, tmp_path) -> NodeStore:
@@ -90,10 +90,16 @@ def test_on_postgresql_a_node_held_by_a_rolled_back_transaction_is_still_given_o
             except Exception as exc:  # noqa: BLE001 - reported below
                 result["error"] = exc
 
+        def blocked_on_the_row() -> bool:
+            assert worker.is_alive(), f"lock_many answered while the row was held: {result}"
+            with s.engines.autocommit.connect() as watch:  # a fresh snapshot of pg_stat_activity each time
+                return watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND datname = current_database()")).scalar() > 0
+
         worker = threading.Thread(target=lock)
         worker.start()
-        time.sleep(0.5)
-        assert worker.is_alive(), f"lock_many answered while the row was held: {result}"
+        wait_until(blocked_on_the_row, what="lock_many to wait for the held row's lock", timeout=10)
+        assert worker.is_alive() and not result, result
         tx.rollback()
         worker.join(10)
     assert [n.name for n in result.get("nodes", [])] == ["only"], result

@@ -36,6 +36,7 @@ def connect_probes(lab: LabConfig, *, token_cache_dir: str | None = "~/.cache/la
 
 def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterator[Probe]:
     from lablease.config.errors import ConfigError
+    from lablease.provision.context import ProvisionerOptions
     from lablease.provision.engine import Provisioner
     from lablease.provision.errors import ProvisionError, Stage
     from lablease.provision.hints import merge_hints

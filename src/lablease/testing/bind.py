@@ -24,10 +24,22 @@ import dns.tsigkeyring
 import dns.zone
 
 from lablease.netutil import free_port
+from lablease.testing.components import require_program
 from lablease.testing.processes import ServerProcess
 
-NAMED = shutil.which("named") or "/usr/sbin/named"
-TSIG_KEYGEN = shutil.which("tsig-keygen") or "/usr/sbin/tsig-keygen"
+
+
+def bind_programs(path: str | None = None) -> tuple[str, str]:
+    """``named`` and ``tsig-keygen`` (Debian's bind9), looked up on ``path`` (default PATH) then in /usr/sbin.
+
+    Raises MissingComponent naming the program and the package when BIND is not installed: a test that
+    needs BIND fails with that message rather than being skipped.
+    """
+    named = require_program("named", package="bind9", what="BIND 9", default=None if path else "/usr/sbin/named",
+                            path=path)
+    keygen = require_program("tsig-keygen", package="bind9", what="BIND 9's tsig-keygen",
+                             default=None if path else "/usr/sbin/tsig-keygen", path=path)
+    return named, keygen
 
 _CONF = """\
 options {{
@@ -119,9 +131,9 @@ class BindServer:
         _wait_until_serving(self)
 
 
-def _write_key(workdir: Path, key_name: str) -> Path:
+def _write_key(workdir: Path, key_name: str, keygen: str) -> Path:
     key_file = workdir / f"{key_name}.key"
-    out = subprocess.run([TSIG_KEYGEN, "-a", "hmac-sha256", key_name], check=True, capture_output=True, text=True)
+    out = subprocess.run([keygen, "-a", "hmac-sha256", key_name], check=True, capture_output=True, text=True)
     key_file.write_text(out.stdout)
     key_file.chmod(0o640)
     return key_file
@@ -181,9 +193,10 @@ def start_bind(
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     zone = zone.rstrip(".")
+    programs = bind_programs()
     for attempt in range(3):
         try:
-            return _start_once(workdir, zone, policy_names, host, key_name, allow_transfer)
+            return _start_once(workdir, zone, policy_names, host, key_name, allow_transfer, programs)
         except RuntimeError:
             if attempt == 2:
                 raise
@@ -191,10 +204,11 @@ def start_bind(
 
 
 def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name: str,
-                allow_transfer: bool) -> BindServer:
+                allow_transfer: bool, programs: tuple[str, str]) -> BindServer:
+    named, keygen = programs
     port = free_port(host)
     state = _state_dir(workdir)
-    key_file = _write_key(state, key_name)
+    key_file = _write_key(state, key_name, keygen)
     zone_file = state / f"db.{zone}"
     zone_file.write_text(_ZONE.format(zone=zone))
     for stale in state.glob(f"db.{zone}.jnl"):  # a journal left from an earlier run would replay old records
@@ -204,7 +218,7 @@ def _start_once(workdir: Path, zone: str, policy_names: str, host: str, key_name
         dir=state, port=port, host=host, key_file=key_file, zone=zone, zone_file=zone_file,
         key_name=key_name, policy_names=policy_names, transfer=f"key {key_name}" if allow_transfer else "none",
     ))
-    argv = [NAMED, "-g", "-c", str(conf)]
+    argv = [named, "-g", "-c", str(conf)]
     if os.geteuid() == 0:
         _give_to_nobody(state)
         argv += ["-u", "nobody"]

@@ -13,6 +13,7 @@ import httpx
 import yaml
 
 from lablease.netutil import free_port
+from lablease.testing.components import require_file
 from lablease.testing.processes import ServerProcess
 
 ADMIN = "/devcloud/admin"
@@ -104,7 +105,10 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout: float = 30.0) -> DevcloudHandle:
-    """Run `python -m lablease devcloud serve --config <file> --port <free>` and wait until it answers."""
+    """Run `python -m lablease devcloud serve --config <file> --port <free>` and wait until it answers.
+
+    With SSH on, a missing sshd raises MissingComponent (naming openssh-server) before anything starts.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = _merge({"workdir": str(workdir / "state")}, config or {})
@@ -113,6 +117,10 @@ def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout:
         # processes would fight over ADDRESS:PORT. A random /24 inside 127/8 keeps them apart.
         rnd = random.SystemRandom()
         cfg["networks"] = [{"name": "public", "cidr": f"127.{rnd.randint(101, 254)}.{rnd.randint(0, 255)}.0/24"}]
+    ssh = cfg.get("ssh") or {}
+    if ssh.get("enabled"):  # else every server's sshd would fail in devcloud's log and the test time out
+        require_file(ssh.get("sshd_path", "/usr/sbin/sshd"), package="openssh-server",
+                     what="OpenSSH's sshd (devcloud runs one per server)")
     config_file = workdir / "devcloud.yaml"
     config_file.write_text(yaml.safe_dump(cfg))
     port = free_port()

@@ -15,18 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lablease.netutil import free_port, wait_for_port
+from lablease.testing.components import INSTALL, MissingComponent
 
 SUPERUSER = "lablease"
 
 
-def postgres_bindir() -> Path:
-    """The newest ``/usr/lib/postgresql/<version>/bin`` holding initdb (Debian's layout)."""
-    candidates = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin") if Path(p, "initdb").exists()]
+def postgres_bindir(root: str = "/usr/lib/postgresql", path: str | None = None) -> Path:
+    """The newest ``<root>/<version>/bin`` holding initdb (Debian's layout), else initdb's directory on ``path``.
+
+    Raises MissingComponent (naming PostgreSQL and its Debian package) when neither has initdb: a test
+    that needs PostgreSQL fails with that message rather than being skipped.
+    """
+    candidates = [Path(p) for p in glob.glob(f"{root}/*/bin") if Path(p, "initdb").exists()]
     if not candidates:
-        found = shutil.which("initdb")
+        found = shutil.which("initdb", path=path)
         if found:
             return Path(found).parent
-        raise FileNotFoundError("PostgreSQL is not installed: run `make system-packages` (Debian package postgresql)")
+        raise MissingComponent(f"PostgreSQL is not installed: no initdb in {root}/*/bin or on "
+                               f"{'PATH' if path is None else 'PATH=' + path}; "
+                               + INSTALL.format(package="postgresql"))
     return max(candidates, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
 
 
