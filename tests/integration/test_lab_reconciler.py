@@ -9,12 +9,8 @@ import concurrent.futures
 import json
 import os
 import signal
-<<<<<<< HEAD
 import subprocess
 import sys
-import time
-=======
->>>>>>> issue17-tests
 
 import httpx
 import pytest

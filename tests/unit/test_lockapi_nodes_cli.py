@@ -43,7 +43,7 @@ class StubClient:
 
 
 def _add(monkeypatch, stub: StubClient, *names: str):
-    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    monkeypatch.setattr(nodes_cli, "admin_client", lambda *_: (stub, None))
     return CliRunner().invoke(app, ["nodes", "add", *names])
 
 
@@ -73,7 +73,7 @@ def test_nodes_add_interrupted_midway_removes_what_it_created(monkeypatch, at):
 def test_nodes_remove_failing_midway_says_which_nodes_are_gone_and_which_are_not(monkeypatch):
     stub = StubClient(fail_delete={"n2"})
     stub.existing = ["n1", "n2", "n3"]
-    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    monkeypatch.setattr(nodes_cli, "admin_client", lambda *_: (stub, None))
     done = CliRunner().invoke(app, ["nodes", "remove", "n1", "n2", "n3"])
     assert done.exit_code == 2
     assert "removed before it: n1" in done.output and "not removed: n2, n3" in done.output
@@ -84,7 +84,7 @@ def test_nodes_remove_failing_midway_says_which_nodes_are_gone_and_which_are_not
 def test_nodes_add_and_remove_refuse_a_name_with_a_user_as_no_inventory_name_has_one(monkeypatch, command):
     stub = StubClient()
     stub.existing = ["node1"]
-    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, None))
+    monkeypatch.setattr(nodes_cli, "admin_client", lambda *_: (stub, None))
     done = CliRunner().invoke(app, ["nodes", command, "node2", "ubuntu@node1"])
     assert done.exit_code == 2 and "node names carry no user: give node1, not ubuntu@node1" in done.output
     assert stub.existing == ["node1"]

@@ -105,7 +105,7 @@ def test_the_allow_pattern_sees_the_lowered_short_name_and_matches_ignoring_case
 def run_cli(monkeypatch, existing: list[str], *args: str):
     stub = StubClient()
     stub.existing = list(existing)
-    monkeypatch.setattr(nodes_cli, "_client", lambda *_: (stub, MIXED))
+    monkeypatch.setattr(nodes_cli, "admin_client", lambda *_: (stub, MIXED))
     return CliRunner().invoke(app, ["nodes", *args]), stub
 
 

@@ -131,9 +131,9 @@ def test_cancel_during_a_long_boot_poll_returns_at_once_and_the_rollback_removes
 def test_cancel_during_the_ssh_wait_returns_at_once_and_the_node_is_rolled_back(lab_key, early):
     dns = FakeDNS()
     probe = _real_probe(lab_key)
-    prov, cloud = make(lab_key, cloud=FakeCloud(address_at_create=early), dns=dns, probe=probe, ready_timeout=600)
     stages = []
-    prov.emit = lambda event: stages.append((event.stage, event.status))
+    prov, cloud = make(lab_key, cloud=FakeCloud(address_at_create=early), dns=dns, probe=probe, ready_timeout=600,
+                       on_progress=lambda event: stages.append((event.stage, event.status)))
     job = InBackground(lambda: prov.create("node1", "ubuntu", "22.04"))
     wait_until(lambda: ("ssh", "start") in stages, what="the SSH stage to start", timeout=10, interval=0.01)
     refused = probe.refused
