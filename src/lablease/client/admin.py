@@ -40,7 +40,7 @@ def describe(report: dict[str, Any], dry_run: bool) -> list[str]:
 def reconcile(
     machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m", help="Only this cloud machine type."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what the pass would do; change nothing."),
-    settle: float = typer.Option(3.0, "--settle", min=0, max=60,
+    settle: float = typer.Option(3.0, "--settle", min=0, max=10,
                                  help="Seconds between the pass's two looks at the cloud (a leak must be seen twice)."),
     as_json: bool = typer.Option(False, "--json", help="The reports as JSON on stdout."),
     quiet: bool = QuietOpt, server: Optional[str] = ServerOpt, config: Optional[Path] = ConfigOpt,

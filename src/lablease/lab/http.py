@@ -121,7 +121,7 @@ def status(request: Request) -> JSONResponse:
 async def reconcile(request: Request,
                     machine_type: str | None = Query(None, max_length=32, json_schema_extra={"pattern": NO_NUL}),
                     dry_run: bool = False,
-                    settle: float | None = Query(None, ge=0, le=60, description=(
+                    settle: float | None = Query(None, ge=0, le=10, description=(
                         "look, wait this many seconds, look again: leaks seen both times are final in this pass "
                         "(deleted, or with dry_run planned); without it a leak is deleted when the next pass "
                         "sees it again"))) -> JSONResponse:
