@@ -149,6 +149,7 @@ def announcing(server_cls: type, service: str, url: str) -> type:
 
 
 access_log = logging.getLogger("lablease.access")
+CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection before the answer
 _SAFE_PATH = "/:@-._~!$&'()*+,;="
 
 
@@ -171,17 +172,26 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = {"code": 0}
+        status = {"code": 0, "gone": False}
 
         async def sending(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
             await send(message)
 
+        async def receiving() -> dict:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                status["gone"] = True
+            return message
+
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receiving, sending)
         finally:
             client = scope.get("client") or ("-", 0)
-            self.log.info("access method=%s path=%s status=%d duration_ms=%.1f client=%s",
+            # No answer sent: 499 (nginx's "client closed request") when the client went away first, else 500.
+            code = status["code"] or (CLIENT_GONE if status["gone"] else 500)
+            self.log.info("access method=%s path=%s status=%d duration_ms=%.1f client=%s%s",
                           scope.get("method", "-"), quote(scope.get("path", ""), safe=_SAFE_PATH),
-                          status["code"] or 500, (time.perf_counter() - start) * 1000, client[0])
+                          code, (time.perf_counter() - start) * 1000, client[0],
+                          " (the client went away before the answer)" if code == CLIENT_GONE else "")

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 
+from lablease.client.force import force_unlock
 from lablease.client.render import (
     LiveProgress,
     PlainProgress,
@@ -134,12 +135,21 @@ def unlock(
     names: list[str] = typer.Argument(..., help="Node names (short names get the lab_domain)."),
     owner: Optional[str] = OwnerOpt,
     desc: Optional[str] = typer.Option(None, "--desc", "--description", help="Must match the lock's, if given."),
+    force: bool = typer.Option(False, "--force", help=(
+        "Admin: destroy and free cloud nodes in any state, whoever holds them (a lock abandoned by a dead "
+        "process, a stuck provisioning, a failed destroy); needs the admin token. --owner is named in the "
+        "nodes' events as who forced them.")),
+    token: Optional[str] = typer.Option(None, "--token", help=(
+        "Admin token for --force (or set LABLEASE_ADMIN_TOKEN; or lablease.admin_token in the config).")),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
     log_level: Optional[str] = LogLevelOpt,
 ) -> None:
-    """Unlock nodes, all or none; cloud nodes are destroyed first."""
+    """Unlock nodes, all or none; cloud nodes are destroyed first. --force (admin) frees them in any state."""
     session = open_session(server, as_json, quiet, log_level)
     owner, full = owner or default_owner(), [session.node_name(n) for n in names]
+    if force:
+        force_unlock(session, full, owner, token)
+        return
     busy = session.err.status(f"unlocking {len(full)} node(s)") if session.live else contextlib.nullcontext()
     with answered(session, "interrupted: the server goes on unlocking; see: lablease list"), \
             session.client() as client, busy:

@@ -136,6 +136,10 @@ class LockClient:
             params["settle"] = settle
         return self._call("POST", "/lab/reconcile/", params=params, **self._waiting(120.0 + (settle or 0)))
 
+    def force_unlock(self, name: str, by: str, *, wait: float = 300.0) -> dict[str, Any]:
+        """Destroy and free a cloud node in any state, whoever holds it (admin); ``by`` is named in its events."""
+        return self._call("POST", f"/lab/nodes/{name}/force-unlock/", params={"by": by}, **self._waiting(wait))
+
     def events(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
         """The node's event trail, oldest first (a lablease extension: 404 on paddles)."""
         params = {"count": count} if count is not None else {}

@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from lablease.lab.bus import LabEvent
 from lablease.lab.service import LabService
 from lablease.lockapi.errors import error_docs
-from lablease.lockapi.routes import ADMIN, require_admin
-from lablease.lockapi.schemas import NO_NUL
+from lablease.lockapi.routes import ADMIN, NodeName, require_admin
+from lablease.lockapi.schemas import NO_NUL, Node
 from lablease.store import NodeStore
 
 router = APIRouter()
@@ -139,6 +139,22 @@ async def reconcile(request: Request,
         return JSONResponse({"message": "another reconciler pass is running; try again in a moment"},
                             status_code=409)
     return JSONResponse([r.to_json() for r in reports])
+
+
+@router.post("/lab/nodes/{name}/force-unlock/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN,
+             responses={200: {"model": Node, "description": "the node, destroyed and free (idle, unlocked)"},
+                        **error_docs(400, 401, 403, 404, 413, 503, said={
+                            400: "invalid request, or the node is not of a cloud machine type of this service",
+                            403: "a wrong admin token",
+                            503: "destroying it failed: it stays locked in destroy-failed (see last_error) and the "
+                                 "reconciler retries it; or the database kept failing"})})
+async def force_unlock(request: Request, name: str = NodeName,
+                       by: str = Query("admin", min_length=1, max_length=64, json_schema_extra={"pattern": NO_NUL},
+                                       description="who forces it (named in the node's events)")) -> JSONResponse:
+    """Destroy whatever a cloud node has in the cloud and DNS and free it, in any state, whoever holds it
+    (admin): a create in flight on it, in this process or another, is stopped and rolled back."""
+    node = await lab_of(request).force_unlock(name, by)
+    return JSONResponse(request.app.state.lock_context.node_json(node))
 
 
 @router.get("/metrics", response_class=Response, responses={

@@ -3,8 +3,9 @@
 Level-triggered and three-way, as Nodepool's cleanup is: every pass looks at what is, not at what
 happened. Per provider it
 
-- takes over nodes stuck in ``provisioning``/``destroying`` whose owner's lease expired (a process
-  died): they are destroyed by name and freed (a lock that died half-way never answered anybody);
+- takes over nodes stuck in ``provisioning``/``destroying`` whose owner's lease expired, or whose owner
+  is a dead process of this host (lab.leases): they are destroyed by name and freed (a lock that died
+  half-way never answered anybody); the first pass runs at start-up;
 - destroys nodes in ``destroy-failed`` again, with backoff, until they are gone;
 - deletes servers and volumes tagged for this lab that no record owns (by node name and attempt
   id), but only once they were seen as leaks in two consecutive passes, so a launch racing the
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
+from lablease.lab.leases import abandoned, gone_here
 from lablease.store import NodeFilter, NodeRecord, NodeState
 from lablease.store.exclusive import exclusive
 from lablease.store.records import utcnow
@@ -97,11 +99,14 @@ class Reconciler:
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        # The first pass runs at start-up: a restarted service takes over its dead predecessor's nodes at once.
+        while True:
             try:
                 self.run()
             except Exception:  # noqa: BLE001 - a cloud or database outage: the next pass tries again
                 log.exception("reconcile pass failed")
+            if self._stop.wait(self.interval):
+                return
 
     def run(self, machine_type: str | None = None, dry_run: bool = False,
             settle: float | None = None) -> list[PassReport] | None:
@@ -159,9 +164,11 @@ class Reconciler:
         return report
 
     def _take_over(self, worker: "ProviderWorker", node: NodeRecord, report: PassReport) -> None:
-        why = (f"{node.state} by {node.lease_owner or 'nobody'}, whose lease expired"
-               f"{' at ' + node.lease_expires.isoformat(timespec='seconds') if node.lease_expires else ''}: "
-               f"destroy what it made and free the node")
+        gone = gone_here(node.lease_owner)
+        why = (f"{node.state} by {node.lease_owner or 'nobody'}, "
+               + ("whose process is gone" if gone else "whose lease expired"
+                  f"{' at ' + node.lease_expires.isoformat(timespec='seconds') if node.lease_expires else ''}")
+               + ": destroy what it made and free the node")
         if report.dry_run:
             report.taken_over.append(node.name)
             report.act("take over", "node", node.name, node.name, why, False)
@@ -170,15 +177,18 @@ class Reconciler:
             if node.state == NodeState.PROVISIONING:
                 self.lab.store.retake(node.name, NodeState.PROVISIONING, NodeState.DESTROYING,
                                       lease_owner=self.lab.owner, lease_seconds=self.lab.lease_seconds, who="reconciler",
-                                      last_error="its lock was abandoned (the process working on it stopped)")
+                                      gone=node.lease_owner if gone else None,
+                                      last_error=f"its lock was abandoned by {node.lease_owner} (the process "
+                                                 "working on it stopped)")
             else:
                 self.lab.store.retake(node.name, NodeState.DESTROYING, None, lease_owner=self.lab.owner,
-                                      lease_seconds=self.lab.lease_seconds, who="reconciler")
+                                      lease_seconds=self.lab.lease_seconds, who="reconciler",
+                                      gone=node.lease_owner if gone else None)
         except Conflict as exc:  # someone else took it, or its owner came back
             log.info("reconciler: not taking over %s: %s", node.name, exc.message)
             return
-        log.warning("reconciler: taking over %s (was %s, lease of %s expired)", node.name, node.state,
-                    node.lease_owner)
+        log.warning("reconciler: taking over %s (was %s, %s of %s)", node.name, node.state,
+                    "process gone" if gone else "lease expired", node.lease_owner)
         report.taken_over.append(node.name)
         done = worker.destroy_now(node.name, who="reconciler")
         report.act("take over", "node", node.name, node.name, why, done)
@@ -278,9 +288,10 @@ class Reconciler:
 
 
 def _lease_expired(node: NodeRecord, now: datetime, me: str) -> bool:
+    """Whether ``node``'s lease may be taken over: expired, or its owner a dead process of this host."""
     if node.lease_owner == me:
         return False  # this process is working on it; its heartbeat keeps the lease
-    return node.lease_expires is None or node.lease_expires < now
+    return abandoned(node.lease_owner, node.lease_expires, now)
 
 
 def _leak_reason(kind: str, node: str, attempt: str) -> str:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -23,6 +20,10 @@ from typing import Any, Protocol
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.lab.busy import Busy
+from lablease.lab.force import force_unlock
+from lablease.lab.heartbeat import Heartbeat
+from lablease.lab.leases import new_owner
+from lablease.lab.messages import explain_refusal
 from lablease.lab.pool import WarmPool
 from lablease.lab.reconciler import Reconciler
 from lablease.lab.workers import ProviderWorker
@@ -33,7 +34,7 @@ from lablease.provision.engine import provisioner_from_config
 from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
-from lablease.store import InvalidRequest, NodeRecord, NodeStore, NotFound, Shortage, Unavailable
+from lablease.store import Forbidden, InvalidRequest, NodeRecord, NodeStore, NotFound, Shortage, Unavailable
 from lablease.store.lifecycle import NodeState
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ DRAINING = "the lab service is shutting down; retry in a moment"
 
 
 def instance_id() -> str:
-    """Who holds a lease: this process, unique across hosts and restarts."""
-    return f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: this process, unique across hosts and restarts (lab.leases: host, pid, start time)."""
+    return new_owner()
 
 
 class LabObserver(Protocol):
@@ -62,7 +63,7 @@ class LabService:
     """
 
     def __init__(self, store: NodeStore, config: LabConfig, *, bus: ProgressBus | None = None,
-                 lease_seconds: float = 300.0, reconcile_interval: float = 60.0,
+                 lease_seconds: float = 30.0, reconcile_interval: float = 60.0,
                  provisioner_options: ProvisionerOptions | None = None, observer: LabObserver | None = None):
         self.store = store
         self.config = config
@@ -84,8 +85,7 @@ class LabService:
         except BaseException:
             self.close()
             raise
-        self._stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name="lab-lease-heartbeat", daemon=True)
+        self._heartbeat = Heartbeat(store, self.owner, lease_seconds, self.workers)
         self._heartbeat.start()
         self.pools = {t: WarmPool(self, w) for t, w in self.workers.items() if w.prov.provider.min_ready}
         for pool in self.pools.values():
@@ -227,11 +227,19 @@ class LabService:
     async def _provision(self, worker: ProviderWorker, nodes: list[NodeRecord], os_type: str, os_version: str,
                          hints: Any, request: str | None, who: str | None,
                          abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
-        futures = [asyncio.wrap_future(worker.launch(n.name, os_type, os_version, hints, request)) for n in nodes]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException)]
-        if not failures and not (abandoned is not None and abandoned.is_set()):
-            return await asyncio.to_thread(self._mark_ready, nodes, results)
+        stop = threading.Event()  # this request's creates only: set when its client goes away
+        futures = [asyncio.wrap_future(worker.launch(n.name, os_type, os_version, hints, request, stop)) for n in nodes]
+        results = await _gather_unless(futures, abandoned, stop)
+        gone = abandoned is not None and abandoned.is_set()
+        if gone:
+            log.info("lock request=%s: the client (%s) went away; stopping its creates and rolling back", request, who)
+        failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException) and not gone]
+        if not failures and not gone:
+            lost = await asyncio.to_thread(self._lost, nodes)
+            if not lost:
+                return await asyncio.to_thread(self._mark_ready, nodes, results)
+            failures = [(n, RuntimeError("an admin forced it free, or another process took it over"))
+                        for n in nodes if n.name in lost]
         reason = "; ".join(_reason(n, e) for n, e in failures) or \
             f"the client ({who}) disconnected before its nodes were ready"
         log.warning("lock request=%s failed, undoing all %d nodes: %s", request, len(nodes), reason)
@@ -242,6 +250,15 @@ class LabService:
             message += (f"; destroying {', '.join(n.name for n in left)} failed too, so they stay locked in "
                         "destroy-failed until their owner unlocks them again (which retries the destroy)")
         raise Unavailable(message)
+
+    def _lost(self, nodes: list[NodeRecord]) -> set[str]:
+        """Names of ``nodes`` no longer ``provisioning`` under this process's lease (forced free, taken over)."""
+        lost = set()
+        for node in nodes:
+            now = self.store.get(node.name)
+            if now.state != NodeState.PROVISIONING or now.lease_owner != self.owner:
+                lost.add(node.name)
+        return lost
 
     def _mark_ready(self, nodes: list[NodeRecord], infos: list[NodeInfo]) -> list[NodeRecord]:
         ready = []
@@ -256,10 +273,15 @@ class LabService:
                     request: str | None) -> list[bool]:
         """Destroy and free every node of a failed request (each failed launch already rolled itself back;
         a destroy by name also catches what a rollback could not remove)."""
+        lost = await asyncio.to_thread(self._lost, nodes)  # whoever took these destroys them
         for node in nodes:
-            await asyncio.to_thread(self.store.transition, node.name, NodeState.PROVISIONING, NodeState.DESTROYING,
-                                    who="lablease", last_error=reason[:2000])
-        return list(await asyncio.gather(*(self._destroy(worker, n.name, request) for n in nodes)))
+            if node.name not in lost:
+                await asyncio.to_thread(self.store.transition, node.name, NodeState.PROVISIONING,
+                                        NodeState.DESTROYING, who="lablease", last_error=reason[:2000])
+        mine = [n for n in nodes if n.name not in lost]
+        done = dict(zip([n.name for n in mine], await asyncio.gather(*(self._destroy(worker, n.name, request)
+                                                                      for n in mine))))
+        return [done.get(n.name, True) for n in nodes]
 
     # -- unlocking ----------------------------------------------------------------------------------
 
@@ -267,9 +289,13 @@ class LabService:
                           description: str | None = None) -> list[NodeRecord]:
         """Unlock ``names`` (paddles' rules for every one first, all or none); cloud nodes are destroyed
         before their records are freed. 503 when a destroy failed (that node stays locked)."""
-        destroy, unlocked = await asyncio.to_thread(
-            self.store.begin_destroy, list(names), locked_by, description, lease_owner=self.owner,
-            lease_seconds=self.lease_seconds)
+        try:
+            destroy, unlocked = await asyncio.to_thread(
+                self.store.begin_destroy, list(names), locked_by, description, lease_owner=self.owner,
+                lease_seconds=self.lease_seconds)
+        except Forbidden as exc:  # a lock abandoned by a dead process: say so, and when it is cleaned
+            raise Forbidden(await asyncio.to_thread(explain_refusal, self.store, names, exc.message,
+                                                    self.reconciler.interval)) from None
         with self._working(refuse=False):
             ok = await asyncio.gather(*(self._destroy(self.workers[n.machine_type or ""], n.name, None)
                                         for n in destroy if n.machine_type in self.workers))
@@ -281,6 +307,10 @@ class LabService:
         for n in destroy:
             by_name[n.name] = await asyncio.to_thread(self.store.get, n.name)
         return [by_name[n] for n in names if n in by_name]
+
+    async def force_unlock(self, name: str, by: str) -> NodeRecord:
+        """An admin's override (lab.force): destroy and free ``name`` in any state; events name ``by``."""
+        return await asyncio.to_thread(force_unlock, self, name, by)
 
     async def _destroy(self, worker: ProviderWorker, name: str, request: str | None) -> bool:
         """``destroying -> idle`` once everything is gone, else ``-> destroy-failed`` with the error."""
@@ -327,23 +357,29 @@ class LabService:
         self.workers = {}
 
     def _stop_heartbeat(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-
-    def _beat(self) -> None:
-        """Renew this process's leases while it works on nodes (a dead process's leases expire)."""
-        while not self._stop.wait(self.lease_seconds / 3):
-            try:
-                self.store.renew_leases(self.owner, self.lease_seconds)
-            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
-                log.warning("lease heartbeat failed", exc_info=True)
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.stop()
 
     def status(self) -> dict[str, Any]:
         return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight.count,
                 "providers": {t: {"max_parallel": w.prov.provider.max_parallel} for t, w in self.workers.items()},
                 "reconciler": {"interval": self.reconciler.interval,
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
+
+
+async def _gather_unless(futures: list[asyncio.Future], abandoned: asyncio.Event | None,
+                         stop: threading.Event) -> list[Any]:
+    """Every future's result or exception; when ``abandoned`` is set first, ``stop`` is set (the creates end
+    at once, each rolling back what it made) and their ends are awaited all the same."""
+    gathered = asyncio.gather(*futures, return_exceptions=True)
+    if abandoned is not None:
+        gone = asyncio.ensure_future(abandoned.wait())
+        await asyncio.wait({gathered, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if abandoned.is_set():
+            stop.set()
+    return list(await gathered)
 
 
 def _reason(node: NodeRecord, exc: BaseException) -> str:

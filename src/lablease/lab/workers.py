@@ -30,6 +30,7 @@ class Job:
 
     record: str
     request: str | None
+    cancel: threading.Event | None = None  # a create's own: set, that create stops and rolls back
     started: float = field(default_factory=time.monotonic)
     attempt_id: str | None = None
     volume_ids: list[str] = field(default_factory=list)
@@ -48,6 +49,7 @@ class ProviderWorker:
         self.bus = bus
         self.actor = actor
         self._jobs: dict[str, Job] = {}  # engine's short node name -> job
+        self._launches: dict[str, Job] = {}  # short name -> create queued or running (stop_create finds it)
         self._lock = threading.Lock()
         self.prov = build(self._on_progress)
         self.pool = ThreadPoolExecutor(max_workers=self.prov.provider.max_parallel,
@@ -55,13 +57,18 @@ class ProviderWorker:
 
     # -- work --------------------------------------------------------------------------------------
 
-    def launch(self, record: str, os_type: str, os_version: str, hints: Any, request: str | None) -> Future[NodeInfo]:
-        """Create the node of ``record`` (ProvisionError on failure, after the engine's own rollback)."""
-        return self.pool.submit(self._run, record, request, lambda: self._create(record, os_type, os_version, hints))
+    def launch(self, record: str, os_type: str, os_version: str, hints: Any, request: str | None,
+               cancel: threading.Event | None = None) -> Future[NodeInfo]:
+        """Create the node of ``record`` (ProvisionError on failure, after the engine's own rollback).
+        Setting ``cancel`` stops this create (kind "cancelled"), queued or running; the others go on."""
+        job = Job(record, request, cancel or threading.Event())
+        with self._lock:
+            self._launches[self.prov.short_name(record)] = job  # queued or running, until it ends
+        return self.pool.submit(self._run, job, lambda: self._create(record, os_type, os_version, hints, job.cancel))
 
     def destroy(self, record: str, request: str | None = None) -> Future[None]:
         """Destroy every server, volume and the DNS name of ``record`` (ProvisionError when something remains)."""
-        return self.pool.submit(self._run, record, request, lambda: self.prov.destroy(record))
+        return self.pool.submit(self._run, Job(record, request), lambda: self.prov.destroy(record))
 
     def destroy_now(self, name: str, *, who: str = "lablease") -> bool:
         """The same as an unlock's destroy, for a node already in ``destroying``, from a plain thread."""
@@ -84,19 +91,35 @@ class ProviderWorker:
                                   request=request))
         return True
 
-    def _create(self, record: str, os_type: str, os_version: str, hints: Any) -> NodeInfo:
+    def _create(self, record: str, os_type: str, os_version: str, hints: Any, cancel: threading.Event) -> NodeInfo:
         self.prov.prepare()
-        return self.prov.create(record, os_type, os_version, hints)
+        return self.prov.create(record, os_type, os_version, hints, cancel=cancel)
 
-    def _run(self, record: str, request: str | None, work):  # noqa: ANN001, ANN202
-        short = self.prov.short_name(record)
+    def _run(self, job: Job, work):  # noqa: ANN001, ANN202
+        short = self.prov.short_name(job.record)
         with self._lock:
-            self._jobs[short] = Job(record, request)
+            self._jobs[short] = job
         try:
             return work()
         finally:
             with self._lock:
                 self._jobs.pop(short, None)
+                if self._launches.get(short) is job:
+                    self._launches.pop(short, None)
+
+    def creating(self) -> list[str]:
+        """The records this worker is creating now or has queued."""
+        with self._lock:
+            return [job.record for job in self._launches.values()]
+
+    def stop_create(self, record: str) -> bool:
+        """Stop the create of ``record`` queued or running here (it rolls back what it made); whether there was one."""
+        with self._lock:
+            job = self._launches.get(self.prov.short_name(record))
+        if job is None or job.cancel is None:
+            return False
+        job.cancel.set()
+        return True
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -45,8 +45,10 @@ class LabSection(BaseModel):
     access_log: bool = True  # one line per request: method, path, status, duration, client
     # the lab service (a libcloud: section): how long SIGTERM lets work in flight finish before it is
     # cancelled and rolled back, and how long a process's claim on a node lasts without its heartbeat
+    # (renewed every third of it; a dead process's nodes on another host wait that long to be cleaned,
+    # on the same host they are taken over at once: docs/lab-service.md)
     shutdown_timeout: float = Field(120.0, ge=0, le=3600)
-    lease_seconds: float = Field(300.0, ge=10, le=86400)
+    lease_seconds: float = Field(30.0, ge=10, le=86400)
     reconcile_interval: float = Field(60.0, ge=0, le=86400)  # 0: only on demand (lablease reconcile)
 
     @field_validator("database_url")
@@ -97,7 +99,7 @@ class LockSettings(BaseModel):
     log_level: str = "INFO"
     access_log: bool = True
     shutdown_timeout: float = 120.0
-    lease_seconds: float = 300.0
+    lease_seconds: float = 30.0
     reconcile_interval: float = 60.0
     config_file: Path | None = None
 

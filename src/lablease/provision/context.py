@@ -8,7 +8,6 @@ Nothing is attached to them after construction.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ from lablease.config.lab import LabConfig, ProviderConfig
 from lablease.provision.adapters import CloudAdapter, adapter_for
 from lablease.provision.adapters.base import Server, Volume
 from lablease.provision.calls import CallObserver, CloudCaller
+from lablease.provision.cancelscope import CancelScope
 from lablease.provision.listings import ListingCache
 from lablease.provision.ratelimit import RateLimiter
 from lablease.provision.readiness import SSHProbe, load_private_key, public_key_line
@@ -73,8 +73,9 @@ class Pace:
 
 @dataclass(frozen=True)
 class ProviderContext:
-    """Everything the lifecycle of one provider's nodes needs; ``cancel`` is the engine's cancel event
-    (set, it stops create's waits), ``dns`` a ``lablease.dns.client.DNSClient`` or None to skip DNS."""
+    """Everything the lifecycle of one provider's nodes needs; ``cancel`` is the engine's cancel flag
+    (set, it stops create's waits; a create's own scope can stop that create alone), ``dns`` a
+    ``lablease.dns.client.DNSClient`` or None to skip DNS."""
 
     provider: ProviderConfig
     lab: str
@@ -82,7 +83,7 @@ class ProviderContext:
     probe: SSHProbe
     public_keys: list[str]
     dns: Any
-    cancel: threading.Event
+    cancel: CancelScope
     pace: Pace
 
 
@@ -125,4 +126,4 @@ def build_context(config: LabConfig, machine_type: str, dns_client: Any, options
                         servers=_watch("servers", caller, adapter.get_server, adapter.list_servers, shared),
                         volumes=_watch("volumes", caller, adapter.get_volume, adapter.list_volumes, shared))
     return ProviderContext(provider=provider, lab=lab, cloud=cloud, probe=probe, public_keys=public_keys,
-                           dns=dns_client, cancel=threading.Event(), pace=Pace(options.poll_first, options.poll_cap))
+                           dns=dns_client, cancel=CancelScope(), pace=Pace(options.poll_first, options.poll_cap))

@@ -144,9 +144,14 @@ class Provisioner:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create(self, name: str, os_type: str, os_version: str, hints: Any = None) -> NodeInfo:
+    def create(self, name: str, os_type: str, os_version: str, hints: Any = None,
+               cancel: threading.Event | None = None) -> NodeInfo:
         """Create one node, ready over SSH and named in DNS, or raise ProvisionError with nothing left behind
-        (kind "cancelled" after ``cancel()``)."""
+        (kind "cancelled" after ``cancel()``, or once ``cancel``, this create's own event, is set)."""
+        with self._cancel.scope(cancel):
+            return self._create(name, os_type, os_version, hints)
+
+    def _create(self, name: str, os_type: str, os_version: str, hints: Any) -> NodeInfo:
         node = self.node_name(name, Stage.CREATE)
         try:
             need = merge_hints(self.config.openstack, hints)

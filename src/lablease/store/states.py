@@ -154,15 +154,16 @@ class StateMachine:
         return self._write(run)  # type: ignore[attr-defined]
 
     def retake(self, name: str, expect: str, to: str | None, *, lease_owner: str, lease_seconds: float,
-               who: str | None = None, **fields: Any) -> NodeRecord:
+               who: str | None = None, gone: str | None = None, **fields: Any) -> NodeRecord:
         """Take the lease of a node in ``expect`` whose lease is free or expired (a dead process's work)
-        and move it to ``to`` (None: stay, only the lease changes hands). Conflict when it is not ours to take."""
+        and move it to ``to`` (None: stay, only the lease changes hands). ``gone``: an owner the caller knows
+        is dead, whose lease is taken even before it expires. Conflict when it is not ours to take."""
         def run(conn: Connection) -> NodeRecord:
             node = self._one(conn, name, for_update=True)  # type: ignore[attr-defined]
             now = utcnow()
             if node.state != expect:
                 raise Conflict(f"{name} is {node.state}, not {expect}")
-            if node.lease_owner not in (None, lease_owner) and node.lease_expires and node.lease_expires > now:
+            if node.lease_owner not in (None, lease_owner, gone) and node.lease_expires and node.lease_expires > now:
                 raise Conflict(f"{name} is being worked on by {node.lease_owner}")
             lease = _lease(lease_owner, lease_seconds, now)
             if to is not None:
@@ -171,6 +172,43 @@ class StateMachine:
             self._event(conn, [self._event_row(  # type: ignore[attr-defined]
                 name, "lease", who, now, {"lease_owner": node.lease_owner}, {"lease_owner": lease_owner})])
             return replace(node, **lease, updated_at=now)
+        return self._write(run)  # type: ignore[attr-defined]
+
+
+    def force_take(self, name: str, *, lease_owner: str, lease_seconds: float, who: str) -> NodeRecord:
+        """An admin's override, whoever holds the node: ``provisioning``, ``ready`` and ``destroy-failed`` move
+        to ``destroying``, and ``destroying`` changes hands, under ``lease_owner``'s lease (the old holder's
+        heartbeat then stops its create); ``idle`` stays as it is. One ``force-unlock`` event naming ``who``."""
+        def run(conn: Connection) -> NodeRecord:
+            node = self._one(conn, name, for_update=True)  # type: ignore[attr-defined]
+            now = utcnow()
+            lease = _lease(lease_owner, lease_seconds, now)
+            if node.state in (NodeState.PROVISIONING, NodeState.READY, NodeState.DESTROY_FAILED):
+                return self._move(conn, node, NodeState.DESTROYING, who,
+                                  {"last_error": f"force-unlocked by {who}", **lease}, now, action="force-unlock")
+            if node.state != NodeState.DESTROYING:
+                return node
+            conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **lease, "updated_at": now})
+            self._event(conn, [self._event_row(  # type: ignore[attr-defined]
+                name, "force-unlock", who, now, {"lease_owner": node.lease_owner}, {"lease_owner": lease_owner})])
+            return replace(node, **lease, updated_at=now)
+        return self._write(run)  # type: ignore[attr-defined]
+
+    def force_clear(self, name: str, *, who: str) -> NodeRecord:
+        """An admin's unlock of an ``idle`` node (its destroy by name is done): the lock's fields are cleared."""
+        def run(conn: Connection) -> NodeRecord:
+            node = self._one(conn, name, for_update=True)  # type: ignore[attr-defined]
+            if node.state != NodeState.IDLE:
+                raise Conflict(f"{name} is {node.state}, not idle")
+            now = utcnow()
+            changes = {k: v for k, v in CLEARED_ON_FREE.items() if getattr(node, k) != v}
+            if not changes:
+                return node
+            conn.execute(q.UPDATE_BY_ID, {"node_id": node.id, **changes, "updated_at": now})
+            self._event(conn, [self._event_row(  # type: ignore[attr-defined]
+                name, "force-unlock", who, now, {k: jsonable(getattr(node, k)) for k in changes},
+                {k: jsonable(v) for k, v in changes.items()})])
+            return replace(node, **changes, updated_at=now)
         return self._write(run)  # type: ignore[attr-defined]
 
 
