@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.integration.test_lab_reconciler import _wait_for, kill, lab_factory  # noqa: F401 - the fixture
+from lablease.testing.waiting import wait_until
+from tests.integration.test_lab_reconciler import kill, lab_factory  # noqa: F401 - the fixture
 from tests.integration.test_lab_service import OWNER, Lab
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def test_unlock_force_destroys_and_frees_an_abandoned_a_ready_and_a_destroy_fail
     first.cloud.set_faults({"latency": [{"match": "GET /compute/*", "seconds": 1}]})  # a long boot to die in
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(first.lock_many, 1)
-        _wait_for(lambda: len(first.cloud.resources()["servers"]) == 1, 20)
+        wait_until(lambda: len(first.cloud.resources()["servers"]) == 1, what="the first server", timeout=20)
         kill(first)
     first.cloud.clear_faults()
     lab = lab_factory(admin_token=TOKEN)  # no timer pass (reconcile_interval 0): only the admin can clean it
@@ -79,7 +80,7 @@ def test_ctrl_c_of_lock_many_stops_its_provisioning_at_once_rolls_back_and_logs_
     proc = subprocess.Popen([sys.executable, "-m", "lablease", "lock-many", "2", "-m", "dev", "--owner", OWNER,
                              "--server", lab.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        _wait_for(lambda: len(lab.cloud.resources()["servers"]) == 2, 30)
+        wait_until(lambda: len(lab.cloud.resources()["servers"]) == 2, what="2 servers booting", timeout=30)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     finally:
@@ -87,9 +88,11 @@ def test_ctrl_c_of_lock_many_stops_its_provisioning_at_once_rolls_back_and_logs_
             proc.kill()
     assert proc.returncode == 130, err
     sent = time.monotonic()
-    _wait_for(lambda: lab.cloud.resources()["servers"] == [] and lab.cloud.resources()["volumes"] == [], 15)
+    wait_until(lambda: lab.cloud.resources()["servers"] == [] and lab.cloud.resources()["volumes"] == [],
+               what="no server or volume left", timeout=15)
     lab.cloud.clear_faults()
-    _wait_for(lambda: all(lab.node(n)["state"] == "idle" and not lab.node(n)["locked"] for n in names), 15)
+    wait_until(lambda: all(lab.node(n)["state"] == "idle" and not lab.node(n)["locked"] for n in names),
+               what="every node idle and free", timeout=15)
     assert time.monotonic() - sent < 15
     for name in names:  # stopped in its boot: no node ever got to SSH, let alone ready
         stages = [e["new"].get("stage") for e in lab.http.get(f"/nodes/{name}/events/").json()
