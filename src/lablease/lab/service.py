@@ -24,12 +24,15 @@ from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.lab.busy import Busy
 from lablease.lab.pool import WarmPool
+from lablease.lab.preflight import Preflight
 from lablease.lab.reconciler import Reconciler
+from lablease.lab.undo import FailedLock, clean, node_line
 from lablease.lab.workers import ProviderWorker
 from lablease.lockapi.locking import LockRequest
 from lablease.provision.calls import CallObserver
 from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import provisioner_from_config
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
@@ -84,6 +87,7 @@ class LabService:
         except BaseException:
             self.close()
             raise
+        self.preflights = {t: Preflight(t, w.prov) for t, w in self.workers.items()}
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="lab-lease-heartbeat", daemon=True)
         self._heartbeat.start()
@@ -161,6 +165,11 @@ class LabService:
                      machine_type, count, locked_by, ",".join(n.name for n in warm))
             return warm
         try:
+            await self._preflight(machine_type)
+        except Unavailable:
+            await self._return_to_pool(warm)
+            raise
+        try:
             nodes = await asyncio.to_thread(
                 self.store.lock_many, count - len(warm), machine_type, locked_by, req.description, os_type=os_type,
                 os_version=os_version, arch=req.arch, provision=True, lease_owner=self.owner,
@@ -203,6 +212,7 @@ class LabService:
         os_type, os_version = self._os(worker, values.get("os_type"), values.get("os_version"))
         self._check_hints(hints)
         with self._working():
+            await self._preflight(node.machine_type or "")
             locked, started = await asyncio.to_thread(
                 self.store.lock_to_provision, name, {**values, "os_type": os_type, "os_version": os_version},
                 lease_owner=self.owner, lease_seconds=self.lease_seconds)
@@ -211,6 +221,12 @@ class LabService:
             got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
                                         values.get("locked_by"))
             return got[0]
+
+    async def _preflight(self, machine_type: str) -> None:
+        """503 before any record moves when the cloud refuses the credentials or the DNS service is down."""
+        problem = await asyncio.to_thread(self.preflights[machine_type].problem)
+        if problem:
+            raise Unavailable(problem)
 
     def _os(self, worker: ProviderWorker, os_type: str | None, os_version: str | None) -> tuple[str, str]:
         p = worker.prov.provider
@@ -232,14 +248,22 @@ class LabService:
         failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException)]
         if not failures and not (abandoned is not None and abandoned.is_set()):
             return await asyncio.to_thread(self._mark_ready, nodes, results)
-        reason = "; ".join(_reason(n, e) for n, e in failures) or \
+        if any(isinstance(e, ProvisionError) and e.kind in _RECHECK for _, e in failures):
+            self.preflights[worker.machine_type].forget()
+        reason = "; ".join(node_line(n, e) for n, e in failures) or \
             f"the client ({who}) disconnected before its nodes were ready"
         log.warning("lock request=%s failed, undoing all %d nodes: %s", request, len(nodes), reason)
-        undone = await self._undo(worker, nodes, reason, request)
-        left = [n for n, ok in zip(nodes, undone) if not ok]
+        left, handed = await FailedLock(self.store, worker, partial(self._destroy, worker)).undo(
+            nodes, results, reason, request)
+        freed = sum(1 for r in results if clean(r))
         message = f"provisioning failed, so no node of the request was kept: {reason}"
+        if freed:
+            message += f"; {freed} node(s) made nothing and are free again"
+        if handed:
+            message += (f"; the cloud is unreachable, so {', '.join(handed)} stay locked in destroy-failed until "
+                        "the reconciler destroys and frees them once it answers")
         if left:
-            message += (f"; destroying {', '.join(n.name for n in left)} failed too, so they stay locked in "
+            message += (f"; destroying {', '.join(left)} failed too, so they stay locked in "
                         "destroy-failed until their owner unlocks them again (which retries the destroy)")
         raise Unavailable(message)
 
@@ -251,15 +275,6 @@ class LabService:
                 addresses=[info.address], cloud_server_id=info.server_id, volume_ids=list(info.volume_ids),
                 lease_owner=None, lease_expires=None))
         return ready
-
-    async def _undo(self, worker: ProviderWorker, nodes: list[NodeRecord], reason: str,
-                    request: str | None) -> list[bool]:
-        """Destroy and free every node of a failed request (each failed launch already rolled itself back;
-        a destroy by name also catches what a rollback could not remove)."""
-        for node in nodes:
-            await asyncio.to_thread(self.store.transition, node.name, NodeState.PROVISIONING, NodeState.DESTROYING,
-                                    who="lablease", last_error=reason[:2000])
-        return list(await asyncio.gather(*(self._destroy(worker, n.name, request) for n in nodes)))
 
     # -- unlocking ----------------------------------------------------------------------------------
 
@@ -346,7 +361,5 @@ class LabService:
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
 
 
-def _reason(node: NodeRecord, exc: BaseException) -> str:
-    if isinstance(exc, ProvisionError):
-        return f"{node.name}: {exc.stage.value} failed: {exc.message}"
-    return f"{node.name}: unexpected {type(exc).__name__}: {exc}"
+# Failures a preflight check would see: the next lock checks again instead of trusting the cached result.
+_RECHECK = frozenset({ErrorKind.AUTH, ErrorKind.UNREACHABLE, ErrorKind.DNS})
