@@ -48,7 +48,8 @@ SPEC = {
     "destroy": lambda c: c.state in ("ready", "destroy-failed") and c.locked and c.locked_by == ME,
 }
 SPEC_MOVES = {
-    ("idle", "provisioning"), ("provisioning", "ready"), ("provisioning", "destroying"), ("ready", "destroying"),
+    ("idle", "provisioning"), ("provisioning", "ready"), ("provisioning", "destroying"), ("provisioning", "idle"),
+    ("ready", "destroying"),
     ("destroying", "idle"), ("destroying", "destroy-failed"), ("destroy-failed", "destroying"),
 }
 

@@ -16,11 +16,15 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 
 class DNSClientError(Exception):
-    """The service refused or failed a request; the message names the host and the service's answer."""
+    """The service refused or failed a request; the message names the host and the service's answer.
 
-    def __init__(self, message: str, status: int | None = None):
+    ``sent`` is False when no try got a connection (refused): the service never saw the request.
+    """
+
+    def __init__(self, message: str, status: int | None = None, sent: bool = True):
         super().__init__(message)
         self.status = status
+        self.sent = sent
 
 
 class _Retryable(Exception):
@@ -59,13 +63,19 @@ class DNSClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _request(self, what: str, method: str, url: str, params: dict | None = None) -> httpx.Response:
+    def _request(self, what: str, method: str, url: str, params: dict | None = None,
+                 tries: int | None = None) -> httpx.Response:
+        sent = [False]
+
         def attempt() -> httpx.Response:
             try:
                 response = self._http.request(method, url, params=params)
             except httpx.HTTPError as exc:
+                # A refused connection never carried the request; anything later (a timeout) may have.
+                sent[0] = sent[0] or not isinstance(exc, httpx.ConnectError)
                 raise _Retryable(DNSClientError(f"{what}: DNS service at {redact_text(self.base_url)} unreachable "
-                                                f"({type(exc).__name__})")) from None
+                                                f"({type(exc).__name__})", sent=sent[0])) from None
+            sent[0] = True
             if response.status_code >= 500:
                 raise _Retryable(DNSClientError(f"{what}: DNS service answered {response.status_code}: {_answer(response)}", response.status_code))
             if response.status_code >= 400:
@@ -73,7 +83,7 @@ class DNSClient:
             return response
 
         retrying = Retrying(
-            stop=stop_after_attempt(self._retries),
+            stop=stop_after_attempt(tries or self._retries),
             wait=wait_random_exponential(multiplier=0.2, max=2.0),
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             reraise=True,
@@ -82,6 +92,11 @@ class DNSClient:
             return retrying(attempt)
         except _Retryable as exc:
             raise exc.error from None
+
+    def check(self) -> None:
+        """One quick look that the service is up and its DNS server serves the zone (``/healthz``), no retry:
+        the lab's preflight before a lock creates anything."""
+        self._request("health check", "GET", f"{self.base_url}/healthz", tries=1)
 
     def update(self, name: str, ips: list[str]) -> str:
         """Make ``ips`` the only addresses of ``name``; return "success" or "no-change"."""

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LabEvent:
-    """One stage of one node: ``status`` is start, done, failed, retry or made (a resource now exists).
+    """One stage of one node: ``status`` is start, done, failed, retry, made (a resource now exists) or
+    waiting (a cloud call is being repeated; ``message`` says why and when).
 
     ``request`` is the id of the lock request the node belongs to (None for unlocks and the
     reconciler); ``elapsed`` counts seconds since that node's work began.

@@ -25,12 +25,15 @@ from lablease.lab.heartbeat import Heartbeat
 from lablease.lab.leases import new_owner
 from lablease.lab.messages import explain_refusal
 from lablease.lab.pool import WarmPool
+from lablease.lab.preflight import Preflight
 from lablease.lab.reconciler import Reconciler
+from lablease.lab.undo import FailedLock, clean, node_line
 from lablease.lab.workers import ProviderWorker
 from lablease.lockapi.locking import LockRequest
 from lablease.provision.calls import CallObserver
 from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import provisioner_from_config
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.models import NodeInfo
@@ -85,6 +88,7 @@ class LabService:
         except BaseException:
             self.close()
             raise
+        self.preflights = {t: Preflight(t, w.prov) for t, w in self.workers.items()}
         self._heartbeat = Heartbeat(store, self.owner, lease_seconds, self.workers)
         self._heartbeat.start()
         self.pools = {t: WarmPool(self, w) for t, w in self.workers.items() if w.prov.provider.min_ready}
@@ -161,6 +165,11 @@ class LabService:
                      machine_type, count, locked_by, ",".join(n.name for n in warm))
             return warm
         try:
+            await self._preflight(machine_type)
+        except Unavailable:
+            await self._return_to_pool(warm)
+            raise
+        try:
             nodes = await asyncio.to_thread(
                 self.store.lock_many, count - len(warm), machine_type, locked_by, req.description, os_type=os_type,
                 os_version=os_version, arch=req.arch, provision=True, lease_owner=self.owner,
@@ -203,6 +212,7 @@ class LabService:
         os_type, os_version = self._os(worker, values.get("os_type"), values.get("os_version"))
         self._check_hints(hints)
         with self._working():
+            await self._preflight(node.machine_type or "")
             locked, started = await asyncio.to_thread(
                 self.store.lock_to_provision, name, {**values, "os_type": os_type, "os_version": os_version},
                 lease_owner=self.owner, lease_seconds=self.lease_seconds)
@@ -211,6 +221,12 @@ class LabService:
             got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
                                         values.get("locked_by"))
             return got[0]
+
+    async def _preflight(self, machine_type: str) -> None:
+        """503 before any record moves when the cloud refuses the credentials or the DNS service is down."""
+        problem = await asyncio.to_thread(self.preflights[machine_type].problem)
+        if problem:
+            raise Unavailable(problem)
 
     def _os(self, worker: ProviderWorker, os_type: str | None, os_version: str | None) -> tuple[str, str]:
         p = worker.prov.provider
@@ -234,20 +250,29 @@ class LabService:
         if gone:
             log.info("lock request=%s: the client (%s) went away; stopping its creates and rolling back", request, who)
         failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException) and not gone]
+        lost: set[str] = set()
         if not failures and not gone:
             lost = await asyncio.to_thread(self._lost, nodes)
             if not lost:
                 return await asyncio.to_thread(self._mark_ready, nodes, results)
             failures = [(n, RuntimeError("an admin forced it free, or another process took it over"))
                         for n in nodes if n.name in lost]
-        reason = "; ".join(_reason(n, e) for n, e in failures) or \
+        if any(isinstance(e, ProvisionError) and e.kind in _RECHECK for _, e in failures):
+            self.preflights[worker.machine_type].forget()
+        reason = "; ".join(node_line(n, e) for n, e in failures) or \
             f"the client ({who}) disconnected before its nodes were ready"
         log.warning("lock request=%s failed, undoing all %d nodes: %s", request, len(nodes), reason)
-        undone = await self._undo(worker, nodes, reason, request)
-        left = [n for n, ok in zip(nodes, undone) if not ok]
+        left, handed = await FailedLock(self.store, worker, partial(self._destroy, worker)).undo(
+            nodes, results, reason, request, lost=await asyncio.to_thread(self._lost, nodes))
+        freed = sum(1 for r in results if clean(r))
         message = f"provisioning failed, so no node of the request was kept: {reason}"
+        if freed:
+            message += f"; {freed} node(s) made nothing and are free again"
+        if handed:
+            message += (f"; the cloud is unreachable, so {', '.join(handed)} stay locked in destroy-failed until "
+                        "the reconciler destroys and frees them once it answers")
         if left:
-            message += (f"; destroying {', '.join(n.name for n in left)} failed too, so they stay locked in "
+            message += (f"; destroying {', '.join(left)} failed too, so they stay locked in "
                         "destroy-failed until their owner unlocks them again (which retries the destroy)")
         raise Unavailable(message)
 
@@ -268,20 +293,6 @@ class LabService:
                 addresses=[info.address], cloud_server_id=info.server_id, volume_ids=list(info.volume_ids),
                 lease_owner=None, lease_expires=None))
         return ready
-
-    async def _undo(self, worker: ProviderWorker, nodes: list[NodeRecord], reason: str,
-                    request: str | None) -> list[bool]:
-        """Destroy and free every node of a failed request (each failed launch already rolled itself back;
-        a destroy by name also catches what a rollback could not remove)."""
-        lost = await asyncio.to_thread(self._lost, nodes)  # whoever took these destroys them
-        for node in nodes:
-            if node.name not in lost:
-                await asyncio.to_thread(self.store.transition, node.name, NodeState.PROVISIONING,
-                                        NodeState.DESTROYING, who="lablease", last_error=reason[:2000])
-        mine = [n for n in nodes if n.name not in lost]
-        done = dict(zip([n.name for n in mine], await asyncio.gather(*(self._destroy(worker, n.name, request)
-                                                                      for n in mine))))
-        return [done.get(n.name, True) for n in nodes]
 
     # -- unlocking ----------------------------------------------------------------------------------
 
@@ -382,7 +393,5 @@ async def _gather_unless(futures: list[asyncio.Future], abandoned: asyncio.Event
     return list(await gathered)
 
 
-def _reason(node: NodeRecord, exc: BaseException) -> str:
-    if isinstance(exc, ProvisionError):
-        return f"{node.name}: {exc.stage.value} failed: {exc.message}"
-    return f"{node.name}: unexpected {type(exc).__name__}: {exc}"
+# Failures a preflight check would see: the next lock checks again instead of trusting the cached result.
+_RECHECK = frozenset({ErrorKind.AUTH, ErrorKind.UNREACHABLE, ErrorKind.DNS})

@@ -68,7 +68,15 @@ class ProviderWorker:
 
     def destroy(self, record: str, request: str | None = None) -> Future[None]:
         """Destroy every server, volume and the DNS name of ``record`` (ProvisionError when something remains)."""
-        return self.pool.submit(self._run, Job(record, request), lambda: self.prov.destroy(record))
+        return self.pool.submit(self._run, Job(record, request),
+                                lambda: self.prov.destroy(record, dns_written=self._dns_written(record)))
+
+    def _dns_written(self, record: str) -> bool:
+        """Whether an attempt of ``record`` may have registered its name (when unsure: yes)."""
+        try:
+            return bool(self.store.get(record).dns_written)
+        except Exception:  # noqa: BLE001 - NotFound or a database hiccup: assume the name may be there
+            return True
 
     def destroy_now(self, name: str, *, who: str = "lablease") -> bool:
         """The same as an unlock's destroy, for a node already in ``destroying``, from a plain thread."""
@@ -128,6 +136,9 @@ class ProviderWorker:
     # -- progress ----------------------------------------------------------------------------------
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if not event.node:  # a call that serves every node (a shared listing): each job shows it
+            self._broadcast(event)
+            return
         with self._lock:
             job = self._jobs.get(event.node)
         if job is None:
@@ -140,6 +151,16 @@ class ProviderWorker:
             node=job.record, machine_type=self.machine_type, stage=event.stage, status=event.status,
             request=job.request, attempt=event.attempt, message=event.message,
             elapsed=round(time.monotonic() - job.started, 3), made=dict(event.made)))
+
+    def _broadcast(self, event: ProgressEvent) -> None:
+        """Publish a provider-wide event (a repeated listing) for every node at work; it is not persisted."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            self.bus.publish(LabEvent(
+                node=job.record, machine_type=self.machine_type, stage=event.stage, status=event.status,
+                request=job.request, attempt=event.attempt, message=event.message,
+                elapsed=round(time.monotonic() - job.started, 3)))
 
     def _persist(self, job: Job, event: ProgressEvent) -> None:
         """Write what the attempt made on the row before the engine goes on (a restart can then undo it)."""

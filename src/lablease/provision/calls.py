@@ -2,7 +2,9 @@
 
 Rate limits (413/429) wait for Retry-After (or back off when the cloud gives none); 5xx and
 connection errors back off exponentially with jitter; quota, credential and other refusals
-fail at once. The whole retry loop of one call is bounded by ``max_time`` seconds.
+fail at once. The whole retry loop of one call is bounded by ``max_time`` seconds. A cloud that
+refuses connections is tried a few times only (its kind's ``max_tries``), and once a call gave up
+on it, later calls try once until one succeeds: an outage fails fast instead of piling up waits.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from typing import Callable, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from lablease.provision.adapters.base import ErrorInfo, ErrorKind
@@ -23,6 +26,10 @@ T = TypeVar("T")
 
 # Told of every request sent to the cloud (each retry too): what, seconds, error kind or None.
 CallObserver = Callable[[str, float, str | None], None]
+# Told of every repeat before its pause: stage, node (None for a provider-wide call), one line of words.
+RetryObserver = Callable[[Stage, str | None, str], None]
+# Pauses between the tries of an unreachable cloud (refused connections fail at once, so these are the time).
+UNREACHABLE_PAUSES = (1.0, 2.0, 4.0, 4.0)
 
 
 class _CloudWait(wait_base):
@@ -37,6 +44,8 @@ class _CloudWait(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         info = self._classify(exc) if exc else None
+        if info and info.kind is ErrorKind.UNREACHABLE:
+            return UNREACHABLE_PAUSES[min(retry_state.attempt_number, len(UNREACHABLE_PAUSES)) - 1]
         if info and info.kind is ErrorKind.RATE_LIMIT and info.retry_after is not None:
             # The limit is per account: the provider's gate holds every thread back until one deadline,
             # then lets them through paced (ratelimit.py); this thread sleeps until the gate opens.
@@ -44,12 +53,34 @@ class _CloudWait(wait_base):
         return self._backoff(retry_state)
 
 
+class _TriesOfKind(stop_base):
+    """Stop when the last error's kind allows no more tries (``max_tries``; one only while ``down()``)."""
+
+    def __init__(self, classify: Callable[[BaseException], ErrorInfo], down: Callable[[], bool]):
+        self._classify = classify
+        self._down = down
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is None:
+            return False
+        kind = self._classify(exc).kind
+        tries = 1 if kind is ErrorKind.UNREACHABLE and self._down() else kind.rule.max_tries
+        return bool(tries) and retry_state.attempt_number >= tries
+
+
 class CloudCaller:
-    """Runs adapter calls for one provider with spacing, retries and stage-named errors."""
+    """Runs adapter calls for one provider with spacing, retries and stage-named errors.
+
+    ``on_retry`` is told of every repeat (the lab shows them in its progress stream); ``trouble_at`` is
+    when a call last gave up because the cloud refused the credentials or could not be reached (the lab's
+    preflight checks again after that).
+    """
 
     def __init__(self, classify: Callable[[BaseException], ErrorInfo], limiter: RateLimiter, *,
                  max_time: float = 120.0, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 sleep: Callable[[float], None] | None = None, on_call: CallObserver | None = None):
+                 sleep: Callable[[float], None] | None = None, on_call: CallObserver | None = None,
+                 on_retry: RetryObserver | None = None):
         self.classify = classify
         self.limiter = limiter
         self.max_time = max_time
@@ -57,6 +88,16 @@ class CloudCaller:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._on_call = on_call
+        self._on_retry = on_retry
+        self.unreachable = False  # a call gave up on an unreachable cloud and none succeeded since
+        self.trouble_at = 0.0
+
+    def _note(self, error: BaseException | None) -> None:
+        """Keep the outage flag and the time of the last credential or connection trouble up to date."""
+        kind = None if error is None else self.classify(error).kind
+        if kind in (ErrorKind.UNREACHABLE, ErrorKind.AUTH):
+            self.trouble_at = time.monotonic()
+        self.unreachable = kind is ErrorKind.UNREACHABLE  # any answer, even a refusal, means it is reachable
 
     def call(self, stage: Stage, node: str | None, fn: Callable[[], T], *, what: str = "",
              idempotent: bool = True) -> T:
@@ -74,12 +115,16 @@ class CloudCaller:
             try:
                 result = fn()
             except Exception as exc:
-                if self.classify(exc).kind is not ErrorKind.RATE_LIMIT:
+                kind = self.classify(exc).kind
+                if kind is not ErrorKind.UNREACHABLE:
+                    self.unreachable = False  # the cloud answered
+                if kind is not ErrorKind.RATE_LIMIT:
                     self.limiter.done()  # answered: the account let it through (the gate learns its rate)
                 if observer is not None:
                     self._observe(observer, what, time.monotonic() - started, exc)
                 raise
             self.limiter.done()
+            self.unreachable = False
             if observer is not None:
                 self._observe(observer, what, time.monotonic() - started, None)
             return result
@@ -90,14 +135,17 @@ class CloudCaller:
             log.warning("cloud call retry stage=%s node=%s call=%s try=%d kind=%s wait=%.2f error=%s",
                         stage.value, node, what, state.attempt_number, info.kind.value if info else "?",
                         state.upcoming_sleep, info.message if info else exc)
+            if self._on_retry is not None and info is not None:
+                self._tell_retry(stage, node, info, state)
 
         def repeat(exc: BaseException) -> bool:
             # A rate-limit answer means the cloud did not act: even a create is repeated after one.
+            # An unreachable cloud never got the request: it is repeated too.
             kind = self.classify(exc).kind
-            return kind.rule.repeat_call and (idempotent or kind is ErrorKind.RATE_LIMIT)
+            return kind.rule.repeat_call and (idempotent or kind in (ErrorKind.RATE_LIMIT, ErrorKind.UNREACHABLE))
 
         kwargs = dict(
-            stop=stop_before_delay(self.max_time),
+            stop=stop_before_delay(self.max_time) | _TriesOfKind(self.classify, lambda: self.unreachable),
             wait=_CloudWait(self.classify, self.limiter, self.backoff_base, self.backoff_cap),
             retry=retry_if_exception(repeat),
             before_sleep=before_sleep,
@@ -110,7 +158,19 @@ class CloudCaller:
         except ProvisionError:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error becomes a named ProvisionError
+            self._note(exc)
             raise self.to_error(stage, node, exc, what, idempotent=idempotent) from exc
+
+    def _tell_retry(self, stage: Stage, node: str | None, info: ErrorInfo, state: RetryCallState) -> None:
+        """``on_retry`` with one line: ``cloud unreachable, retry 2 of 5 in 4 s``; a broken hook is only logged."""
+        tries = info.kind.rule.max_tries
+        of = f" of {tries}" if tries else ""
+        words = "cloud unreachable" if info.kind is ErrorKind.UNREACHABLE else f"cloud call failed ({info.kind.value})"
+        try:
+            self._on_retry(stage, node, f"{words}, retry {state.attempt_number + 1}{of} in "  # type: ignore[misc]
+                                        f"{state.upcoming_sleep:.0f} s")
+        except Exception:  # noqa: BLE001 - progress must not break provisioning
+            log.exception("cloud call retry observer failed")
 
     def _observe(self, observer: CallObserver, what: str, seconds: float, exc: BaseException | None) -> None:
         """Tell ``observer`` of one request; a broken observer is logged, never fails the call."""
@@ -124,6 +184,8 @@ class CloudCaller:
         """The ProvisionError of ``exc``: its kind is the adapter's (``classify``), its words follow that kind's rule."""
         info = self.classify(exc)
         prefix = f"{what}: " if what else ""
+        if info.kind is ErrorKind.UNREACHABLE:  # one short line: no library text, no retry count
+            return ProvisionError(stage, node, info.kind.rule.describe(info.message), kind=info.kind)
         if not idempotent and info.kind is ErrorKind.TRANSIENT:
             return ProvisionError(stage, node, f"{prefix}{info.message} (not repeated: the cloud may have acted on it; "
                                   "the attempt is rolled back)", kind=ErrorKind.NOT_REPEATED)

@@ -16,7 +16,7 @@ from lablease.config.errors import ConfigError
 from lablease.config.lab import LabConfig, ProviderConfig
 from lablease.provision.adapters import CloudAdapter, adapter_for
 from lablease.provision.adapters.base import Server, Volume
-from lablease.provision.calls import CallObserver, CloudCaller
+from lablease.provision.calls import CallObserver, CloudCaller, RetryObserver
 from lablease.provision.cancelscope import CancelScope
 from lablease.provision.listings import ListingCache
 from lablease.provision.ratelimit import RateLimiter
@@ -108,15 +108,18 @@ def _watch(kind: str, caller: CloudCaller, get: Callable, list_all: Callable, sh
     return Watch(kind, caller, get, listing, list_all)
 
 
-def build_context(config: LabConfig, machine_type: str, dns_client: Any, options: ProvisionerOptions) -> ProviderContext:
+def build_context(config: LabConfig, machine_type: str, dns_client: Any, options: ProvisionerOptions,
+                  on_retry: RetryObserver | None = None) -> ProviderContext:
     """The context of ``machine_type``'s provider: its adapter (``options.adapter`` or one built from the
-    config), caller, rate gate, listings, watches, SSH probe and public keys."""
+    config), caller (``on_retry`` told of every repeated cloud call), rate gate, listings, watches, SSH
+    probe and public keys."""
     provider = config.provider(machine_type)
     lab = config.lab_domain
     token_cache = FileTokenCache(options.token_cache_dir) if options.token_cache_dir else None
     adapter = options.adapter or adapter_for(provider, token_cache=token_cache)
     limiter = RateLimiter(provider.rate)
-    caller = CloudCaller(adapter.classify, limiter, max_time=provider.api_retry_time, on_call=options.on_call)
+    caller = CloudCaller(adapter.classify, limiter, max_time=provider.api_retry_time, on_call=options.on_call,
+                         on_retry=on_retry)
     key = lab_key(provider, machine_type)
     probe = options.probe or SSHProbe(user=provider.ssh_user, key=key, port=provider.ssh_port,
                                       command=provider.ready_command, connect_timeout=options.ssh_connect_timeout)

@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from lablease.config.lab import LabConfig
@@ -34,6 +33,7 @@ from lablease.provision.models import (
     ProgressCallback,
     ProgressEvent,
 )
+from lablease.provision.parallel import map_interruptible
 from lablease.provision.waiting import cancelled
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,13 @@ class Provisioner:
                  owned_dns: Any = None):
         self.config = config
         self.machine_type = machine_type
-        self.context = build_context(config, machine_type, dns_client, options or ProvisionerOptions())
+        self._on_progress = on_progress or _no_progress
+        self.context = build_context(config, machine_type, dns_client, options or ProvisionerOptions(),
+                                     on_retry=self._retrying)
         ctx = self.context
         self.provider = ctx.provider
         self.lab = ctx.lab
         self.dns_client = dns_client
-        self._on_progress = on_progress or _no_progress
         self.adapter = ctx.cloud.adapter
         self.limiter = ctx.cloud.limiter
         self.caller = ctx.cloud.caller
@@ -122,6 +123,10 @@ class Provisioner:
         except Exception:  # a broken progress bar must not break provisioning
             log.exception("progress callback failed node=%s stage=%s", event.node, event.stage)
 
+    def _retrying(self, stage: Stage, node: str | None, words: str) -> None:
+        """A cloud call is being repeated: a "waiting" event (node "" when the call serves every node)."""
+        self._emit(ProgressEvent(node or "", stage.value, "waiting", message=words))
+
     def short_name(self, name: str) -> str:
         """``Node1.Front.example.com`` -> ``node1``, unchecked (for messages); servers and DNS use the short name."""
         return decanonicalize_hostname(name, self.config.lab_domain)
@@ -141,6 +146,16 @@ class Provisioner:
         """Authenticate once before the worker threads start, so they share one token."""
         with self._auth_once:
             self.caller.call(Stage.AUTH, None, self.adapter.authenticate, what="authenticate")
+
+    def check_access(self) -> None:
+        """ProvisionError (kind AUTH or UNREACHABLE among others) unless the cloud takes the credentials: one
+        token fetch through the token cache, not repeated; once an outage was seen, also one listing."""
+        try:
+            self.adapter.authenticate()
+        except Exception as exc:  # noqa: BLE001 - every driver error becomes a named ProvisionError
+            raise self.caller.to_error(Stage.AUTH, None, exc, "authenticate") from None
+        if self.caller.unreachable:  # a cached token proves nothing about an outage: ask the cloud
+            self.caller.call(Stage.AUTH, None, self.adapter.list_sizes, what="check that the cloud answers")
 
     # -- create ----------------------------------------------------------------------------------
 
@@ -249,29 +264,9 @@ class Provisioner:
             o.error = ProvisionError(Stage.DESTROY, self.short_name(o.name), message, kind=kind)
 
     def _map(self, fn, items: list, on_interrupt: Callable[[list], None] | None = None) -> list:
-        """``fn`` over ``items`` on up to ``max_parallel`` threads, results in order.
-
-        On Ctrl-C (any BaseException while waiting) the engine is cancelled (see ``cancel()``): the
-        items not started yet are dropped, the running ones stop waiting and roll back, and
-        ``on_interrupt`` gets the results that did come back, so that what they made can be undone
-        before the interrupt goes up.
-        """
-        if not items:
-            return []
-        workers = min(self.provider.max_parallel, len(items))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"prov-{self.machine_type}")
-        futures = [pool.submit(fn, item) for item in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            self.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            if on_interrupt is not None:
-                on_interrupt([f.result() for f in futures
-                              if f.done() and not f.cancelled() and f.exception() is None])
-            raise
-        finally:
-            pool.shutdown(wait=True)
+        """``fn`` over ``items`` on up to ``max_parallel`` threads; Ctrl-C cancels the engine (``map_interruptible``)."""
+        return map_interruptible(fn, items, workers=self.provider.max_parallel, name=f"prov-{self.machine_type}",
+                                 on_stop=self.cancel, on_interrupt=on_interrupt)
 
     # -- destroy ---------------------------------------------------------------------------------
 
@@ -280,33 +275,46 @@ class Provisioner:
         timeout = self.provider.api_retry_time + self.provider.api_timeout
         return (self.servers.fresh(Stage.DESTROY, None, timeout), self.volumes.fresh(Stage.DESTROY, None, timeout))
 
-    def _destroy(self, node: str, servers: list, volumes: list) -> None:
+    def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
         pattern = volume_pattern(node)
         # By name, as teuthology does (after an outage there may be several servers of one name),
         # but never what another lab tagged as its own: labs may share a project.
         mine_servers = [s.id for s in servers if s.name == node and self._not_foreign(s.metadata)]
         mine_volumes = [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)]
-        problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=True)
+        problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=dns_written)
+        if not dns_written:
+            self._forget_name(node)
         if problems:
             self._emit(ProgressEvent(node, Stage.DESTROY.value, "failed", message="; ".join(problems)))
             raise ProvisionError(Stage.DESTROY, node, "; ".join(problems))
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "done"))
         log.info("node destroyed node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
 
+    def _forget_name(self, node: str) -> None:
+        """Delete a DNS name that was never written, just in case; failing is no reason to fail the destroy
+        (the reconciler removes names of free nodes it still finds in the zone)."""
+        if self.dns_client is None:
+            return
+        try:
+            self.dns_client.delete(node)
+        except Exception as exc:  # noqa: BLE001 - DNSClientError: nothing of ours is known to be there
+            log.info("DNS name never written, not deleted either node=%s error=%s", node, exc)
+
     def _not_foreign(self, metadata: dict[str, str]) -> bool:
         """Untagged (made before lablease, e.g. by teuthology) or tagged with this lab."""
         return metadata.get(TAG_LAB, self.lab) == self.lab
 
-    def destroy(self, name: str) -> None:
+    def destroy(self, name: str, *, dns_written: bool = True) -> None:
         """Detach and delete the node's volumes, delete every server of that name, delete its DNS name.
 
-        Destroying what is already gone succeeds.
+        Destroying what is already gone succeeds. With ``dns_written`` false (no attempt ever registered the
+        name) a failed DNS delete does not fail the destroy.
         """
         self.prepare()
         node = self.node_name(name, Stage.DESTROY)
         servers, volumes = self._snapshot()
-        self._destroy(node, servers, volumes)
+        self._destroy(node, servers, volumes, dns_written)
 
     def destroy_many(self, names: Iterable[str]) -> list[Outcome]:
         """Destroy nodes up to ``max_parallel`` at a time from one listing of servers and volumes."""

@@ -17,6 +17,8 @@ class ErrorKind(str, Enum):
 
     TRANSIENT = "transient"        # 5xx, connection reset, a dropped token: the call is repeated with backoff
     RATE_LIMIT = "rate_limit"      # 413/429 with or without Retry-After: wait, then repeat the call
+    UNREACHABLE = "unreachable"    # connection refused, or the endpoint's name does not resolve: the request was
+                                   # never sent; a few quick repeats, then the outage is reported
     QUOTA = "quota"                # quota exceeded: retrying cannot help
     AUTH = "auth"                  # the cloud refused the credentials: retrying cannot help
     NOT_FOUND = "not_found"        # the thing is gone (deletes treat this as success)
@@ -42,9 +44,11 @@ class ErrorKind(str, Enum):
 class KindRule:
     """What one kind means: ``repeat_call`` (CloudCaller repeats the request), ``retry_attempt`` (a
     fresh create attempt may succeed), ``status`` (the lock API's answer), ``prefix`` (put before
-    the cloud's words; ``{seconds}`` and ``{kind}`` are filled in by CloudCaller)."""
+    the cloud's words; ``{seconds}`` and ``{kind}`` are filled in by CloudCaller); ``max_tries`` bounds the
+    requests of one call by count (0: only ``api_retry_time`` bounds them)."""
 
     repeat_call: bool = False
+    max_tries: int = 0
     retry_attempt: bool = False
     status: int = 502
     prefix: str = ""
@@ -58,6 +62,9 @@ class KindRule:
 RULES: dict[ErrorKind, KindRule] = {
     ErrorKind.TRANSIENT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})"),
     ErrorKind.RATE_LIMIT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})"),
+    # An outage is not waited out for api_retry_time: 5 requests over about 10 s, then the lock fails
+    # (503) and what it made is left to the reconciler, which retries once the cloud answers.
+    ErrorKind.UNREACHABLE: KindRule(repeat_call=True, max_tries=5, status=503, prefix="cloud unreachable"),
     ErrorKind.QUOTA: KindRule(prefix="quota exceeded"),
     ErrorKind.AUTH: KindRule(prefix="the cloud refused the credentials in driver_args"),
     ErrorKind.NOT_FOUND: KindRule(),

@@ -211,9 +211,10 @@ class Lifecycle(Teardown):
                 self.dns.update(node, [address])
             except Exception as exc:  # DNSClientError, or anything the client let through
                 kind = dns_kind(getattr(exc, "status", None))
-                if kind is ErrorKind.DNS_REFUSED:
-                    # The service refused the name outright: nothing was registered, so the rollback must not
-                    # try to delete it (and then call the rollback incomplete when that is refused too).
+                if kind is ErrorKind.DNS_REFUSED or getattr(exc, "sent", True) is False:
+                    # The service refused the name outright, or never got the request (connection refused):
+                    # nothing was registered, so the rollback must not try to delete it (and then call the
+                    # rollback incomplete when that fails too).
                     track.dns = False
                 raise ProvisionError(Stage.DNS, node, kind.rule.describe(str(exc), name=f"{node} -> {address}"),
                                      kind=kind) from exc

@@ -29,7 +29,8 @@ S = NodeState
 MOVES: Mapping[NodeState, frozenset[NodeState]] = MappingProxyType({
     S.IDLE: frozenset({S.PROVISIONING}),                  # locked for a cloud type
     S.PROVISIONING: frozenset({S.READY,                   # SSH-ready, handed to its owner
-                               S.DESTROYING}),            # launch failed, or the request was all-or-nothing
+                               S.DESTROYING,              # launch failed, or the request was all-or-nothing
+                               S.IDLE}),                  # launch failed and made nothing (its rollback saw to it)
     S.READY: frozenset({S.DESTROYING}),                   # unlocked by its owner, or failed its warm check
     S.DESTROYING: frozenset({S.IDLE,                      # everything gone: the record is free again
                              S.DESTROY_FAILED}),          # something may remain: the node stays locked

@@ -76,6 +76,12 @@ class StateMachine:
         """``destroying -> idle``: everything of the node is gone; unlock it and forget the attempt."""
         return self.transition(name, NodeState.DESTROYING, NodeState.IDLE, who=who, **CLEARED_ON_FREE)
 
+    def release(self, name: str, why: str, *, who: str | None = None) -> NodeRecord:
+        """``provisioning -> idle``: the launch failed and nothing of it remains; unlock it, keeping ``why``
+        as its last error (and in its event)."""
+        return self.transition(name, NodeState.PROVISIONING, NodeState.IDLE, who=who,
+                               **{**CLEARED_ON_FREE, "last_error": why[:2000]})
+
     def note_attempt(self, name: str, *, who: str | None = None, **fields: Any) -> NodeRecord:
         """Write what the running attempt made (server id, volumes, DNS) as it happens; one event each."""
         unknown = set(fields) - STATE_FIELDS

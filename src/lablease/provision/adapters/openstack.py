@@ -25,6 +25,7 @@ from libcloud.common.types import InvalidCredsError, MalformedResponseError
 from libcloud.compute.base import Node, StorageVolume
 from libcloud.compute.providers import get_driver
 from libcloud.compute.types import NodeState, Provider
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from lablease.config.lab import ProviderConfig
 from lablease.provision.adapters.base import (
@@ -296,10 +297,37 @@ def classify_error(exc: BaseException) -> ErrorInfo:
             code = int(match.group(1))
             return ErrorInfo(ErrorKind.AUTH, message) if code in (401, 403) else _classify_code(code, message, None)
         return ErrorInfo(ErrorKind.FATAL, message)
+    unreachable = _unreachable(exc)
+    if unreachable is not None:
+        return ErrorInfo(ErrorKind.UNREACHABLE, unreachable)
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         socket.timeout, ConnectionError, TimeoutError)):
         return ErrorInfo(ErrorKind.TRANSIENT, message)
     return ErrorInfo(ErrorKind.FATAL, message)  # LibcloudError and anything else the cloud refused
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """A short line when ``exc`` says no connection could be made (refused, or the name does not resolve):
+    the request was never sent. None for anything else, a connect timeout included."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return None
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:  # requests wraps urllib3's MaxRetryError, whose reason is the NewConnectionError
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, NewConnectionError):
+            conn = getattr(item, "conn", None)
+            where = f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+            if isinstance(item, NameResolutionError):
+                return f"the name of {getattr(conn, 'host', 'the endpoint')} does not resolve"
+            return f"{where} refused the connection"
+        todo.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+    return None
 
 
 def _classify_code(code: int, message: str, retry_after: float | None) -> ErrorInfo:
