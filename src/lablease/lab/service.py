@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import LabEvent, ProgressBus
 from lablease.lab.busy import Busy
+from lablease.lab.health import HealthSnapshot, ProviderHealth, RefillBackoff
 from lablease.lab.pool import WarmPool
 from lablease.lab.reconciler import Reconciler
 from lablease.lab.workers import ProviderWorker
@@ -47,10 +48,12 @@ def instance_id() -> str:
 
 
 class LabObserver(Protocol):
-    """What watches the lab at work (``lab.metrics.LabMetrics``): its events, reconciler passes and cloud calls."""
+    """What watches the lab at work (``lab.metrics.LabMetrics``): its events, reconciler passes, cloud calls and
+    each provider's health."""
 
     def on_event(self, event: LabEvent) -> None: ...
     def on_reconcile(self, report: Any) -> None: ...
+    def on_health(self, snapshot: HealthSnapshot) -> None: ...
     def cloud_call_observer(self, machine_type: str) -> CallObserver: ...
 
 
@@ -87,7 +90,12 @@ class LabService:
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="lab-lease-heartbeat", daemon=True)
         self._heartbeat.start()
-        self.pools = {t: WarmPool(self, w) for t, w in self.workers.items() if w.prov.provider.min_ready}
+        self.health = {t: ProviderHealth(t, RefillBackoff(w.prov.provider.refill_backoff,
+                                                          w.prov.provider.refill_backoff_max),
+                                         on_change=observer.on_health if observer is not None else None)
+                       for t, w in self.workers.items()}
+        # Every provider gets one: without min_ready it only drains warm nodes left from an earlier setting.
+        self.pools = {t: WarmPool(self, w, self.health[t]) for t, w in self.workers.items()}
         for pool in self.pools.values():
             pool.start()
         dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
@@ -341,7 +349,9 @@ class LabService:
 
     def status(self) -> dict[str, Any]:
         return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight.count,
-                "providers": {t: {"max_parallel": w.prov.provider.max_parallel} for t, w in self.workers.items()},
+                "providers": {t: {"max_parallel": w.prov.provider.max_parallel,
+                                  "min_ready": dict(w.prov.provider.min_ready),
+                                  "health": self.health[t].snapshot().to_json()} for t, w in self.workers.items()},
                 "reconciler": {"interval": self.reconciler.interval,
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
 
