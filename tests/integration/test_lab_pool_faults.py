@@ -5,6 +5,7 @@ subprocess, real devcloud (SSH on), the DNS service, BIND, one SQLite file acros
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -99,12 +100,16 @@ def test_a_full_quota_gets_one_refill_per_backoff_step_and_the_provider_shows_qu
     metrics = lab.http.get("/metrics").text
     assert 'lablease_provider_health{machine_type="dev",state="quota"} 1.0' in metrics
     assert 'lablease_provider_health{machine_type="dev",state="ok"} 0.0' in metrics
+    for page in ("/ui/", "/ui/summary"):  # the dashboard: a line for the provider in trouble
+        line = re.search(r'<p data-provider="dev">(.*?)</p>', lab.http.get(page).text, re.S)
+        assert line and "dev: quota" in line[1] and "Quota exceeded for instances" in line[1], page
     # the quota frees: within one step the pool refills and the provider is ok again
     for server in planted:
         lab.cloud.driver().destroy_node(server)
     _wait(lambda: len(_warm(lab)) == 2, timeout=30)
     assert _health(lab)["state"] == "ok" and _health(lab)["next_refill"] is None
     assert 'lablease_provider_health{machine_type="dev",state="ok"} 1.0' in lab.http.get("/metrics").text
+    assert 'data-provider="dev"' not in lab.http.get("/ui/").text
 
 
 def test_lowering_min_ready_and_restarting_destroys_the_surplus_warm_nodes_and_frees_their_records(pool_lab):

@@ -44,10 +44,10 @@ class ProviderHealthModel(BaseModel):
     state: Health = Field(
         description="ok, or what the last failed refills said: quota used up, credentials refused, the cloud "
                     "unreachable or failing (outage), anything else (other)")
-    since: str = Field(description="when it went into this state (ISO 8601, UTC)")
+    since: str = Field(description="when it went into this state (UTC, as node times: 2026-11-25 12:58:02.472657)")
     message: str | None = Field(description="the last failure's message (none while ok)")
     failures: int = Field(description="failed refills in a row")
-    next_refill: str | None = Field(description="when the pool tries again after failures (none: no backoff)")
+    next_refill: str | None = Field(description="when (UTC) the pool tries again after failures (none: no backoff)")
 
 
 class ProviderStatus(BaseModel):
