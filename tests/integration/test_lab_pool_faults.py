@@ -113,22 +113,29 @@ def test_a_full_quota_gets_one_refill_per_backoff_step_and_the_provider_shows_qu
 
 
 def test_lowering_min_ready_and_restarting_destroys_the_surplus_warm_nodes_and_frees_their_records(pool_lab):
+    lab = pool_lab(min_ready={UBUNTU: 2})
+    names = lab.add("node1", "node2", "node3")
+    warm = _wait(lambda: len(w := _warm(lab)) == 2 and w)
+    lab.server.stop()
+    # lowered to 1: one warm node stays as it was, the other is destroyed and its record idle
     lab = pool_lab(min_ready={UBUNTU: 1})
-    names = lab.add("node1", "node2")
-    [warm] = _wait(lambda: _warm(lab))
+    kept, drained = warm
+    _wait(lambda: lab.node(drained["name"])["state"] == "idle", timeout=30)
+    assert [(n["name"], n["cloud_server_id"]) for n in _warm(lab)] == [(kept["name"], kept["cloud_server_id"])]
+    assert {s["id"] for s in lab.cloud.resources()["servers"]} == {kept["cloud_server_id"]}
     lab.server.stop()
     # removed altogether: every warm node is surplus; its server, volumes and DNS name go, its record is idle
     lab = pool_lab()
     _wait(lambda: all(lab.node(n)["state"] == "idle" for n in names), timeout=30)
     lab.assert_nothing_left(names)
-    trail = lab.http.get(f"/nodes/{warm['name']}/events/").json()
+    trail = lab.http.get(f"/nodes/{kept['name']}/events/").json()
     assert any("surplus warm node" in str(e["new"]) for e in trail), trail
     # idle is enough for everything a node at rest allows: a lock, an unlock, a removal
-    locked = lab.http.put(f"/nodes/{warm['name']}/lock/", json={"locked": True, "locked_by": "alice@lab",
+    locked = lab.http.put(f"/nodes/{kept['name']}/lock/", json={"locked": True, "locked_by": "alice@lab",
                                                                "description": "job 2"})
     assert locked.status_code == 200, locked.text
-    assert lab.unlock_many([warm["name"]]).status_code == 200
-    assert lab.http.delete(f"/nodes/{warm['name']}/").status_code == 200
+    assert lab.unlock_many([kept["name"]]).status_code == 200
+    assert lab.http.delete(f"/nodes/{kept['name']}/").status_code == 200
 
 
 def test_a_warm_node_that_stops_answering_is_replaced_without_waiting_for_a_lock(pool_lab):
