@@ -136,3 +136,20 @@ def test_the_migration_lowers_stored_names_but_never_merges_two_records(tmp_path
     migrate(s.engines)
     assert sorted(n.name for n in s.list()) == ["Twin.X", "old1.lab.example", "twin.x"]
     s.close()
+
+
+def test_taking_a_warm_node_to_destroy_it_loses_to_a_lock_that_claimed_it_first(store):
+    from lablease.store.pool import POOL_OWNER
+
+    for name in ("c1", "c2"):
+        store.lock_many(1, "cloud", POOL_OWNER, "warm pool", os_type="ubuntu", os_version="22.04", provision=True)
+        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["10.0.0.5"])
+        store.to_pool(name)
+    [claimed] = store.claim_warm(1, "cloud", "ubuntu", "22.04", "alice", "job")
+    with pytest.raises(Conflict, match="no longer warm"):
+        store.take_warm(claimed.name, "surplus")
+    taken = store.take_warm("c2", "surplus", lease_owner="proc-1", lease_seconds=60)
+    assert (taken.state, taken.locked, taken.locked_by, taken.last_error) == ("destroying", True, POOL_OWNER, "surplus")
+    assert taken.lease_owner == "proc-1" and store.get(claimed.name).locked_by == "alice"
+    store.free("c2")
+    assert (store.get("c2").state, store.get("c2").locked) == ("idle", False)

@@ -107,6 +107,11 @@ class ProviderConfig(BaseModel):
     default_os_version: str = "22.04"
     # warm pool: per "<os_type>-<os_version>", how many nodes to keep provisioned, unlocked and ready
     min_ready: dict[str, int] = Field(default_factory=dict)
+    # after a failed refill the pool waits refill_backoff seconds, doubling per failure up to refill_backoff_max
+    refill_backoff: float = Field(default=2.0, gt=0, le=3600)
+    refill_backoff_max: float = Field(default=300.0, gt=0, le=86400)
+    # seconds between SSH checks of every warm node (0: only when one is lent)
+    warm_check_interval: float = Field(default=300.0, ge=0, le=86400)
 
     @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
     @classmethod

@@ -29,6 +29,19 @@ from lablease.store.records import utcnow
 
 EVENTS_SHOWN = 500  # the newest ones; `lablease status NAME --json` has the whole trail
 HOURS = 24
+# What an unhealthy provider's state means, in the words of the line the pages show for it.
+HEALTH_WORDS = {"quota": "the cloud's quota is used up", "auth": "the cloud refuses the credentials in driver_args",
+                "outage": "the cloud does not answer or keeps failing", "other": "refills fail"}
+
+
+def unhealthy(request: Request) -> list[dict[str, Any]]:
+    """One line's worth per cloud provider whose warm-pool refills fail (none on a plain lock server)."""
+    lab = request.app.state.lab
+    if lab is None:
+        return []
+    snaps = [h.snapshot() for _, h in sorted(lab.health.items())]
+    return [{"snap": s, "words": HEALTH_WORDS.get(s.state.value, s.state.value)} for s in snaps
+            if s.state.value != "ok"]
 
 
 def _all_nodes(request: Request) -> list[tuple[NodeRecord, dict[str, Any], bool]]:
@@ -47,6 +60,7 @@ def nodes_page(request: Request) -> dict[str, Any]:
     query = TableQuery.parse(request.query_params)
     shown = select_rows(rows, query)
     return {"query": query, "rows": shown, "total": len(rows), "choices": choices(rows, cloud),
+            "unhealthy": unhealthy(request),
             "columns": [c for c in COLUMNS if cloud or not c.cloud], "cloud": cloud, "now": now,
             "busy": any(r.busy for r in shown), "sorted_by": next(c.title for c in COLUMNS if c.key == query.sort)}
 
@@ -103,7 +117,7 @@ def summary_page(request: Request) -> dict[str, Any]:
         "chart": step_chart(points, since, now), "peaks": history.hourly_peaks(points, since, HOURS),
         "in_use_now": points[-1][1], "peak": max(c for _, c in points), "since": since, "now": now,
         "launches": history.launch_times(events, {n.name: n.machine_type for n, _, _ in nodes}),
-        "lab": lab is not None,
+        "lab": lab is not None, "unhealthy": unhealthy(request),
         "reconciler": [r.to_json() for r in lab.reconciler.last] if lab is not None else [],
         "reconcile_interval": lab.reconciler.interval if lab is not None else None,
     }

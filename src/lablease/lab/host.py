@@ -4,9 +4,12 @@ they are parts of the service, started by it, and must not import it back."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
+from lablease.lab.bus import LabEvent
+from lablease.lab.health import HealthSnapshot
 from lablease.lab.workers import ProviderWorker
+from lablease.provision.calls import CallObserver
 from lablease.store import NodeStore
 
 
@@ -18,3 +21,13 @@ class LabHost(Protocol):
     lease_seconds: float
     draining: bool
     workers: Mapping[str, ProviderWorker]
+
+
+class LabObserver(Protocol):
+    """What watches the lab at work (``lab.metrics.LabMetrics``): its events, reconciler passes, cloud calls and
+    each provider's health."""
+
+    def on_event(self, event: LabEvent) -> None: ...
+    def on_reconcile(self, report: Any) -> None: ...
+    def on_health(self, snapshot: HealthSnapshot) -> None: ...
+    def cloud_call_observer(self, machine_type: str) -> CallObserver: ...

@@ -10,9 +10,10 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lablease.lab.bus import LabEvent
+from lablease.lab.health import Health
 from lablease.lab.service import LabService
 from lablease.lockapi.errors import error_docs
 from lablease.lockapi.routes import ADMIN, NodeName, require_admin
@@ -36,13 +37,34 @@ class PassReport(BaseModel):
     dry_run: bool
 
 
+class ProviderHealthModel(BaseModel):
+    """A provider's health from its warm pool's refills (lablease.lab.health.HealthSnapshot)."""
+
+    machine_type: str
+    state: Health = Field(
+        description="ok, or what the last failed refills said: quota used up, credentials refused, the cloud "
+                    "unreachable or failing (outage), anything else (other)")
+    since: str = Field(description="when it went into this state (UTC, as node times: 2026-11-25 12:58:02.472657)")
+    message: str | None = Field(description="the last failure's message (none while ok)")
+    failures: int = Field(description="failed refills in a row")
+    next_refill: str | None = Field(description="when (UTC) the pool tries again after failures (none: no backoff)")
+
+
+class ProviderStatus(BaseModel):
+    """One cloud machine type of the lab service."""
+
+    max_parallel: int
+    min_ready: dict[str, int] = Field(description="the warm pool's minimum per <os_type>-<os_version>")
+    health: ProviderHealthModel
+
+
 class LabStatus(BaseModel):
     """``GET /lab/status/`` (lablease.lab.service.LabService.status)."""
 
     owner: str
     draining: bool
     in_flight: int
-    providers: dict[str, dict[str, Any]]
+    providers: dict[str, ProviderStatus]
     reconciler: dict[str, Any]
 
 
@@ -106,10 +128,11 @@ async def progress(request: Request,
 
 
 @router.get("/lab/status/", responses={
-    200: {"model": LabStatus, "description": "providers, requests in flight, draining, the last reconciler pass"},
+    200: {"model": LabStatus, "description": "providers (with their health), requests in flight, draining, the last "
+                                             "reconciler pass"},
     **error_docs(400, 413)})
 def status(request: Request) -> JSONResponse:
-    """The lab service's providers, requests in flight and whether it is shutting down."""
+    """The lab service's providers and their health, requests in flight and whether it is shutting down."""
     return JSONResponse(lab_of(request).status())
 
 

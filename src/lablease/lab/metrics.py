@@ -15,11 +15,12 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lablease.lab.bus import LabEvent
+from lablease.lab.health import Health, HealthSnapshot
 from lablease.provision.calls import CallObserver
 # The engine's stage buckets (0.1 s to 20 min) suit whole launches and destroys too.
 from lablease.provision.metrics import _BUCKETS as DURATION_BUCKETS
@@ -119,6 +120,16 @@ class LabMetrics:
         self.reconciler_actions = Counter("lablease_reconciler_nodes_total",
                                           "Nodes the reconciler took over, retried or failed on, by action",
                                           ["machine_type", "action"], registry=registry)
+        self.health = Gauge("lablease_provider_health", "1 for a provider's current health (ok, quota, auth, "
+                            "outage, other), 0 for the others", ["machine_type", "state"], registry=registry)
+        self.refill_failures = Gauge("lablease_warm_pool_refill_failures", "Failed warm-pool refills in a row",
+                                     ["machine_type"], registry=registry)
+
+    def on_health(self, snapshot: HealthSnapshot) -> None:
+        """Show a provider's new health: its state's series at 1, every other state's at 0."""
+        for state in Health:
+            self.health.labels(snapshot.machine_type, state.value).set(1 if state is snapshot.state else 0)
+        self.refill_failures.labels(snapshot.machine_type).set(snapshot.failures)
 
     def on_reconcile(self, report: Any) -> None:
         """Count what one reconciler pass (a lablease.lab.reconciler.PassReport) deleted and did."""

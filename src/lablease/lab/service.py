@@ -15,12 +15,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from lablease.config.lab import LabConfig
-from lablease.lab.bus import LabEvent, ProgressBus
+from lablease.lab.bus import ProgressBus
 from lablease.lab.busy import Busy
 from lablease.lab.force import force_unlock
+from lablease.lab.health import ProviderHealth, RefillBackoff
+from lablease.lab.host import LabObserver
 from lablease.lab.heartbeat import Heartbeat
 from lablease.lab.leases import new_owner
 from lablease.lab.messages import explain_refusal
@@ -30,7 +32,6 @@ from lablease.lab.reconciler import Reconciler
 from lablease.lab.undo import FailedLock, clean, node_line
 from lablease.lab.workers import ProviderWorker
 from lablease.lockapi.locking import LockRequest
-from lablease.provision.calls import CallObserver
 from lablease.provision.context import ProvisionerOptions
 from lablease.provision.engine import provisioner_from_config
 from lablease.provision.errorkinds import ErrorKind
@@ -43,19 +44,6 @@ from lablease.store.lifecycle import NodeState
 log = logging.getLogger(__name__)
 
 DRAINING = "the lab service is shutting down; retry in a moment"
-
-
-def instance_id() -> str:
-    """Who holds a lease: this process, unique across hosts and restarts (lab.leases: host, pid, start time)."""
-    return new_owner()
-
-
-class LabObserver(Protocol):
-    """What watches the lab at work (``lab.metrics.LabMetrics``): its events, reconciler passes and cloud calls."""
-
-    def on_event(self, event: LabEvent) -> None: ...
-    def on_reconcile(self, report: Any) -> None: ...
-    def cloud_call_observer(self, machine_type: str) -> CallObserver: ...
 
 
 class LabService:
@@ -71,7 +59,7 @@ class LabService:
         self.store = store
         self.config = config
         self.bus = bus or ProgressBus()
-        self.owner = instance_id()
+        self.owner = new_owner()  # who holds this process's leases (lab.leases: host, pid, start time)
         self.lease_seconds = lease_seconds
         self.draining = False
         self._inflight = Busy()  # lock and unlock requests at work, for the graceful shutdown
@@ -91,7 +79,12 @@ class LabService:
         self.preflights = {t: Preflight(t, w.prov) for t, w in self.workers.items()}
         self._heartbeat = Heartbeat(store, self.owner, lease_seconds, self.workers)
         self._heartbeat.start()
-        self.pools = {t: WarmPool(self, w) for t, w in self.workers.items() if w.prov.provider.min_ready}
+        self.health = {t: ProviderHealth(t, RefillBackoff(w.prov.provider.refill_backoff,
+                                                          w.prov.provider.refill_backoff_max),
+                                         on_change=observer.on_health if observer is not None else None)
+                       for t, w in self.workers.items()}
+        # Every provider gets one: without min_ready it only drains warm nodes left from an earlier setting.
+        self.pools = {t: WarmPool(self, w, self.health[t]) for t, w in self.workers.items()}
         for pool in self.pools.values():
             pool.start()
         dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
@@ -374,7 +367,9 @@ class LabService:
 
     def status(self) -> dict[str, Any]:
         return {"owner": self.owner, "draining": self.draining, "in_flight": self._inflight.count,
-                "providers": {t: {"max_parallel": w.prov.provider.max_parallel} for t, w in self.workers.items()},
+                "providers": {t: {"max_parallel": w.prov.provider.max_parallel,
+                                  "min_ready": dict(w.prov.provider.min_ready),
+                                  "health": self.health[t].snapshot().to_json()} for t, w in self.workers.items()},
                 "reconciler": {"interval": self.reconciler.interval,
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
 

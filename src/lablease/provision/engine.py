@@ -195,8 +195,10 @@ class Provisioner:
                 last = attempt == retries or not error.retryable or self.cancelled
                 self._emit(ProgressEvent(node, error.stage.value, "failed" if last else "retry", attempt, error.message,
                                          attempt_id=track.attempt_id))
-                log.warning("create failed node=%s attempt=%d/%d stage=%s retry=%s error=%s", node, attempt,
-                            retries, error.stage.value, not last, error.message)
+                # A final failure is the caller's to report (the lock's answer and warning, the warm pool's
+                # one line per refill); a warning here too would say it twice.
+                log.log(logging.INFO if last else logging.WARNING, "create failed node=%s attempt=%d/%d stage=%s "
+                        "retry=%s error=%s", node, attempt, retries, error.stage.value, not last, error.message)
                 if last:
                     if attempt > 1:
                         error = ProvisionError(error.stage, node, f"{error.message} (after {attempt} attempts)",

@@ -2,8 +2,9 @@
 
 Every ``ProvisionError`` carries an ``ErrorKind``; the adapters' ``classify`` answers with one too.
 ``RULES`` below is the only place that says, for a kind, whether the cloud call is repeated,
-whether a fresh create attempt can help, which HTTP status the lock API answers and the short
-prefix put before the cloud's words. Nothing else decides these.
+whether a fresh create attempt can help, which HTTP status the lock API answers, the short
+prefix put before the cloud's words and what a provider's health is called while failures of that
+kind last (``/lab/status/``). Nothing else decides these.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ class KindRule:
     """What one kind means: ``repeat_call`` (CloudCaller repeats the request), ``retry_attempt`` (a
     fresh create attempt may succeed), ``status`` (the lock API's answer), ``prefix`` (put before
     the cloud's words; ``{seconds}`` and ``{kind}`` are filled in by CloudCaller); ``max_tries`` bounds the
-    requests of one call by count (0: only ``api_retry_time`` bounds them)."""
+    requests of one call by count (0: only ``api_retry_time`` bounds them); ``health`` is the provider's
+    health while failures of this kind last: quota, auth, outage or other."""
 
     repeat_call: bool = False
     max_tries: int = 0
     retry_attempt: bool = False
     status: int = 502
     prefix: str = ""
+    health: str = "other"
 
     def describe(self, words: str, **fields: object) -> str:
         """``words`` (the cloud's, or the client's) after this kind's prefix, its ``{fields}`` filled in."""
@@ -60,20 +63,23 @@ class KindRule:
 
 # A dependency (the cloud) failed, not the request and not this server: the lock API answers 502.
 RULES: dict[ErrorKind, KindRule] = {
-    ErrorKind.TRANSIENT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})"),
-    ErrorKind.RATE_LIMIT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})"),
+    ErrorKind.TRANSIENT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})",
+                                  health="outage"),
+    ErrorKind.RATE_LIMIT: KindRule(repeat_call=True, prefix="gave up after {seconds:.0f}s of retries ({kind})",
+                                   health="outage"),
     # An outage is not waited out for api_retry_time: 5 requests over about 10 s, then the lock fails
     # (503) and what it made is left to the reconciler, which retries once the cloud answers.
-    ErrorKind.UNREACHABLE: KindRule(repeat_call=True, max_tries=5, status=503, prefix="cloud unreachable"),
-    ErrorKind.QUOTA: KindRule(prefix="quota exceeded"),
-    ErrorKind.AUTH: KindRule(prefix="the cloud refused the credentials in driver_args"),
+    ErrorKind.UNREACHABLE: KindRule(repeat_call=True, max_tries=5, status=503, prefix="cloud unreachable",
+                                    health="outage"),
+    ErrorKind.QUOTA: KindRule(prefix="quota exceeded", health="quota"),
+    ErrorKind.AUTH: KindRule(prefix="the cloud refused the credentials in driver_args", health="auth"),
     ErrorKind.NOT_FOUND: KindRule(),
     ErrorKind.FATAL: KindRule(),
     ErrorKind.CONFIG: KindRule(),
-    ErrorKind.NOT_REPEATED: KindRule(retry_attempt=True),
+    ErrorKind.NOT_REPEATED: KindRule(retry_attempt=True, health="outage"),
     ErrorKind.CLOUD_ERROR: KindRule(retry_attempt=True),
     ErrorKind.GONE: KindRule(retry_attempt=True),
-    ErrorKind.TIMEOUT: KindRule(retry_attempt=True),
+    ErrorKind.TIMEOUT: KindRule(retry_attempt=True, health="outage"),
     ErrorKind.SSH_PORT: KindRule(),
     ErrorKind.DNS: KindRule(prefix="registering {name}"),
     ErrorKind.DNS_REFUSED: KindRule(prefix="the DNS service refused to register {name}, so nothing was "

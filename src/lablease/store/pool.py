@@ -7,6 +7,7 @@ Mixed into NodeStore. A warm node is not lock-eligible for plain locks (eligibil
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
@@ -82,3 +83,20 @@ class WarmNodes:
             return replace(node, **values, updated_at=now)
         return self._write(run)  # type: ignore[attr-defined]
 
+
+    def take_warm(self, name: str, reason: str, *, who: str = "warm-pool", lease_owner: str | None = None,
+                  lease_seconds: float = 0) -> NodeRecord:
+        """Take an unlocked ``ready`` node out of the pool to destroy it (surplus, or it failed its check):
+        ``ready -> destroying``, locked by the pool, ``reason`` as its last error. Conflict when a lock
+        claimed it first (or it is no longer warm): that lock's own check decides about it."""
+        def run(conn: Connection) -> NodeRecord:
+            node = self._one(conn, name, for_update=True)  # type: ignore[attr-defined]
+            if node.state != NodeState.READY or node.locked:
+                raise Conflict(f"{name} is {node.state} and {'locked' if node.locked else 'free'}, no longer warm")
+            now = utcnow()
+            fields: dict[str, Any] = {"locked": True, "locked_by": POOL_OWNER, "locked_since": now,
+                                      "last_error": reason}
+            if lease_owner is not None:  # a process that dies mid-destroy leaves it to the reconciler
+                fields.update(lease_owner=lease_owner, lease_expires=now + timedelta(seconds=lease_seconds))
+            return self._move(conn, node, NodeState.DESTROYING, who, fields, now)  # type: ignore[attr-defined]
+        return self._write(run)  # type: ignore[attr-defined]
