@@ -76,11 +76,14 @@ def test_hostile_requests_to_the_lab_endpoints_get_documented_answers(lab):
     assert state(lab) == before
 
 
-def test_a_reconcile_while_the_cloud_is_down_is_an_honest_502(lab):
-    """The cloud is a dependency: its failure is 502 naming it, documented, never a 500 (runs last: it stops it)."""
+def test_a_reconcile_while_the_cloud_is_down_is_an_honest_503(lab):
+    """The cloud is a dependency: when it cannot be reached the answer is 503 naming it (the error kind's status,
+    provision/errorkinds.py), documented, never a 500 (runs last: it stops it)."""
     lab.cloud.stop()
     response = lab.http.post("/lab/reconcile/", params={"machine_type": "dev"})
-    assert response.status_code == 502, response.text
+    assert response.status_code == 503, response.text
     assert response.json()["message"].startswith("the cloud did not answer as expected")
-    assert "502" in lab.http.get("/openapi.json").json()["paths"]["/lab/reconcile/"]["post"]["responses"]
+    assert "cloud unreachable" in response.json()["message"]
+    documented = lab.http.get("/openapi.json").json()["paths"]["/lab/reconcile/"]["post"]["responses"]
+    assert "cannot be reached" in documented["503"]["description"]
     assert lab.http.get("/lab/status/").status_code == 200

@@ -140,7 +140,9 @@ def status(request: Request) -> JSONResponse:
     200: {"model": list[PassReport], "description": "one report per provider"},
     **error_docs(400, 401, 403, 409, 413, 502, 503, said={
         400: "invalid request, or machine_type is not a cloud machine type of this service",
-        403: "a wrong admin token", 502: "the cloud did not answer the reconciler's listing"})})
+        403: "a wrong admin token", 502: "the cloud did not answer the reconciler's listing as expected",
+        503: "the cloud cannot be reached (connection refused, its name does not resolve), or the database kept "
+             "failing after retries"})})
 async def reconcile(request: Request,
                     machine_type: str | None = Query(None, max_length=32, json_schema_extra={"pattern": NO_NUL}),
                     dry_run: bool = False,

@@ -256,7 +256,7 @@ class LabService:
             f"the client ({who}) disconnected before its nodes were ready"
         log.warning("lock request=%s failed, undoing all %d nodes: %s", request, len(nodes), reason)
         left, handed = await FailedLock(self.store, worker, partial(self._destroy, worker)).undo(
-            nodes, results, reason, request, lost=await asyncio.to_thread(self._lost, nodes))
+            nodes, results, reason, request, lost=await asyncio.to_thread(self._lost, nodes), abandoned=gone)
         freed = sum(1 for r in results if clean(r))
         message = f"provisioning failed, so no node of the request was kept: {reason}"
         if freed:

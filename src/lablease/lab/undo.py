@@ -53,18 +53,19 @@ class FailedLock:
         self.destroy = destroy
 
     async def undo(self, nodes: list[NodeRecord], results: list[Any], reason: str, request: str | None, *,
-                   lost: set[str] = frozenset()) -> tuple[list[str], list[str]]:
+                   lost: set[str] = frozenset(), abandoned: bool = False) -> tuple[list[str], list[str]]:
         """Free, destroy or hand over every node but the ``lost`` ones (forced free by an admin, or taken over:
-        whoever holds them now destroys them); returns (names left destroy-failed, names handed over)."""
-        outcomes = await asyncio.gather(*(self._one(n, r, reason, request) for n, r in zip(nodes, results)
-                                          if n.name not in lost))
+        whoever holds them now destroys them); returns (names left destroy-failed, names handed over).
+        ``abandoned``: the client went away, so ``reason`` (saying so) is each node's error, not its cancelled create."""
+        outcomes = await asyncio.gather(*(self._one(n, r, reason, request, abandoned)
+                                          for n, r in zip(nodes, results) if n.name not in lost))
         nodes = [n for n in nodes if n.name not in lost]
         left = [n.name for n, o in zip(nodes, outcomes) if o == "left"]
         handed = [n.name for n, o in zip(nodes, outcomes) if o == "handed"]
         return left, handed
 
-    async def _one(self, node: NodeRecord, result: Any, reason: str, request: str | None) -> str:
-        why = (node_line(node, result) if isinstance(result, BaseException) else reason)[:2000]
+    async def _one(self, node: NodeRecord, result: Any, reason: str, request: str | None, abandoned: bool) -> str:
+        why = (node_line(node, result) if isinstance(result, BaseException) and not abandoned else reason)[:2000]
         if clean(result):
             await asyncio.to_thread(self.store.release, node.name, why, who="lablease")
             return "freed"
