@@ -296,8 +296,9 @@ def classify_error(exc: BaseException) -> ErrorInfo:
             code = int(match.group(1))
             return ErrorInfo(ErrorKind.AUTH, message) if code in (401, 403) else _classify_code(code, message, None)
         return ErrorInfo(ErrorKind.FATAL, message)
+    # ChunkedEncodingError: the connection broke inside the answer, after the cloud may have acted.
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                        socket.timeout, ConnectionError, TimeoutError)):
+                        requests.exceptions.ChunkedEncodingError, socket.timeout, ConnectionError, TimeoutError)):
         return ErrorInfo(ErrorKind.TRANSIENT, message)
     return ErrorInfo(ErrorKind.FATAL, message)  # LibcloudError and anything else the cloud refused
 
