@@ -277,17 +277,25 @@ class Provisioner:
 
     def _destroy(self, node: str, servers: list, volumes: list) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
-        pattern = volume_pattern(node)
-        # By name, as teuthology does (after an outage there may be several servers of one name),
-        # but never what another lab tagged as its own: labs may share a project.
-        mine_servers = [s.id for s in servers if s.name == node and self._not_foreign(s.metadata)]
-        mine_volumes = [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)]
+        mine_servers, mine_volumes = self._mine(node, servers, volumes)
         problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=True)
+        if not problems:  # done only when listings begun after the deletes show nothing of the node
+            problems = self.lifecycle.confirm_gone(node, lambda s, v: self._mine(node, s, v))
         if problems:
             self._emit(ProgressEvent(node, Stage.DESTROY.value, "failed", message="; ".join(problems)))
             raise ProvisionError(Stage.DESTROY, node, "; ".join(problems))
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "done"))
         log.info("node destroyed node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
+
+    def _mine(self, node: str, servers: list, volumes: list) -> tuple[list[str], list]:
+        """The ids of ``node``'s servers and its volumes (``<node>_<i>``) among these.
+
+        By name, as teuthology does (after an outage there may be several servers of one name),
+        but never what another lab tagged as its own: labs may share a project.
+        """
+        pattern = volume_pattern(node)
+        return ([s.id for s in servers if s.name == node and self._not_foreign(s.metadata)],
+                [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)])
 
     def _not_foreign(self, metadata: dict[str, str]) -> bool:
         """Untagged (made before lablease, e.g. by teuthology) or tagged with this lab."""
