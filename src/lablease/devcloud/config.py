@@ -91,12 +91,13 @@ class LatencyFault(_Strict):
 
 
 class LostAnswerFault(_Strict):
-    """The cloud acts on the request, then its answer is lost: held ``seconds`` (the client times out) or cut."""
+    """The cloud acts on the request and the client never hears of it: the answer is held ``seconds`` (timeout),
+    cut (reset), or the request is carried out only ``seconds`` after it came (late: after the client gave up)."""
 
     match: str = "*"  # fnmatch pattern against "METHOD /path/{template}"
     probability: float = Field(ge=0, le=1)
-    mode: Literal["timeout", "reset"] = "timeout"
-    seconds: float = Field(2.0, ge=0, description="how long a 'timeout' answer is held back")
+    mode: Literal["timeout", "reset", "late"] = "timeout"
+    seconds: float = Field(2.0, ge=0, description="how long a 'timeout' answer is held back, or a 'late' request")
 
 
 class ResourceFault(_Strict):

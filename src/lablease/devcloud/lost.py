@@ -5,6 +5,8 @@ from "nothing happened"; this middleware makes it on demand. It runs the request
 server, volume or attachment exists), then, for a successful answer that a ``lost_answers``
 rule picks, either holds the answer back ``seconds`` (mode ``timeout``: the client's read times
 out first) or sends the status line and cuts the connection before the body (mode ``reset``).
+Mode ``late`` (the request carried out after the client gave up) is applied before the handler, in
+``faults.guard``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,6 @@ class LostAnswers:
     def _pick(self, key: str):
         with self.cloud.lock:
             for rule in self.cloud.faults.lost_answers:
-                if fnmatch.fnmatchcase(key, rule.match) and self.cloud.chance(rule.probability):
+                if rule.mode != "late" and fnmatch.fnmatchcase(key, rule.match) and self.cloud.chance(rule.probability):
                     return rule
         return None

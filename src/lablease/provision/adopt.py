@@ -10,6 +10,7 @@ found, the error goes up and the attempt's rollback lists by tag once more.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, TypeVar
 
 from lablease.provision.adapters.base import CloudAdapter, Server, Volume
@@ -26,11 +27,18 @@ ATTACHED = True
 
 
 class Adopter:
-    """Runs one create call so that its effect is used whether or not its answer arrived."""
+    """Runs one create call so that its effect is used whether or not its answer arrived.
 
-    def __init__(self, adapter: CloudAdapter, caller: CloudCaller):
+    A request the client gave up on may still be carried out a little later (it waited in the cloud's
+    queue); so when the first look finds nothing, it looks once more ``settle`` seconds later (the
+    provider's api_timeout), unless ``cancel`` is set meanwhile.
+    """
+
+    def __init__(self, adapter: CloudAdapter, caller: CloudCaller, settle: float, cancel: threading.Event):
         self.adapter = adapter
         self.caller = caller
+        self.settle = settle
+        self.cancel = cancel
 
     def create(self, stage: Stage, node: str, what: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
         """``create()`` once (repeated by the caller only after a rate limit), adopting ``find()``'s answer when
@@ -49,16 +57,21 @@ class Adopter:
                 info = self.adapter.classify(exc)
                 if info.kind is not ErrorKind.TRANSIENT:
                     raise
-                try:  # a look, never a second POST: the caller's rules for creates still hold
-                    made = self.caller.call(stage, node, find, what=f"find after {what}")
-                except ProvisionError:
-                    made = None
+                made = self._look(stage, node, what, find)
+                if made is None and not self.cancel.wait(self.settle):
+                    made = self._look(stage, node, what, find)
                 if made is None:
                     raise exc from None
                 log.info("%s: the answer was lost (%s) but the cloud acted; adopted node=%s", what, info.message, node)
                 return made
 
         return self.caller.call(stage, node, once, what=what, idempotent=False)
+
+    def _look(self, stage: Stage, node: str, what: str, find: Callable[[], T | None]) -> T | None:
+        try:  # a look, never a second POST: the caller's rules for creates still hold
+            return self.caller.call(stage, node, find, what=f"find after {what}")
+        except ProvisionError:
+            return None  # the attempt fails; its rollback lists by tag
 
     # -- what to look for ----------------------------------------------------------------------
 

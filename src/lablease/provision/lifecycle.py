@@ -92,7 +92,7 @@ class Lifecycle(Teardown):
         self.cancel = ctx.cancel  # the engine's: set, it stops create's waits (never teardown's)
         self.servers = ctx.cloud.servers
         self.volumes = ctx.cloud.volumes
-        self.adopter = Adopter(self.adapter, self.caller)
+        self.adopter = Adopter(self.adapter, self.caller, settle=self.p.api_timeout, cancel=self.cancel)
 
     # -- helpers ---------------------------------------------------------------------------------
 
