@@ -37,4 +37,6 @@ def test_twenty_faulty_cycles_leave_nothing_behind_and_every_report_is_true(devc
     finally:
         run.close()
     assert result["leaks"] == [] and result["wrong_reports"] == [], f"seed {SEED}"
-    assert result["created"] > 0 and any(c["faults"] for c in result["per_cycle"])  # it did run under faults
+    assert any(c["faults"] for c in result["per_cycle"])  # it did run under faults...
+    # ...all of which a node survives: a lost answer is adopted, not a reason to fail the attempt.
+    assert result["created"] >= 0.9 * result["requested"], (result["created"], result["requested"])
