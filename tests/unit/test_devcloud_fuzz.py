@@ -87,7 +87,8 @@ def cloud(tmp_path_factory):
                "image_id": IMAGE}
         doc = client.get("/devcloud/openapi.json").json()
         ids.update({"network_id": client.get("/network/v2.0/networks").json()["networks"][0]["id"]})
-        paths = sorted({_concrete(path, ids) for path in doc["paths"]} - {"/devcloud/admin/faults"})
+        paths = sorted({_concrete(path, ids) for path in doc["paths"]}
+                       - {"/devcloud/admin/faults", "/devcloud/admin/tokens"})  # these would change the run
         client.paths = paths  # type: ignore[attr-defined]
         yield client
         client.close()

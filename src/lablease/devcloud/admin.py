@@ -58,6 +58,14 @@ def make_router(cloud: Cloud, life: Lifecycle) -> APIRouter:
         set_faults(cloud, FaultConfig(seed=cloud.faults.seed))
         return Response(status_code=204)
 
+    @router.delete("/tokens", status_code=204)
+    async def revoke_tokens():
+        # As Keystone after a token flush: every API call with an old token answers 401 until the client
+        # authenticates again (the "401 once" of an auth fault).
+        with cloud.lock:
+            cloud.tokens.clear()
+        return Response(status_code=204)
+
     @router.get("/servers/{server_id}")
     async def server_internals(server_id: str):
         with cloud.lock:

@@ -16,6 +16,7 @@ from lablease.devcloud.openapi import document
 from lablease.devcloud.errors import CloudError, render, style_for_path
 from lablease.devcloud.faults import count, guard
 from lablease.devcloud.lifecycle import Lifecycle
+from lablease.devcloud.lost import LostAnswers
 from lablease.devcloud.state import Cloud
 from lablease.web.errors import allowed_methods, flat_routes as _flat
 
@@ -62,6 +63,7 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
     app.include_router(admin.make_router(cloud, life))
 
     app.add_middleware(Edge)
+    app.add_middleware(LostAnswers, cloud=cloud)  # outside Edge: it sees the request's whole answer
     app.openapi = lambda: _openapi(app, cloud, auth_dep)  # type: ignore[method-assign]
 
     @app.exception_handler(CloudError)

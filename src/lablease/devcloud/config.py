@@ -90,6 +90,16 @@ class LatencyFault(_Strict):
     seconds: float = Field(ge=0)
 
 
+class LostAnswerFault(_Strict):
+    """The cloud acts on the request and the client never hears of it: the answer is held ``seconds`` (timeout),
+    cut (reset), or the request is carried out only ``seconds`` after it came (late: after the client gave up)."""
+
+    match: str = "*"  # fnmatch pattern against "METHOD /path/{template}"
+    probability: float = Field(ge=0, le=1)
+    mode: Literal["timeout", "reset", "late"] = "timeout"
+    seconds: float = Field(2.0, ge=0, description="how long a 'timeout' answer is held back, or a 'late' request")
+
+
 class ResourceFault(_Strict):
     probability: float = Field(0.0, ge=0, le=1)
     match_name: str = "*"  # fnmatch pattern against the resource's name
@@ -101,6 +111,7 @@ class FaultConfig(_Strict):
     rate_limits: list[RateLimitFault] = []
     errors: list[ErrorFault] = []
     latency: list[LatencyFault] = []
+    lost_answers: list[LostAnswerFault] = []
     server_error: ResourceFault = ResourceFault()
     volume_error: ResourceFault = ResourceFault()
     attach_error: ResourceFault = ResourceFault()

@@ -56,6 +56,10 @@ async def guard(cloud: Cloud, request: Request) -> None:
     delay = sum(rule.seconds for rule in faults.latency if fnmatch.fnmatchcase(key, rule.match))
     if delay:
         await asyncio.sleep(delay)
+    late = _late(cloud, key)
+    if late:  # the client times out meanwhile; the request is carried out all the same
+        log.info("fault lost_answer key=%s mode=late seconds=%.2f", key, late)
+        await asyncio.sleep(late)
     now = time.monotonic()
     with cloud.lock:
         for index, rule in enumerate(faults.rate_limits):
@@ -73,6 +77,15 @@ async def guard(cloud: Cloud, request: Request) -> None:
                 log.info("fault error_500 key=%s", key)
                 raise CloudError(500, "The server has either erred or is incapable of performing the requested "
                                       "operation.", style)
+
+
+def _late(cloud: Cloud, key: str) -> float:
+    """Seconds this request waits before it is carried out, by the first ``late`` lost-answer rule that picks it."""
+    with cloud.lock:
+        for rule in cloud.faults.lost_answers:
+            if rule.mode == "late" and fnmatch.fnmatchcase(key, rule.match) and cloud.chance(rule.probability):
+                return rule.seconds
+    return 0.0
 
 
 def _rate_limited(status: int, retry_after: int, requests: int, per_seconds: float, style) -> CloudError:

@@ -98,6 +98,7 @@ OPERATIONS: dict[str, tuple[int, str | None, tuple[int, ...]]] = {
     "GET /devcloud/admin/faults": (200, "seed", ()),
     "PUT /devcloud/admin/faults": (200, "seed", ()),
     "DELETE /devcloud/admin/faults": (204, None, ()),
+    "DELETE /devcloud/admin/tokens": (204, None, ()),
     "GET /devcloud/admin/servers/{server_id}": (200, "id", (404,)),
 }
 for _version in ("v3", "v2"):

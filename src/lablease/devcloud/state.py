@@ -221,9 +221,11 @@ class Cloud:
         with self.lock:
             return {
                 "servers": [{"id": s.id, "name": s.name, "status": s.status,
-                             "addresses": [a for _, a in s.addresses]} for s in self.servers.values()],
+                             "addresses": [a for _, a in s.addresses], "metadata": dict(s.metadata)}
+                            for s in self.servers.values()],
                 "volumes": [{"id": v.id, "name": v.name, "status": v.status,
-                             "attached_to": [a.server_id for a in v.attachments]} for v in self.volumes.values()],
+                             "attached_to": [a.server_id for a in v.attachments], "metadata": dict(v.metadata)}
+                            for v in self.volumes.values()],
                 "keypairs": [{"name": k.name} for k in self.keypairs.values()],
                 "security_groups": [{"id": g.id, "name": g.name} for g in self.security_groups.values()],
                 "networks": [{"id": n.id, "name": n.name} for n in self.networks.values()],

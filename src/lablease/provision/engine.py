@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 
 from lablease.config.lab import LabConfig
 from lablease.hostnames import HostNameError, decanonicalize_hostname, node_short_name
+from lablease.provision.confirm import DestroyCheck
 from lablease.provision.context import ProvisionerOptions, build_context
 from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
@@ -74,6 +75,7 @@ class Provisioner:
         self.servers = ctx.cloud.servers
         self.volumes = ctx.cloud.volumes
         self.lifecycle = Lifecycle(ctx, self._emit)
+        self.check = DestroyCheck(self.lifecycle, self._snapshot, self._mine, self._emit)
         self._auth_once = threading.Lock()
         self._owned_dns = owned_dns
 
@@ -279,19 +281,25 @@ class Provisioner:
 
     def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
-        pattern = volume_pattern(node)
-        # By name, as teuthology does (after an outage there may be several servers of one name),
-        # but never what another lab tagged as its own: labs may share a project.
-        mine_servers = [s.id for s in servers if s.name == node and self._not_foreign(s.metadata)]
-        mine_volumes = [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)]
+        mine_servers, mine_volumes = self._mine(node, servers, volumes)
         problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=dns_written)
         if not dns_written:
             self._forget_name(node)
         if problems:
             self._emit(ProgressEvent(node, Stage.DESTROY.value, "failed", message="; ".join(problems)))
             raise ProvisionError(Stage.DESTROY, node, "; ".join(problems))
-        self._emit(ProgressEvent(node, Stage.DESTROY.value, "done"))
-        log.info("node destroyed node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
+        # "done" comes from self.check, once listings begun after the deletes show nothing of the node.
+        log.info("node torn down node=%s servers=%d volumes=%d", node, len(mine_servers), len(mine_volumes))
+
+    def _mine(self, node: str, servers: list, volumes: list) -> tuple[list[str], list]:
+        """The ids of ``node``'s servers and its volumes (``<node>_<i>``) among these.
+
+        By name, as teuthology does (after an outage there may be several servers of one name),
+        but never what another lab tagged as its own: labs may share a project.
+        """
+        pattern = volume_pattern(node)
+        return ([s.id for s in servers if s.name == node and self._not_foreign(s.metadata)],
+                [v for v in volumes if pattern.fullmatch(v.name) and self._not_foreign(v.metadata)])
 
     def _forget_name(self, node: str) -> None:
         """Delete a DNS name that was never written, just in case; failing is no reason to fail the destroy
@@ -317,6 +325,8 @@ class Provisioner:
         node = self.node_name(name, Stage.DESTROY)
         servers, volumes = self._snapshot()
         self._destroy(node, servers, volumes, dns_written)
+        for error in self.check.confirm([node]).values():
+            raise error
 
     def destroy_many(self, names: Iterable[str]) -> list[Outcome]:
         """Destroy nodes up to ``max_parallel`` at a time from one listing of servers and volumes."""
@@ -336,7 +346,10 @@ class Provisioner:
             except ProvisionError as exc:
                 return Outcome(name, False, error=exc)
 
-        return self._map(one, names)
+        outcomes = self._map(one, names)
+        errors = self.check.confirm([self.node_name(o.name, Stage.DESTROY) for o in outcomes if o.ok])
+        return [Outcome(o.name, False, error=errors[node]) if (node := self.short_name(o.name).lower()) in errors else o
+                for o in outcomes]
 
     def remove_leaks(self, server_ids: list[str], volume_ids: list[str]) -> list[str]:
         """Delete these servers and volumes (detaching the volumes first); returns what could not be removed.

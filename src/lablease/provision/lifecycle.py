@@ -5,7 +5,7 @@ cloud through ``watch.py`` (the provider's shared listings).
 
 Every resource an attempt creates is written down in its ``Track`` before anything else can
 fail, so the rollback knows exactly what to remove; a create call whose answer was lost is
-covered by looking for this attempt's tag.
+adopted when the cloud shows it acted (``adopt.py``), and the rollback lists by this attempt's tag.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from lablease.provision.adapters.base import ErrorKind, Server, ServerSpec, Volume
+from lablease.provision.adopt import Adopter
 from lablease.provision.context import ProviderContext
 from lablease.provision.errorkinds import dns_kind
 from lablease.provision.errors import ProvisionError, Stage
@@ -91,6 +92,7 @@ class Lifecycle(Teardown):
         self.cancel = ctx.cancel  # the engine's: set, it stops create's waits (never teardown's)
         self.servers = ctx.cloud.servers
         self.volumes = ctx.cloud.volumes
+        self.adopter = Adopter(self.adapter, self.caller, settle=self.p.api_timeout, cancel=self.cancel)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -131,8 +133,8 @@ class Lifecycle(Teardown):
                                     per_os=self.p.userdata),
         )
         track.server_unsure = True
-        server = self.caller.call(Stage.CREATE, node, self._create_server_once(spec, track.attempt_id),
-                                  what="create server", idempotent=False)
+        server = self.adopter.create(Stage.CREATE, node, "create server", lambda: a.create_server(spec),
+                                     self.adopter.server_of(node, track.attempt_id))
         server_mark = self.servers.mark()
         track.server_ids.append(server.id)
         track.server_unsure = False
@@ -147,44 +149,6 @@ class Lifecycle(Teardown):
         finally:
             if early is not None:
                 early.cancel()
-
-    def _create_server_once(self, spec: ServerSpec, attempt_id: str) -> Callable[[], Server]:
-        """``create_server`` for the caller's retry loop, which repeats it after a rate-limit answer.
-
-        libcloud's create is two requests, the POST and a GET of the new server: a rate limit on the
-        GET means the server exists. So a repeat first looks for this attempt's server by its tag.
-        A 5xx or a lost connection is not repeated (the POST may have acted), but the server is looked
-        for once by its tag: when only the GET failed it exists, and the attempt keeps it instead of
-        rolling it back and starting over (under a flaky API that is most failed creates).
-        """
-        tries = [0]
-
-        def find() -> Server | None:
-            made = [s for s in self.adapter.list_servers() if s.metadata.get(TAG_ATTEMPT) == attempt_id]
-            return made[0] if made else None
-
-        def create() -> Server:
-            tries[0] += 1
-            if tries[0] > 1:
-                made = find()
-                if made is not None:
-                    return made
-            try:
-                return self.adapter.create_server(spec)
-            except Exception as exc:
-                if self.adapter.classify(exc).kind is not ErrorKind.TRANSIENT:
-                    raise
-                try:  # a listing, never a second POST: the caller's rules for creates still hold
-                    made = self.caller.call(Stage.CREATE, spec.name, find, what="find created server")
-                except ProvisionError:
-                    made = None
-                if made is None:
-                    raise exc from None
-                log.info("create server answered %s but the server exists node=%s server=%s",
-                         self.adapter.classify(exc).message, spec.name, made.id)
-                return made
-
-        return create
 
     def _finish(self, track: Track, server: Server, server_mark: int, need: Resources, tags: dict[str, str],
                 early: EarlyProbe | None, image: str, size: str, started: float) -> NodeInfo:
@@ -262,8 +226,9 @@ class Lifecycle(Teardown):
         node, a = track.node, self.adapter
         for name in volume_names(node, need.volume_count):
             track.volume_unsure = True
-            volume = self.caller.call(Stage.VOLUME, node, lambda: a.create_volume(name, need.volume_size, tags),
-                                      what=f"create volume {name}", idempotent=False)
+            volume = self.adopter.create(Stage.VOLUME, node, f"create volume {name}",
+                                         lambda: a.create_volume(name, need.volume_size, tags),
+                                         self.adopter.volume_of(name, track.attempt_id))
             track.volume_ids.append(volume.id)
             track.volume_unsure = False
             self._made(track, volume_id=volume.id)
@@ -274,8 +239,8 @@ class Lifecycle(Teardown):
         node, a = track.node, self.adapter
         self._wait_volumes(node, track.volume_ids, track.volume_mark, {"available"}, "become available")
         for vid in track.volume_ids:
-            self.caller.call(Stage.VOLUME, node, lambda: a.attach_volume(server_id, vid), what=f"attach volume {vid}",
-                             idempotent=False)
+            self.adopter.create(Stage.VOLUME, node, f"attach volume {vid}", lambda: a.attach_volume(server_id, vid),
+                                self.adopter.attachment_of(server_id, vid))
         track.volume_mark = self.volumes.mark()
         # The attachments are checked after the SSH wait; have their listing taken meanwhile.
         self.volumes.expect(track.volume_mark, self.poll_first)
@@ -322,21 +287,40 @@ class Lifecycle(Teardown):
     # -- rollback --------------------------------------------------------------------------------
 
     def rollback(self, track: Track) -> list[str]:
-        """Remove everything ``track`` created, including a server or volume whose create answer was lost."""
-        server_ids = list(track.server_ids)
-        volumes: list[Volume] = []
-        timeout = self.p.api_retry_time + self.p.api_timeout
-        try:
-            if track.server_unsure:
-                servers = self.servers.fresh(Stage.DESTROY, track.node, timeout)
-                server_ids += [s.id for s in servers
-                               if s.metadata.get(TAG_ATTEMPT) == track.attempt_id and s.id not in server_ids]
-            listed = self.volumes.fresh(Stage.DESTROY, track.node, timeout) \
-                if (track.volume_ids or track.volume_unsure) else []
-            volumes = [v for v in listed if v.id in track.volume_ids or v.metadata.get(TAG_ATTEMPT) == track.attempt_id]
-        except ProvisionError as exc:
-            return [f"could not list what attempt {track.attempt_id} left: {exc.message}"]
-        if server_ids or volumes or track.dns:
-            log.info("rollback node=%s attempt=%s servers=%d volumes=%d dns=%s", track.node, track.attempt_id,
-                     len(server_ids), len(volumes), track.dns)
-        return self.teardown(track.node, server_ids, volumes, track.dns)
+        """Remove everything ``track`` created, including what a create whose answer was lost made.
+
+        Looks by this attempt's tag (and the ids it knows), tears down what it finds, and looks again:
+        done only when a listing begun after the deletes shows nothing of the attempt.
+        """
+        problems: list[str] = []
+        if track.stage not in (Stage.IMAGE, Stage.SIZE, Stage.NETWORK):  # before CREATE nothing was made
+
+            def made(servers: list[Server], volumes: list[Volume]) -> tuple[list[str], list[Volume]]:
+                return ([s.id for s in servers if s.id in track.server_ids or _of_attempt(s, track)],
+                        [v for v in volumes if v.id in track.volume_ids or _of_attempt(v, track)])
+
+            log.info("rollback node=%s attempt=%s servers=%d volumes=%d dns=%s unsure=%s", track.node,
+                     track.attempt_id, len(track.server_ids), len(track.volume_ids), track.dns,
+                     track.server_unsure or track.volume_unsure)
+            # First what it knows, without a server listing (one may hang: a cancelled boot wait gave up on it)...
+            volumes: list[Volume] = []
+            if track.volume_ids:
+                timeout = self.p.api_retry_time + self.p.api_timeout
+                try:
+                    volumes = made([], self.volumes.fresh(Stage.DESTROY, track.node, timeout))[1]
+                except ProvisionError:
+                    pass  # confirm_gone lists again, and says so if it cannot
+            problems = self.teardown(track.node, list(track.server_ids), volumes, dns=False)
+            # ...then whatever listings by its tag still show, until they show nothing.
+            if not problems:
+                problems = self.confirm_gone(track.node, made)
+        if track.dns and self.dns is not None:
+            try:
+                self.dns.delete(track.node)
+            except Exception as exc:  # DNSClientError: the record may outlive us; say so
+                problems.append(f"DNS record of {track.node}: {exc}")
+        return problems
+
+
+def _of_attempt(resource: Server | Volume, track: Track) -> bool:
+    return resource.metadata.get(TAG_ATTEMPT) == track.attempt_id

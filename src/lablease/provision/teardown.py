@@ -88,6 +88,31 @@ class Teardown:
                 problems.append(f"DNS record of {node}: {exc}")
         return problems
 
+    def confirm_gone(self, node: str, pick: Callable[[list[Server], list[Volume]], tuple[list[str], list[Volume]]],
+                     rounds: int = 2) -> list[str]:
+        """What listings begun now still show of ``node`` (``pick`` chooses its servers and volumes from them).
+
+        A destroy is done only when these show nothing: a server or volume the first listing missed
+        (made by a create whose answer was lost, or shown late) is torn down too, then looked for again.
+        """
+        timeout = self.p.api_retry_time + self.p.api_timeout
+        problems: list[str] = []
+        for round_ in range(rounds + 1):
+            try:
+                server_ids, volumes = pick(self.servers.fresh(Stage.DESTROY, node, timeout),
+                                           self.volumes.fresh(Stage.DESTROY, node, timeout))
+            except ProvisionError as exc:
+                return [f"could not confirm that nothing of {node} is left: {exc.message}"]
+            if not server_ids and not volumes:
+                return []
+            if round_ == rounds:
+                break
+            log.warning("destroy found more of the node node=%s servers=%s volumes=%s", node,
+                        ",".join(server_ids) or "-", ",".join(v.id for v in volumes) or "-")
+            problems = self.teardown(node, server_ids, volumes, dns=False)
+        left = [f"server {sid}" for sid in server_ids] + [f"volume {v.name} ({v.id}, {v.state})" for v in volumes]
+        return [f"still there after {rounds} rounds of deletes: {', '.join(left)}"] + problems
+
     def _settled(self, node: str, volumes: list[Volume], problems: list[str]) -> list[Volume]:
         """``volumes`` once each has left a passing state such as creating (those gone meanwhile left out).
 

@@ -86,6 +86,10 @@ class DevcloudHandle:
     def clear_faults(self) -> None:
         self._admin("DELETE", "/faults")
 
+    def revoke_tokens(self) -> None:
+        """Forget every token: each client's next call answers 401 and it must authenticate again."""
+        self._admin("DELETE", "/tokens")
+
     def server_internals(self, server_id: str) -> dict[str, Any]:
         """devcloud's view of one server: its root directory (readiness markers), ssh state, addresses."""
         return self._admin("GET", f"/servers/{server_id}").json()

@@ -300,8 +300,9 @@ def classify_error(exc: BaseException) -> ErrorInfo:
     unreachable = _unreachable(exc)
     if unreachable is not None:
         return ErrorInfo(ErrorKind.UNREACHABLE, unreachable)
+    # ChunkedEncodingError: the connection broke inside the answer, after the cloud may have acted.
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                        socket.timeout, ConnectionError, TimeoutError)):
+                        requests.exceptions.ChunkedEncodingError, socket.timeout, ConnectionError, TimeoutError)):
         return ErrorInfo(ErrorKind.TRANSIENT, message)
     return ErrorInfo(ErrorKind.FATAL, message)  # LibcloudError and anything else the cloud refused
 
