@@ -5,7 +5,8 @@ operation finds nothing, and the cloud still lists.
 The document is cut in two halves of about the same cost, fuzzed at the same time (Nova's servers with Cinder,
 whose links the stateful phase follows; Keystone, the rest of Nova, Glance, Neutron and the admin API): each run
 keeps one core busy. Left out: PUT /devcloud/admin/faults (faults it set would make
-every later answer an injected one; test_devcloud_faults.py covers it) and the second spellings of routes
+every later answer an injected one; test_devcloud_faults.py covers it), DELETE /devcloud/admin/tokens (it
+revokes the run's own token: every later answer would be 401; test_lost_answers.py covers it) and the second spellings of routes
 fuzzed under their first (Cinder v2, the doubled token paths; bench/fuzz_apis.py runs those too).
 """
 

@@ -95,7 +95,7 @@ def test_without_a_terminal_progress_is_plain_lines_on_stderr_then_a_summary_and
     assert "paramiko" not in out.stderr and "httpx" not in out.stderr and "INFO" not in out.stderr
     destroyed = run("provision", "destroy", "node1", "-m", "dev", "--log-level", "INFO")
     assert destroyed.stdout == "node1: destroyed\n"
-    assert "INFO lablease.provision.engine: node destroyed node=node1" in destroyed.stderr
+    assert "INFO lablease.provision.confirm: node destroyed node=node1" in destroyed.stderr
     empty = run("provision", "list", "-m", "dev")
     assert empty.returncode == 0 and empty.stdout == ""
     assert "no servers or volumes of lab lab.example" in empty.stderr
