@@ -30,6 +30,7 @@ from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, parse_
 from lablease.store.retry import run_with_retry
 from lablease.store.rules import UPDATABLE, plan_changes, unlock_values
 from lablease.store.pool import WarmNodes
+from lablease.store.retention import EventRetention
 from lablease.store.states import StageLog, StateMachine
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _machine_type_clause(machine_type: str):
     return nodes.c.machine_type.in_(types) if len(types) > 1 else nodes.c.machine_type == machine_type
 
 
-class NodeStore(StateMachine, StageLog, WarmNodes):
+class NodeStore(StateMachine, StageLog, WarmNodes, EventRetention):
     """The node inventory. Methods raise lablease.store.errors.* with paddles' messages."""
 
     def __init__(self, engines: Engines):
