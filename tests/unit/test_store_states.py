@@ -26,8 +26,10 @@ def test_lock_many_to_provision_moves_nodes_to_provisioning_with_the_os_asked_fo
         assert (n.state, n.locked, n.locked_by, n.os_type, n.os_version) == ("provisioning", True, "alice", "ubuntu",
                                                                              "22.04")
         assert n.lease_owner == "proc-1"
-    actions = [e.action for e in store.events("c1")]
-    assert actions[-2:] == ["lock", "state"]
+    *_, last = store.events("c1")  # one row for the lock and its move: both are one write
+    assert (last.action, last.old["state"], last.old["locked"]) == ("state", "idle", False)
+    assert {k: last.new[k] for k in ("state", "locked", "locked_by", "description")} == {
+        "state": "provisioning", "locked": True, "locked_by": "alice", "description": "job"}
 
 
 def test_os_fields_of_a_cloud_lock_do_not_filter_the_records(store):
