@@ -62,3 +62,11 @@ def test_events_retention_days_defaults_to_90_and_a_bad_value_is_an_error_naming
     assert LockSettings.from_mapping({"lablease": {"events_retention_days": 0}}).events_retention_days == 0
     with pytest.raises(ConfigError, match="lablease.events_retention_days"):
         LockSettings.from_mapping({"lablease": {"events_retention_days": -1}}, file="t.yaml")
+
+
+def test_a_pass_asked_to_stop_ends_after_the_batch_it_is_in(store):
+    store.create("n1", {"machine_type": "t"})
+    store.update("n1", description="x")
+    _age(store, "n1", 100)  # 3 rows
+    assert store.prune_events(utcnow(), batch=1, stopping=lambda: True) == 1
+    assert len(store.events("n1")) == 2

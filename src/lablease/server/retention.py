@@ -43,7 +43,7 @@ class EventPruner:
         """One pass: delete every event older than the retention; returns how many went."""
         if self.days <= 0:
             return 0
-        gone = self.store.prune_events(utcnow() - timedelta(days=self.days))
+        gone = self.store.prune_events(utcnow() - timedelta(days=self.days), stopping=self._stop.is_set)
         if gone:
             log.info("events retention: deleted %d events older than %g days", gone, self.days)
         return gone

@@ -8,6 +8,7 @@ whole pass; on PostgreSQL the deleted rows are event rows no lock touches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
@@ -20,9 +21,11 @@ PRUNE_BATCH = 1000  # rows per transaction: a few milliseconds of the write lock
 class EventRetention:
     """Pruning of the event trail (needs NodeStore's ``_write``)."""
 
-    def prune_events(self, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    def prune_events(self, before: datetime, *, batch: int = PRUNE_BATCH,
+                     stopping: Callable[[], bool] = lambda: False) -> int:
         """Delete every event written before ``before`` (naive UTC), ``batch`` rows per transaction;
-        returns how many went. Node records are never touched."""
+        returns how many went. Node records are never touched. ``stopping`` is asked between batches
+        (a server shutting down ends a long first pass at once; the next pass goes on)."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         oldest = (select(node_events.c.id).where(node_events.c.at < before)
@@ -38,5 +41,5 @@ class EventRetention:
         while True:
             done = self._write(one_batch)  # type: ignore[attr-defined]
             total += done
-            if done < batch:
+            if done < batch or stopping():
                 return total
