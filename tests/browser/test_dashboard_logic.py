@@ -82,3 +82,20 @@ def test_a_busy_node_shows_its_latest_stage_and_a_settled_one_none():
     busy = make_row({"name": "node1", "state": "provisioning"}, True, stages, NOW)
     settled = make_row({"name": "node1", "state": "ready"}, True, stages, NOW)
     assert (busy.stage_text, settled.stage_text) == ("ssh retry (attempt 2)", "")
+
+
+def test_lease_and_attempt_bookkeeping_between_two_state_moves_is_one_line_in_the_node_history():
+    from lablease.dashboard.pages import EventLine, group_bookkeeping
+
+    def line(action: str, change: str, error: str = "") -> EventLine:
+        return EventLine("2026-11-25 12:00:00", action, "lablease", change, error, None)
+
+    newest_first = [line("state", "state: destroying → idle"), line("lease", "lease_owner: a → b"),
+                    line("stage", "stage=ssh"), line("attempt", "dns_written: False → True"),
+                    line("attempt", "cloud_server_id: None → s1"), line("state", "state: idle → provisioning"),
+                    line("attempt", "attempt_id: None → 1")]
+    got = group_bookkeeping(newest_first)
+    assert [g.action for g in got] == ["state", "bookkeeping", "stage", "state", "bookkeeping"]
+    assert [d.change for d in got[1].details] == ["lease_owner: a → b", "dns_written: False → True",
+                                                  "cloud_server_id: None → s1"]
+    assert got[1].change == "3 lease and attempt updates" and len(got[4].details) == 1

@@ -347,3 +347,17 @@ def test_lock_and_unlock_keep_the_inventory_fields_and_unlock_clears_the_locks_o
         assert (node["arch"], node["mac_address"]) == ("x86_64", "52:54:00:12:34:56"), node
         assert (node["description"], node["os_type"], node["os_version"]) == (None, None, None), node
     lab.assert_nothing_left(names)
+
+
+def test_a_lock_of_one_node_and_its_unlock_write_twelve_event_rows_with_every_state_move(lab):
+    """docs/performance.md, "Event rows per lock": 17 before rows were shared where stages overlap."""
+    [name] = lab.add("node1")
+    before = len(lab.http.get(f"/nodes/{name}/events/").json())
+    assert lab.lock_many(1).status_code == 200
+    assert lab.unlock_many([name]).status_code == 200
+    trail = lab.http.get(f"/nodes/{name}/events/").json()[before:]
+    moves = [(e["old"]["state"], e["new"]["state"]) for e in trail if e["action"] == "state"]
+    assert moves == [("idle", "provisioning"), ("provisioning", "ready"), ("ready", "destroying"),
+                     ("destroying", "idle")]
+    assert trail[0]["new"]["locked"] is True and trail[0]["new"]["locked_by"] == OWNER  # the lock rides on it
+    assert len(trail) == 12, [(e["action"], e["new"]) for e in trail]

@@ -59,6 +59,18 @@ def test_a_lock_of_a_warm_os_is_answered_from_the_pool_which_then_refills(warm_l
     assert lab.unlock_many([n["name"] for n in got.json()]).status_code == 200
 
 
+def test_a_lock_many_that_cannot_be_filled_is_refused_before_it_claims_a_warm_node(warm_lab):
+    lab = warm_lab
+    names = lab.add("node1", "node2", "node3", "node4", "node5")
+    wait_until(lambda: len(_warm(lab)) == 3, what="3 warm nodes", timeout=60, interval=0.3)
+    records = {n: lab.node(n) for n in names}
+    trails = {n: lab.http.get(f"/nodes/{n}/events/").json() for n in names}
+    got = lab.lock_many(6, os_type="ubuntu", os_version="22.04")  # 3 warm + 2 idle: one short
+    assert got.status_code == 503 and got.json() == {"message": "only 5 nodes available"}
+    assert {n: lab.http.get(f"/nodes/{n}/events/").json() for n in names} == trails  # no claim, no give-back
+    assert {n: lab.node(n) for n in names} == records
+
+
 def test_a_warm_node_that_stopped_answering_is_replaced_not_lent(warm_lab):
     lab = warm_lab
     lab.add("node1", "node2", "node3", "node4")

@@ -134,3 +134,31 @@ def test_serve_with_an_unreachable_database_says_so_in_one_line_without_the_pass
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "lablease.database_url" in done.stderr and "cannot open or migrate the database" in done.stderr
     assert "db-pass-word" not in done.stderr + done.stdout
+
+
+def test_a_plain_lock_server_prunes_events_older_than_its_retention_at_start_up(tmp_path):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from lablease.store import NodeStore
+    from lablease.store.models import node_events
+    from lablease.store.records import utcnow
+    from lablease.testing.lockserver import start_lock_server
+    from lablease.testing.waiting import wait_until
+
+    url = f"sqlite:///{tmp_path / 'inv.db'}"
+    store = NodeStore.open(url)
+    store.create("old1")
+    with store.engines.write.begin() as conn:
+        conn.execute(update(node_events).values(at=utcnow() - timedelta(days=31)))
+    store.create("new1")
+    server = start_lock_server(tmp_path / "srv", database_url=url, extra={"events_retention_days": 30})
+    try:
+        wait_until(lambda: store.events("old1") == [], what="old1's 31-day-old events pruned", timeout=20,
+                   interval=0.1)
+        assert [e.action for e in store.events("new1")] == ["create"]
+        assert {n.name for n in store.list()} == {"old1", "new1"}
+    finally:
+        server.stop()
+        store.close()

@@ -26,8 +26,10 @@ def test_lock_many_to_provision_moves_nodes_to_provisioning_with_the_os_asked_fo
         assert (n.state, n.locked, n.locked_by, n.os_type, n.os_version) == ("provisioning", True, "alice", "ubuntu",
                                                                              "22.04")
         assert n.lease_owner == "proc-1"
-    actions = [e.action for e in store.events("c1")]
-    assert actions[-2:] == ["lock", "state"]
+    *_, last = store.events("c1")  # one row for the lock and its move: both are one write
+    assert (last.action, last.old["state"], last.old["locked"]) == ("state", "idle", False)
+    assert {k: last.new[k] for k in ("state", "locked", "locked_by", "description")} == {
+        "state": "provisioning", "locked": True, "locked_by": "alice", "description": "job"}
 
 
 def test_os_fields_of_a_cloud_lock_do_not_filter_the_records(store):
@@ -153,3 +155,19 @@ def test_taking_a_warm_node_to_destroy_it_loses_to_a_lock_that_claimed_it_first(
     assert taken.lease_owner == "proc-1" and store.get(claimed.name).locked_by == "alice"
     store.free("c2")
     assert (store.get("c2").state, store.get("c2").locked) == ("idle", False)
+
+
+def test_a_warm_claim_the_warm_and_idle_records_cannot_fill_is_refused_before_it_claims_anything(store):
+    from lablease.store import Shortage
+    from lablease.store.pool import POOL_OWNER
+
+    for name in ("c1", "c2"):  # c1, c2 warm; c3 idle
+        store.lock_many(1, "cloud", POOL_OWNER, "warm pool", os_type="ubuntu", os_version="22.04", provision=True)
+        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["10.0.0.5"])
+        store.to_pool(name)
+    before = {n: (store.get(n), store.events(n)) for n in ("c1", "c2", "c3")}
+    with pytest.raises(Shortage) as refused:
+        store.claim_warm(4, "cloud", "ubuntu", "22.04", "alice", "job")
+    assert (refused.value.wanted, refused.value.available, refused.value.message) == (4, 3, "only 3 nodes available")
+    assert {n: (store.get(n), store.events(n)) for n in ("c1", "c2", "c3")} == before
+    assert [n.name for n in store.claim_warm(3, "cloud", "ubuntu", "22.04", "alice", "job")] == ["c1", "c2"]

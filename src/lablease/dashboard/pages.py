@@ -65,9 +65,14 @@ def nodes_page(request: Request) -> dict[str, Any]:
             "busy": any(r.busy for r in shown), "sorted_by": next(c.title for c in COLUMNS if c.key == query.sort)}
 
 
+# Rows that only keep the lease and the running attempt's bookkeeping (what was made so far, who works
+# on the node): needed to finish or undo a node after a crash, noise when reading its story.
+BOOKKEEPING = frozenset({"attempt", "lease"})
+
+
 @dataclass(frozen=True)
 class EventLine:
-    """One event of the node page's history."""
+    """One line of the node page's history: an event, or (``details``) bookkeeping events collapsed."""
 
     at: str
     action: str
@@ -75,6 +80,7 @@ class EventLine:
     change: str
     error: str
     seconds: float | None
+    details: tuple["EventLine", ...] = ()
 
 
 def _event_line(event: dict[str, Any]) -> EventLine:
@@ -84,13 +90,40 @@ def _event_line(event: dict[str, Any]) -> EventLine:
                      error=str(new.get("error") or new.get("last_error") or ""), seconds=new.get("seconds"))
 
 
+def group_bookkeeping(lines: list[EventLine]) -> list[EventLine]:
+    """``lines`` (newest first) with the bookkeeping events between two state moves collapsed into one
+    line where the newest of them was: the story stays readable, the details one click away."""
+    out: list[EventLine] = []
+    group: list[EventLine] = []
+    where = 0
+
+    def flush() -> None:
+        if group:
+            who = ", ".join(dict.fromkeys(g.who for g in group if g.who))
+            out.insert(where, EventLine(at=group[0].at, action="bookkeeping", who=who, error="", seconds=None,
+                                        change=f"{len(group)} lease and attempt updates", details=tuple(group)))
+            group.clear()
+
+    for line in lines:
+        if line.action in BOOKKEEPING and not line.error:
+            if not group:
+                where = len(out)
+            group.append(line)
+            continue
+        if line.action == "state":
+            flush()
+        out.append(line)
+    flush()
+    return out
+
+
 def node_page(request: Request, record: NodeRecord) -> dict[str, Any]:
     """A node's record, its cloud parts (lab service only) and its history, newest event first."""
     state = request.app.state
     node = state.lock_context.node_json(record)
     cloud = state.lab is not None and state.lab.owns(record)
     trail = state.store.events(record.name)
-    events = [_event_line(e.to_json()) for e in reversed(trail[-EVENTS_SHOWN:])]
+    events = group_bookkeeping([_event_line(e.to_json()) for e in reversed(trail[-EVENTS_SHOWN:])])
     stages = getattr(state, "dashboard_stages", None)
     row: Row = make_row(node, cloud, stages, utcnow())
     parts = None
@@ -99,7 +132,7 @@ def node_page(request: Request, record: NodeRecord) -> dict[str, Any]:
                  "dns": record.name if record.dns_written else "", "addresses": list(record.addresses),
                  "host_key": fingerprint(record.ssh_pub_key), "attempt": record.attempt_id or ""}
     return {"node": node, "row": row, "cloud": cloud, "parts": parts, "events": events,
-            "events_total": len(trail), "lab": state.lab is not None}
+            "events_total": len(trail), "events_shown": min(len(trail), EVENTS_SHOWN), "lab": state.lab is not None}
 
 
 def summary_page(request: Request) -> dict[str, Any]:

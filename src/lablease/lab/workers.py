@@ -178,6 +178,14 @@ class ProviderWorker:
                 fields["dns_written"] = True
         if fields:
             self.store.note_attempt(job.record, who=self.actor, **fields)
-        if event.status in ("start", "failed", "retry") or (event.stage == "ready" and event.status == "done"):
+        if event.status in ("failed", "retry") or (event.status == "start" and event.stage not in _NO_START_ROW) or \
+                (event.stage == "ready" and event.status == "done"):
             self.store.record_stage(job.record, event.stage, event.status, event.attempt, event.message,
                                     who=self.actor)
+
+
+# Stages whose "start" row says nothing the trail does not already say: image, size and network pick
+# from cached listings and the next stage's row follows within milliseconds; a destroy starts right
+# after the node's move to destroying, which has its own row. 4 of a lock's 17 rows (docs/performance.md);
+# their failures and retries are still written.
+_NO_START_ROW = frozenset({"image", "size", "network", "destroy"})

@@ -50,6 +50,8 @@ class LabSection(BaseModel):
     shutdown_timeout: float = Field(120.0, ge=0, le=3600)
     lease_seconds: float = Field(30.0, ge=10, le=86400)
     reconcile_interval: float = Field(60.0, ge=0, le=86400)  # 0: only on demand (lablease reconcile)
+    # node_events older than this are deleted (at start-up, then daily); 0 keeps them for ever
+    events_retention_days: float = Field(90.0, ge=0, le=36500)
 
     @field_validator("database_url")
     @classmethod
@@ -101,6 +103,7 @@ class LockSettings(BaseModel):
     shutdown_timeout: float = 120.0
     lease_seconds: float = 30.0
     reconcile_interval: float = 60.0
+    events_retention_days: float = 90.0
     config_file: Path | None = None
 
     @classmethod
@@ -128,6 +131,7 @@ class LockSettings(BaseModel):
             max_body_bytes=section.max_body_bytes, db_pool_size=section.db_pool_size,
             log_level=section.log_level, access_log=section.access_log, shutdown_timeout=section.shutdown_timeout,
             lease_seconds=section.lease_seconds, reconcile_interval=section.reconcile_interval,
+            events_retention_days=section.events_retention_days,
             config_file=Path(file) if file else None,
         )
 

@@ -20,6 +20,7 @@ from lablease.lockapi.locking import LockContext
 from lablease.web.guard import RequestGuard
 from lablease.lockapi.routes import router
 from lablease.lockapi.settings import LockSettings
+from lablease.server.retention import EventPruner
 from lablease.store import NodeStore
 from lablease.store.pg_async import AsyncLockLane
 
@@ -72,9 +73,12 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         if lane is not None:
             await lane.open()
+        pruner = EventPruner(store, settings.events_retention_days)
+        pruner.start()
         try:
             yield
         finally:
+            pruner.stop()
             if lab is not None:
                 await anyio.to_thread.run_sync(lab.drain, settings.shutdown_timeout)
                 lab.close()

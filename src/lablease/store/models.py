@@ -87,7 +87,8 @@ class NodeEvent(Base):
     old: Mapped[dict | None] = mapped_column(JSON)
     new: Mapped[dict | None] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_node_events_node_id", "node", "id"),)
+    # by node: one node's trail; by time: pruning (store.retention) and the dashboard's window
+    __table_args__ = (Index("ix_node_events_node_id", "node", "id"), Index("ix_node_events_at", "at"))
 
 
 nodes = Node.__table__

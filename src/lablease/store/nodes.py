@@ -30,6 +30,7 @@ from lablease.store.records import NodeEventRecord, NodeRecord, jsonable, parse_
 from lablease.store.retry import run_with_retry
 from lablease.store.rules import UPDATABLE, plan_changes, unlock_values
 from lablease.store.pool import WarmNodes
+from lablease.store.retention import EventRetention
 from lablease.store.states import StageLog, StateMachine
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _machine_type_clause(machine_type: str):
     return nodes.c.machine_type.in_(types) if len(types) > 1 else nodes.c.machine_type == machine_type
 
 
-class NodeStore(StateMachine, StageLog, WarmNodes):
+class NodeStore(StateMachine, StageLog, WarmNodes, EventRetention):
     """The node inventory. Methods raise lablease.store.errors.* with paddles' messages."""
 
     def __init__(self, engines: Engines):
@@ -278,7 +279,6 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
             return self._lock_to_provision(count, machine_type, locked_by, description, os_type, os_version, arch,
                                            lease_owner, lease_seconds)
         flags, params = pg_fast.lock_params(count, machine_type, locked_by, description, os_type, os_version, arch)
-
         postgres = self.engines.dialect == "postgresql"
 
         def fast() -> list[NodeRecord] | None:
@@ -328,15 +328,17 @@ class NodeStore(StateMachine, StageLog, WarmNodes):
                 "p_os_version": os_version and str(os_version), "p_arch": arch}).all()
             if len(rows) != count:
                 raise Forbidden("Cannot lock an already-locked node")
-            locked = self._locked(conn, rows, locked_by, description, now, {r.id: r.old_description for r in found})
+            locked = self._with_hosts(conn, sorted((NodeRecord.from_row(r) for r in rows), key=lambda r: r.name))
             lease = {} if lease_owner is None else {
                 "lease_owner": lease_owner, "lease_expires": now + timedelta(seconds=lease_seconds)}
             if lease:
                 conn.execute(q.UPDATE_BY_IDS, {"node_ids": [r.id for r in locked], **lease, "updated_at": now})
-            olds = {r.id: r.old_state for r in found}
-            self._event(conn, [self._event_row(r.name, "state", locked_by, now, {"state": olds[r.id]},
-                                               {"state": NodeState.PROVISIONING.value, "os_type": os_type,
-                                                "os_version": os_version, "arch": r.arch}) for r in locked])
+            old = {r.id: {"state": r.old_state, "locked": False, "locked_by": None, "description": r.old_description}
+                   for r in found}  # one row for the lock and its move to provisioning (one write)
+            new = {"state": NodeState.PROVISIONING.value, "locked": True, "locked_by": locked_by,
+                   "description": description, "os_type": os_type, "os_version": os_version}
+            self._event(conn, [self._event_row(r.name, "state", locked_by, now, old[r.id], {**new, "arch": r.arch})
+                               for r in locked])
             return [replace(r, **lease) for r in locked]
         return self._write(run)
 

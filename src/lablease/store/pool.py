@@ -10,11 +10,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from lablease.store import queries as q
-from lablease.store.eligibility import WARM_CLAIM
-from lablease.store.errors import Conflict
+from lablease.store.eligibility import LOCK, WARM_CLAIM
+from lablease.store.errors import Conflict, Shortage
 from lablease.store.lifecycle import NodeState
 from lablease.store.models import nodes
 from lablease.store.records import NodeRecord, utcnow
@@ -43,7 +43,13 @@ class WarmNodes:
 
     def claim_warm(self, count: int, machine_type: str, os_type: str, os_version: str, locked_by: str,
                    description: str | None) -> list[NodeRecord]:
-        """Lock up to ``count`` warm nodes of that OS for ``locked_by`` (they stay ``ready``)."""
+        """Lock up to ``count`` warm nodes of that OS for ``locked_by`` (they stay ``ready``).
+
+        Shortage, before anything is claimed, when the warm nodes found plus the idle records a lock may
+        take (eligibility.LOCK) are fewer than ``count``: the lock could not be filled, and claiming warm
+        nodes only to give them back would cost two writes, two events and an SSH check per warm node at
+        every retry of a client that waits for nodes (teuthology's scheduler does).
+        """
         postgres = self.engines.dialect == "postgresql"  # type: ignore[attr-defined]
 
         def run(conn: Connection) -> list[NodeRecord]:
@@ -51,6 +57,11 @@ class WarmNodes:
             if postgres:
                 stmt = stmt.with_for_update(skip_locked=True)  # another claim may hold some: take others
             found = self._records(conn, stmt)  # type: ignore[attr-defined]
+            if len(found) < count:
+                idle = conn.execute(select(func.count()).select_from(nodes).where(
+                    nodes.c.machine_type == machine_type, LOCK.clause())).scalar_one()
+                if len(found) + idle < count:
+                    raise Shortage(count, len(found) + idle)
             now = utcnow()
             claimed = []
             for node in found:

@@ -119,9 +119,7 @@ class StateMachine:
             changes, _ = plan_changes(node, values, now)
             fields = {k: v for k, v in changes.items() if k in STATE_FIELDS}
             fields.update(_lease(lease_owner, lease_seconds, now))
-            self._event(conn, [self._event_row(name, "lock", values.get("locked_by"), now,  # type: ignore[attr-defined]
-                                               {"locked": False}, {"locked": True, "locked_by": values.get("locked_by"),
-                                                                   "description": values.get("description")})])
+            # One row: the move to provisioning carries the lock's fields (locked, locked_by, description).
             return self._move(conn, node, NodeState.PROVISIONING, values.get("locked_by"), fields, now), True
         return self._write(run)  # type: ignore[attr-defined]
 

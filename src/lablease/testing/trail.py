@@ -29,6 +29,10 @@ def check_trail(store: NodeStore, names: list[str]) -> dict[str, int]:
                     raise TrailError(f"{name}: state move {old} -> {new} while it was {state}: {event}")
                 state = new
                 provisioned[name] += new == NodeState.PROVISIONING
+                if event.new.get("locked") is True:  # a lock that started provisioning: one row for both
+                    if locked:
+                        raise TrailError(f"{name} locked again without an unlock (two owners): {event}")
+                    locked = True
                 if new == NodeState.IDLE:
                     locked = False  # freeing a node unlocks it in the same move
             elif event.action == "lock":
