@@ -136,7 +136,7 @@ def status(request: Request) -> JSONResponse:
     return JSONResponse(lab_of(request).status())
 
 
-@router.post("/lab/reconcile/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+@router.post("/lab/reconcile/", dependencies=[Depends(require_admin("a reconciler pass (POST /lab/reconcile/)"))], openapi_extra=ADMIN, responses={
     200: {"model": list[PassReport], "description": "one report per provider"},
     **error_docs(400, 401, 403, 409, 413, 502, 503, said={
         400: "invalid request, or machine_type is not a cloud machine type of this service",
@@ -166,7 +166,8 @@ async def reconcile(request: Request,
     return JSONResponse([r.to_json() for r in reports])
 
 
-@router.post("/lab/nodes/{name}/force-unlock/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN,
+@router.post("/lab/nodes/{name}/force-unlock/",
+             dependencies=[Depends(require_admin("forcing a node free (POST /lab/nodes/NAME/force-unlock/)"))], openapi_extra=ADMIN,
              responses={200: {"model": Node, "description": "the node, destroyed and free (idle, unlocked)"},
                         **error_docs(400, 401, 403, 404, 413, 503, said={
                             400: "invalid request, or the node is not of a cloud machine type of this service",
