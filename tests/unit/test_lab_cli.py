@@ -153,6 +153,27 @@ def test_lock_many_exits_3_and_names_the_reason_when_the_server_answers_503(lab)
     assert "only 1 nodes available" in done.stderr
 
 
+def test_a_shortage_counts_what_the_type_has_and_says_when_the_request_can_never_be_filled(lab):
+    lab.on("POST /nodes/lock_many/", 503, {"message": "only 6 nodes available"})
+    lab.on("GET /nodes/machine_types/", body=["cloud"])
+    lab.on("GET /nodes/", body=[node(f"cloud00{i}") for i in range(1, 7)])
+    done = run("lock-many", "9", "-m", "cloud")
+    assert done.exit_code == 3
+    assert "cloud has 6 in all: 6 free, 0 locked, 0 down; asking for 9 can never succeed" in done.stderr
+    assert "locked, down or being destroyed" not in done.stderr
+
+
+def test_a_shortage_of_busy_nodes_counts_the_locked_the_destroyed_and_the_down(lab):
+    lab.on("POST /nodes/lock_many/", 503, {"message": "only 1 nodes available"})
+    lab.on("GET /nodes/machine_types/", body=["cloud"])
+    lab.on("GET /nodes/", body=[node("c1"), node("c2", locked=True, state="ready"),
+                                node("c3", locked=True, state="destroying"), node("c4", up=False)])
+    done = run("lock-many", "2", "-m", "cloud")
+    assert done.exit_code == 3
+    assert ("cloud has 4 in all: 1 free, 2 locked (1 being destroyed or failed to be), 1 down; "
+            "see: lablease list -m 'cloud'") in done.stderr
+
+
 def test_lock_exits_1_with_the_servers_message_when_the_node_is_locked_already(lab):
     lab.on(f"PUT /nodes/node1.{DOMAIN}/lock/", 403, {"message": "Cannot lock an already-locked node"})
     done = run("lock", "node1")

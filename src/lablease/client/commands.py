@@ -108,7 +108,7 @@ def lock_many(
                 nodes = client.lock_many(count, machine_type, owner, desc, wait=WAIT_SECONDS, os_type=os_type,
                                          os_version=os_version, arch=arch, request_id=request_id)
         except LockClientError as exc:
-            raise explain_shortage(client, exc, machine_type) from None
+            raise explain_shortage(client, exc, machine_type, count) from None
     show_locked(session, nodes, owner, nodes)
 
 
