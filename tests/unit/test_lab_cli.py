@@ -409,3 +409,10 @@ def test_the_live_view_shows_a_line_per_node_with_its_stage_and_seconds():
     assert "locking 2 cloud node(s)" in lines[0]
     assert f"a.{DOMAIN}" in lines[1] and "ready done" in lines[1] and "12 s" in lines[1]
     assert f"b.{DOMAIN}" in lines[2] and "create start" in lines[2] and "3 s" in lines[2]
+
+
+def test_unlock_help_says_owner_is_who_unlocks_and_must_own_the_lock(home):
+    done = run("unlock", "--help")
+    text = " ".join(done.output.replace("│", " ").split())
+    assert "Who unlocks (must be the lock's owner" in text and "Who locks" not in text
+    assert "Who locks" in " ".join(run("lock-many", "--help").output.replace("│", " ").split())

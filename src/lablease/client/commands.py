@@ -44,6 +44,8 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress; print only no
 ServerOpt = typer.Option(None, "--server", help=f"Lock server URL (default: ${SERVER_ENV}, else lock_server: "
                                                 f"of {' or '.join(CONFIG_FILES)}).")
 OwnerOpt = typer.Option(None, "--owner", help="Who locks (default: $USER@$(hostname), as teuthology).")
+UnlockOwnerOpt = typer.Option(None, "--owner", help="Who unlocks (must be the lock's owner; default: "
+                                                    "$USER@$(hostname), as teuthology). With --force: who forces.")
 DescOpt = typer.Option(None, "--desc", "--description", help="Description of the lock (e.g. the job).")
 OsTypeOpt = typer.Option(None, "--os-type", help="e.g. ubuntu.")
 OsVersionOpt = typer.Option(None, "--os-version", help="e.g. 22.04.")
@@ -133,7 +135,7 @@ def lock(
 
 def unlock(
     names: list[str] = typer.Argument(..., help="Node names (short names get the lab_domain)."),
-    owner: Optional[str] = OwnerOpt,
+    owner: Optional[str] = UnlockOwnerOpt,
     desc: Optional[str] = typer.Option(None, "--desc", "--description", help="Must match the lock's, if given."),
     force: bool = typer.Option(False, "--force", help=(
         "Admin: destroy and free cloud nodes in any state, whoever holds them (a lock abandoned by a dead "
