@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from lablease.cli import app
 from lablease.client import support as cli_support
+from lablease.client import render as cli_support_render
 from lablease.client.render import LiveProgress, duration
 from lablease.client.lockclient import LockClient, server_sent_events
 
@@ -416,3 +417,31 @@ def test_unlock_help_says_owner_is_who_unlocks_and_must_own_the_lock(home):
     text = " ".join(done.output.replace("│", " ").split())
     assert "Who unlocks (must be the lock's owner" in text and "Who locks" not in text
     assert "Who locks" in " ".join(run("lock-many", "--help").output.replace("│", " ").split())
+
+
+def test_plain_progress_ends_each_stage_with_a_done_line_and_its_time_and_labels_the_volume_steps():
+    out = io.StringIO()
+    show = cli_support_render.PlainProgress(Console(file=out, width=200))
+    for event in [progress("c1", "image", "start", 0.0), progress("c1", "create", "start", 0.25),
+                  progress("c1", "create", "made", 0.5),
+                  progress("c1", "volume", "start", 0.75, message="create 1 x 10 GB"),
+                  progress("c1", "boot", "start", 1.5), progress("c1", "volume", "start", 4.0, message="attach 1"),
+                  progress("c1", "ssh", "start", 4.5), progress("c1", "ssh", "retry", 6.0, attempt=1),
+                  progress("c1", "image", "start", 6.5, attempt=2), progress("c1", "ready", "done", 9.0, attempt=2)]:
+        show(event)
+    lines = out.getvalue().splitlines()
+    done = [line.split(": ", 1)[1] for line in lines if " done in " in line]
+    assert done == ["image done in 0.2 s", "create done in 0.5 s", "volume (create 1 x 10 GB) done in 0.8 s",
+                    "boot done in 2.5 s", "volume (attach 1) done in 0.5 s", "image done in 2.5 s"]
+    assert f"c1.{DOMAIN}: volume start (0.8 s): create 1 x 10 GB" in lines  # a start line still says it began
+    assert lines[-1] == f"c1.{DOMAIN}: ready done (9.0 s) attempt 2"
+
+
+def test_the_live_view_of_a_ready_node_lists_the_time_of_each_stage():
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    view = LiveProgress(console, "locking 1 cloud node(s)")
+    for event in (progress("a", "create", "start", 1.0), progress("a", "boot", "start", 3.0),
+                  progress("a", "ssh", "start", 7.0), progress("a", "ready", "done", 8.0)):
+        view(event)
+    console.print(view)
+    assert "create 2.0 s, boot 4.0 s, ssh 1.0 s" in console.file.getvalue()

@@ -179,5 +179,6 @@ class ProviderWorker:
         if fields:
             self.store.note_attempt(job.record, who=self.actor, **fields)
         if event.status in ("start", "failed", "retry") or (event.stage == "ready" and event.status == "done"):
-            self.store.record_stage(job.record, event.stage, event.status, event.attempt, event.message,
-                                    who=self.actor)
+            # A start's message names its step (volume create/attach), not an error: only failures keep theirs.
+            error = "" if event.status == "start" else event.message
+            self.store.record_stage(job.record, event.stage, event.status, event.attempt, error, who=self.actor)
