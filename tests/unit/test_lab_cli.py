@@ -445,3 +445,20 @@ def test_the_live_view_of_a_ready_node_lists_the_time_of_each_stage():
         view(event)
     console.print(view)
     assert "create 2.0 s, boot 4.0 s, ssh 1.0 s" in console.file.getvalue()
+
+
+def test_lock_many_targets_prints_teuthologys_targets_block_and_nothing_else_on_stdout(lab):
+    nodes = [node(n, locked=True, locked_by=OWNER, state="ready", ssh_pub_key=f"{HOST_KEY} {n}")
+             for n in ("cloud002", "cloud001")]
+    lab.on("POST /nodes/lock_many/", body=nodes)
+    done = run("lock-many", "2", "-m", "cloud", "--targets")
+    assert done.exit_code == 0, done.output
+    assert yaml.safe_load(done.stdout) == {"targets": {f"ubuntu@cloud001.{DOMAIN}": f"{HOST_KEY} cloud001",
+                                                       f"ubuntu@cloud002.{DOMAIN}": f"{HOST_KEY} cloud002"}}
+    assert done.stdout.splitlines()[1] == f"  ubuntu@cloud001.{DOMAIN}: {HOST_KEY} cloud001"  # one line a node
+    bare = run("lock-many", "2", "-m", "cloud", "--targets", "--user", "", "-q")
+    assert list(yaml.safe_load(bare.stdout)["targets"]) == [f"cloud001.{DOMAIN}", f"cloud002.{DOMAIN}"]
+
+
+def test_lock_many_targets_with_json_is_a_usage_error(lab):
+    assert run("lock-many", "1", "-m", "cloud", "--targets", "--json").exit_code == 2

@@ -86,6 +86,16 @@ def locked_table(console: Console, nodes: list[Node]) -> Table:
     return table
 
 
+def targets_yaml(nodes: list[Node], user: str | None = "ubuntu") -> str:
+    """teuthology's ``targets:`` block for a job's yaml: ``user@name: host key`` (no ``user@`` when ``user`` is
+    empty), sorted by name, each key on one line as teuthology writes it."""
+    import yaml
+
+    at = f"{user}@" if user else ""
+    targets = {f"{at}{n['name']}": n.get("ssh_pub_key") for n in sorted(nodes, key=lambda n: n["name"])}
+    return yaml.safe_dump({"targets": targets}, default_flow_style=False, width=100_000)
+
+
 def list_table(console: Console, nodes: list[Node], now: datetime | None = None) -> Table:
     """``lablease list``: one row a node."""
     table = new_table(console, "name", "type", "state", "locked by", "locked since", "description", "os", "address")
