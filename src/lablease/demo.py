@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from lablease.demo_stack import MACHINE_TYPE, VOLUMES, Stack, running_stack
 from lablease.client.lockclient import LockClient
+from lablease.client.render import targets_yaml
 from lablease.logs import setup_logging
 
 COUNT = 3
@@ -89,9 +89,9 @@ def show_nodes(stack: Stack, nodes: list[dict[str, Any]]) -> None:
         table.add_row(short, node["addresses"][0], answer[0], node["state"], ", ".join(vols))
     console.print(table)
     console.print(f"all {len(nodes)} nodes resolved in DNS to their own address")
-    targets = {"targets": {n["name"]: n["ssh_pub_key"] for n in nodes}}
-    console.print("[bold]teuthology targets[/] (what `teuthology-lock --lock-many` prints for a job):")
-    console.print(yaml.safe_dump(targets, width=1000).rstrip(), markup=False, highlight=False)
+    console.print(f"[bold]teuthology targets[/] (a job's `targets:`, as `lablease lock-many --targets --user "
+                  f"{stack.ssh_user}` prints them):")
+    console.print(targets_yaml(nodes, stack.ssh_user).rstrip(), markup=False, highlight=False)
 
 
 def prove_ssh(stack: Stack, node: dict[str, Any]) -> None:

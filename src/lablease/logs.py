@@ -24,11 +24,28 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LIBRARIES = ("libcloud", "urllib3", "paramiko", "httpx", "httpcore", "alembic", "filelock", "uvicorn.error")
 
 
+MAX_ERROR_LINE = 400  # characters of an error line: the whole text is in the node's last_error and events
+
+
+def cut(line: str, limit: int = MAX_ERROR_LINE) -> str:
+    """``line`` at most ``limit`` characters, saying how many were left out."""
+    if len(line) <= limit:
+        return line
+    more = f"… ({len(line) - limit} more characters)"
+    return line[: limit - len(more)] + more
+
+
 class RedactingFormatter(logging.Formatter):
-    """The standard format, with any password inside a URL (``user:***@host``) hidden."""
+    """The standard format, with any password inside a URL (``user:***@host``) hidden, and an error's lines
+    at most MAX_ERROR_LINE characters (a cloud's answer can be kilobytes; a traceback is kept whole)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
+        text = redact_text(super().format(record))
+        if record.levelno < logging.ERROR:
+            return text
+        lines = text.split("\n")
+        own = 1 if (record.exc_info or record.exc_text or record.stack_info) else len(lines)
+        return "\n".join([cut(line) for line in lines[:own]] + lines[own:])
 
 
 def _handler() -> logging.Handler | None:
@@ -153,16 +170,25 @@ CLIENT_GONE = 499  # nginx's status for a request whose client closed the connec
 _SAFE_PATH = "/:@-._~!$&'()*+,;="
 
 
+def successful_read(method: str, path: str, status: int) -> bool:
+    """A GET or HEAD that was answered below 400: a dashboard refresh, a list, a scrape."""
+    return method in ("GET", "HEAD") and status < 400
+
+
 class AccessLog:
     """ASGI middleware: one line per request, ``access method=… path=… status=… duration_ms=… client=…``.
 
     The path is re-quoted (a hostile name cannot forge a second log line) and the query string and
-    headers are left out (they may carry names of other systems or a bearer token).
+    headers are left out (they may carry names of other systems or a bearer token). Requests ``quiet``
+    picks (default: successful reads, which a dashboard repeats every few seconds) are logged at DEBUG;
+    changes and refusals at INFO.
     """
 
-    def __init__(self, app: Any, logger: logging.Logger = access_log):
+    def __init__(self, app: Any, logger: logging.Logger = access_log,
+                 quiet: Callable[[str, str, int], bool] = successful_read):
         self.app = app
         self.log = logger
+        self.quiet = quiet
 
     def __getattr__(self, name: str) -> Any:  # app.state and friends of the wrapped app
         return getattr(self.app, name)
@@ -191,7 +217,8 @@ class AccessLog:
             client = scope.get("client") or ("-", 0)
             # No answer sent: 499 (nginx's "client closed request") when the client went away first, else 500.
             code = status["code"] or (CLIENT_GONE if status["gone"] else 500)
-            self.log.info("access method=%s path=%s status=%d duration_ms=%.1f client=%s%s",
-                          scope.get("method", "-"), quote(scope.get("path", ""), safe=_SAFE_PATH),
-                          code, (time.perf_counter() - start) * 1000, client[0],
-                          " (the client went away before the answer)" if code == CLIENT_GONE else "")
+            method, path = scope.get("method", "-"), scope.get("path", "")
+            level = logging.DEBUG if self.quiet(method, path, code) else logging.INFO
+            self.log.log(level, "access method=%s path=%s status=%d duration_ms=%.1f client=%s%s",
+                         method, quote(path, safe=_SAFE_PATH), code, (time.perf_counter() - start) * 1000,
+                         client[0], " (the client went away before the answer)" if code == CLIENT_GONE else "")

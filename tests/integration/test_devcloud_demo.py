@@ -36,10 +36,13 @@ def test_demo_locks_provisions_resolves_logs_in_destroys_and_leaves_nothing_behi
     for node in NODES:
         # the live view of `lablease lock-many` (on stderr, as progress goes)
         assert re.search(rf"{node}\.lab\.example: ready done", result.stderr), result.stderr
+        # each stage's end with its time, the volume's two steps named
+        for stage in ("create", r"volume \(create 1 x \d+ GB\)", "boot", r"volume \(attach 1\)", "ssh"):
+            assert re.search(rf"{node}\.lab\.example: {stage} done in \d+\.\d s", result.stderr), result.stderr
         # One table row per node: its address, the same address answered by BIND, state, volume.
         row = re.search(rf"│ {node}\s+│ (127\.[\d.]+)\s+│ (127\.[\d.]+)\s+│ ready\s+│ {node}_0 in-use", out)
         assert row and row.group(1) == row.group(2), out
-        assert re.search(rf"  {node}\.lab\.example: ssh-ed25519 \S+", out), out  # teuthology targets
+        assert re.search(rf"  \w+@{node}\.lab\.example: ssh-ed25519 \S+", out), out  # teuthology targets
     assert "3 nodes ready" in out and "all 3 nodes resolved in DNS to their own address" in out
     assert re.search(r"connection to 127\.[\d.]+ port \d+ \(the node's own address\)", out), out
     assert "readiness marker /.teuth_provisioned present" in out

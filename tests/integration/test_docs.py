@@ -143,11 +143,20 @@ def test_the_provider_block_of_docs_devcloud_md_creates_a_node_named_in_the_docu
                                  timeout=300)
             assert out.returncode == 0, f"{command}\n{out.stdout}{out.stderr}"
             if " create " in command:
-                address = yaml.safe_load(out.stdout)["address"]
-                assert _addresses(bind_port, "node1.lab.example.") == {address}
+                made = yaml.safe_load(out.stdout)
+                assert _addresses(bind_port, "node1.lab.example.") == {made["address"]}
+                _log_in_as_documented(blocks["login"], bind_port, made["host_key"], env)
         assert cloud.resources()["servers"] == [] and _addresses(bind_port, "node1.lab.example.") == set()
     finally:
         cloud.stop()
+
+
+def _log_in_as_documented(block: str, bind_port: int, host_key: str, env: dict[str, str]) -> None:
+    """docs/devcloud.md's login recipe: the address from BIND, the captured host key, port 2222, the lab key."""
+    script = _moved(block, {"-p 53 ": f"-p {bind_port} ", "root@": f"{getpass.getuser()}@"})
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**env, "HOST_KEY": host_key})
+    assert out.returncode == 0 and out.stdout.strip() == "provisioned", f"{script}\n{out.stdout}{out.stderr}"
 
 
 def test_the_postgresql_role_of_docs_lockserver_md_has_the_example_urls_password():

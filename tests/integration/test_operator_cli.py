@@ -5,6 +5,7 @@ plain progress lines and a summary, an empty `provision list`, `-q`.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,8 @@ from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 
 pytestmark = pytest.mark.integration
 
+# The lablease under test when it is not the installed one (a worktree run with PYTHONPATH=src).
+SOURCES = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
 CLOUD = {"boot_delay": 0.3, "volume_delay": 0.1, "ssh": {"enabled": True, "delay": 0.2, "runcmd_delay": 0.1}}
 
 
@@ -28,7 +31,7 @@ def operator(devcloud_factory, dns_service, tmp_path):
         path = tmp_path / "teuthology.yaml"
         path.write_text(yaml.safe_dump(config or data))
         return subprocess.run([sys.executable, "-m", "lablease", *args, "-c", str(path)], capture_output=True,
-                              text=True, timeout=timeout, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+                              text=True, timeout=timeout, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", **SOURCES})
 
     return run, cloud, dns_service.bind, data
 
@@ -39,10 +42,30 @@ def test_config_check_connect_reports_auth_image_size_and_dns_health_one_line_ea
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].endswith(": ok (lab_domain lab.example; providers: dev)")
-    assert [line.split(":")[0] for line in lines[1:]] == ["ok    dev", "ok    dev", "ok    dev", "ok    nsupdate_url"]
+    assert [line.split(":")[0] for line in lines[1:]] == ["ok    dev"] * 4 + ["ok    nsupdate_url"]
     assert "auth: authenticated as demo (project demo, region RegionOne)" in lines[1]
     assert "image: 'Ubuntu 22.04' for ubuntu 22.04" in lines[2] and "size: 'm1.large'" in lines[3]
-    assert lines[4].endswith("/healthz answered 200")
+    assert "quota: the project's quota holds 5 node(s) of 'm1.large' at once (cores 20 / 4 a node); " \
+           "dev has 0 record(s)" in lines[4]
+    assert lines[5].endswith("/healthz answered 200")
+
+
+def test_config_check_connect_warns_when_the_records_times_the_flavor_exceed_the_clouds_quota(operator, tmp_path):
+    """devcloud's default quota (20 cores) holds 5 nodes of the 4-cpu flavor the default hints pick: 6 records
+    of the type cannot all be nodes at once."""
+    from lablease.store import NodeStore
+
+    run, _, _, data = operator
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    store = NodeStore.open(url)
+    for n in range(1, 7):
+        store.create(f"dev00{n}.lab.example", {"machine_type": "dev", "up": True})
+    store.close()
+    out = run("config", "check", "--connect", config={**data, "lablease": {"database_url": url}})
+    assert out.returncode == 0, out.stdout + out.stderr  # a warning, not a failure
+    quota = next(line for line in out.stdout.splitlines() if "dev: quota" in line)
+    assert quota.startswith("warn  dev: quota: 6 records of dev x 'm1.large' exceed it: the project's quota holds "
+                            "5 node(s) of 'm1.large' at once (cores 20 / 4 a node)"), quota
 
 
 def test_config_check_connect_names_the_misspelt_driver_args_key_not_libclouds_endpoint_error(operator):
@@ -95,7 +118,7 @@ def test_without_a_terminal_progress_is_plain_lines_on_stderr_then_a_summary_and
     assert "paramiko" not in out.stderr and "httpx" not in out.stderr and "INFO" not in out.stderr
     destroyed = run("provision", "destroy", "node1", "-m", "dev", "--log-level", "INFO")
     assert destroyed.stdout == "node1: destroyed\n"
-    assert "INFO lablease.provision.confirm: node destroyed node=node1" in destroyed.stderr
+    assert "INFO lablease.provision.confirm: node destroyed node=node1" in destroyed.stderr  # confirmed by a listing
     empty = run("provision", "list", "-m", "dev")
     assert empty.returncode == 0 and empty.stdout == ""
     assert "no servers or volumes of lab lab.example" in empty.stderr

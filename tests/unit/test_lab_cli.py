@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from lablease.cli import app
 from lablease.client import support as cli_support
+from lablease.client import render as cli_support_render
 from lablease.client.render import LiveProgress, duration
 from lablease.client.lockclient import LockClient, server_sent_events
 
@@ -151,6 +152,27 @@ def test_lock_many_exits_3_and_names_the_reason_when_the_server_answers_503(lab)
     done = run("lock-many", "2", "-m", "cloud")
     assert done.exit_code == 3
     assert "only 1 nodes available" in done.stderr
+
+
+def test_a_shortage_counts_what_the_type_has_and_says_when_the_request_can_never_be_filled(lab):
+    lab.on("POST /nodes/lock_many/", 503, {"message": "only 6 nodes available"})
+    lab.on("GET /nodes/machine_types/", body=["cloud"])
+    lab.on("GET /nodes/", body=[node(f"cloud00{i}") for i in range(1, 7)])
+    done = run("lock-many", "9", "-m", "cloud")
+    assert done.exit_code == 3
+    assert "cloud has 6 in all: 6 free, 0 locked, 0 down; asking for 9 can never succeed" in done.stderr
+    assert "locked, down or being destroyed" not in done.stderr
+
+
+def test_a_shortage_of_busy_nodes_counts_the_locked_the_destroyed_and_the_down(lab):
+    lab.on("POST /nodes/lock_many/", 503, {"message": "only 1 nodes available"})
+    lab.on("GET /nodes/machine_types/", body=["cloud"])
+    lab.on("GET /nodes/", body=[node("c1"), node("c2", locked=True, state="ready"),
+                                node("c3", locked=True, state="destroying"), node("c4", up=False)])
+    done = run("lock-many", "2", "-m", "cloud")
+    assert done.exit_code == 3
+    assert ("cloud has 4 in all: 1 free, 2 locked (1 being destroyed or failed to be), 1 down; "
+            "see: lablease list -m 'cloud'") in done.stderr
 
 
 def test_lock_exits_1_with_the_servers_message_when_the_node_is_locked_already(lab):
@@ -388,3 +410,55 @@ def test_the_live_view_shows_a_line_per_node_with_its_stage_and_seconds():
     assert "locking 2 cloud node(s)" in lines[0]
     assert f"a.{DOMAIN}" in lines[1] and "ready done" in lines[1] and "12 s" in lines[1]
     assert f"b.{DOMAIN}" in lines[2] and "create start" in lines[2] and "3 s" in lines[2]
+
+
+def test_unlock_help_says_owner_is_who_unlocks_and_must_own_the_lock(home):
+    done = run("unlock", "--help")
+    text = " ".join(done.output.replace("│", " ").split())
+    assert "Who unlocks (must be the lock's owner" in text and "Who locks" not in text
+    assert "Who locks" in " ".join(run("lock-many", "--help").output.replace("│", " ").split())
+
+
+def test_plain_progress_ends_each_stage_with_a_done_line_and_its_time_and_labels_the_volume_steps():
+    out = io.StringIO()
+    show = cli_support_render.PlainProgress(Console(file=out, width=200))
+    for event in [progress("c1", "image", "start", 0.0), progress("c1", "create", "start", 0.25),
+                  progress("c1", "create", "made", 0.5),
+                  progress("c1", "volume", "start", 0.75, message="create 1 x 10 GB"),
+                  progress("c1", "boot", "start", 1.5), progress("c1", "volume", "start", 4.0, message="attach 1"),
+                  progress("c1", "ssh", "start", 4.5), progress("c1", "ssh", "retry", 6.0, attempt=1),
+                  progress("c1", "image", "start", 6.5, attempt=2), progress("c1", "ready", "done", 9.0, attempt=2)]:
+        show(event)
+    lines = out.getvalue().splitlines()
+    done = [line.split(": ", 1)[1] for line in lines if " done in " in line]
+    assert done == ["image done in 0.2 s", "create done in 0.5 s", "volume (create 1 x 10 GB) done in 0.8 s",
+                    "boot done in 2.5 s", "volume (attach 1) done in 0.5 s", "image done in 2.5 s"]
+    assert f"c1.{DOMAIN}: volume start (0.8 s): create 1 x 10 GB" in lines  # a start line still says it began
+    assert lines[-1] == f"c1.{DOMAIN}: ready done (9.0 s) attempt 2"
+
+
+def test_the_live_view_of_a_ready_node_lists_the_time_of_each_stage():
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    view = LiveProgress(console, "locking 1 cloud node(s)")
+    for event in (progress("a", "create", "start", 1.0), progress("a", "boot", "start", 3.0),
+                  progress("a", "ssh", "start", 7.0), progress("a", "ready", "done", 8.0)):
+        view(event)
+    console.print(view)
+    assert "create 2.0 s, boot 4.0 s, ssh 1.0 s" in console.file.getvalue()
+
+
+def test_lock_many_targets_prints_teuthologys_targets_block_and_nothing_else_on_stdout(lab):
+    nodes = [node(n, locked=True, locked_by=OWNER, state="ready", ssh_pub_key=f"{HOST_KEY} {n}")
+             for n in ("cloud002", "cloud001")]
+    lab.on("POST /nodes/lock_many/", body=nodes)
+    done = run("lock-many", "2", "-m", "cloud", "--targets")
+    assert done.exit_code == 0, done.output
+    assert yaml.safe_load(done.stdout) == {"targets": {f"ubuntu@cloud001.{DOMAIN}": f"{HOST_KEY} cloud001",
+                                                       f"ubuntu@cloud002.{DOMAIN}": f"{HOST_KEY} cloud002"}}
+    assert done.stdout.splitlines()[1] == f"  ubuntu@cloud001.{DOMAIN}: {HOST_KEY} cloud001"  # one line a node
+    bare = run("lock-many", "2", "-m", "cloud", "--targets", "--user", "", "-q")
+    assert list(yaml.safe_load(bare.stdout)["targets"]) == [f"cloud001.{DOMAIN}", f"cloud002.{DOMAIN}"]
+
+
+def test_lock_many_targets_with_json_is_a_usage_error(lab):
+    assert run("lock-many", "1", "-m", "cloud", "--targets", "--json").exit_code == 2

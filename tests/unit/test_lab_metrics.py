@@ -170,3 +170,67 @@ def test_a_failing_call_hook_never_fails_the_call():
 def test_render_serves_the_text_format(metrics):
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain") and b"lablease_launches_total" in body
+
+
+def test_the_warm_pool_target_and_ready_nodes_the_oldest_provisioning_node_and_expired_leases_are_gauges(
+        store, registry):
+    import time
+
+    LabMetrics(registry, store, {"cloud": {"ubuntu-22.04": 2}})
+    for name in ("c1", "c2", "c3", "c4"):
+        store.create(name, {"machine_type": "cloud", "up": True})
+    value = registry.get_sample_value
+    assert value("lablease_warm_target", {"machine_type": "cloud", "os": "ubuntu-22.04"}) == 2
+    assert value("lablease_warm_ready", {"machine_type": "cloud", "os": "ubuntu-22.04"}) == 0
+    assert value("lablease_oldest_provisioning_seconds", {"machine_type": "cloud"}) == 0
+    assert value("lablease_expired_leases", {"machine_type": "cloud"}) == 0
+    store.lock_many(3, "cloud", "alice", "job", "ubuntu", "22.04", provision=True, lease_owner="host:1",
+                    lease_seconds=0.05)
+    store.transition("c1", "provisioning", "ready", lease_owner=None, lease_expires=None)
+    store.to_pool("c1")
+    time.sleep(0.1)
+    assert value("lablease_warm_ready", {"machine_type": "cloud", "os": "ubuntu-22.04"}) == 1
+    assert 0.1 <= value("lablease_oldest_provisioning_seconds", {"machine_type": "cloud"}) < 30
+    assert value("lablease_expired_leases", {"machine_type": "cloud"}) == 2
+
+
+def test_the_census_takes_the_oldest_provisioning_node_of_each_type():
+    from datetime import datetime, timedelta
+
+    from lablease.lab.census import census
+    from lablease.store.records import NodeRecord
+
+    now = datetime(2026, 12, 1, 12, 0, 0)
+    def rec(name, machine_type, minutes, state="provisioning"):
+        return NodeRecord(id=0, name=name, machine_type=machine_type, state=state, locked=True, up=True,
+                          state_since=now - timedelta(minutes=minutes))
+    figures = census([rec("a", "ovh", 3), rec("b", "ovh", 12), rec("c", "ovh", 60, "ready"), rec("d", "dev", 1)],
+                     {"ovh": {}}, now)
+    assert figures["ovh"].oldest_provisioning_seconds == 720 and figures["dev"].oldest_provisioning_seconds == 60
+
+
+def test_lab_status_shows_each_providers_warm_target_and_ready_nodes_oldest_provisioning_and_expired_leases(
+        store):
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lablease.lab.http import router
+
+    class Lab:  # the lab service's own part of the answer (LabService.status)
+        def status(self):
+            return {"owner": "h:1", "draining": False, "in_flight": 0, "reconciler": {},
+                    "providers": {"cloud": {"max_parallel": 2, "min_ready": {"ubuntu-22.04": 2}, "health": {}}}}
+
+    for name in ("c1", "c2"):
+        store.create(name, {"machine_type": "cloud", "up": True})
+    store.lock_many(1, "cloud", "alice", "job", "ubuntu", "22.04", provision=True, lease_owner="h:1",
+                    lease_seconds=3600)
+    app = FastAPI()
+    app.include_router(router)
+    app.state.lab, app.state.store = Lab(), store
+    with TestClient(app) as client:
+        cloud = client.get("/lab/status/").json()["providers"]["cloud"]
+    assert cloud["warm"] == {"ubuntu-22.04": {"target": 2, "ready": 0}}
+    assert 0 <= cloud["oldest_provisioning_seconds"] < 30 and cloud["expired_leases"] == 0

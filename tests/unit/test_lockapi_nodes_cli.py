@@ -33,12 +33,12 @@ class StubClient:
         if name == self.interrupt_at:
             raise KeyboardInterrupt
         if name == self.fail_create:
-            raise LockClientError(f"POST /nodes/: 400 refused {name}")
+            raise LockClientError(f"POST /nodes/: 400 refused {name}", status=400)
         self.existing.append(name)
 
     def delete(self, name):
         if name in self.fail_delete:
-            raise LockClientError(f"DELETE /nodes/{name}/: 503 try later")
+            raise LockClientError(f"DELETE /nodes/{name}/: 503 try later", status=503)
         self.existing.remove(name)
 
 
@@ -50,14 +50,14 @@ def _add(monkeypatch, stub: StubClient, *names: str):
 def test_nodes_add_removes_what_it_created_when_a_later_create_fails(monkeypatch):
     stub = StubClient(fail_create="n3")
     done = _add(monkeypatch, stub, "n1", "n2", "n3")
-    assert done.exit_code == 2 and "removed the 2 node(s)" in done.output
+    assert done.exit_code == 1 and "removed the 2 node(s)" in done.output  # the server refused: 1
     assert stub.existing == []
 
 
 def test_nodes_add_names_the_nodes_it_could_not_remove_instead_of_claiming_it_removed_them(monkeypatch):
     stub = StubClient(fail_create="n3", fail_delete={"n2"})
     done = _add(monkeypatch, stub, "n1", "n2", "n3")
-    assert done.exit_code == 2
+    assert done.exit_code == 1
     assert "remove them by hand: n2" in done.output and "removed the 2" not in done.output
     assert stub.existing == ["n2"]
 
@@ -66,7 +66,7 @@ def test_nodes_add_names_the_nodes_it_could_not_remove_instead_of_claiming_it_re
 def test_nodes_add_interrupted_midway_removes_what_it_created(monkeypatch, at):
     stub = StubClient(interrupt_at=at)
     done = _add(monkeypatch, stub, "n1", "n2", "n3")
-    assert done.exit_code == 2 and "interrupted" in done.output
+    assert done.exit_code == 130 and "interrupted" in done.output
     assert stub.existing == []
 
 
@@ -75,7 +75,7 @@ def test_nodes_remove_failing_midway_says_which_nodes_are_gone_and_which_are_not
     stub.existing = ["n1", "n2", "n3"]
     monkeypatch.setattr(nodes_cli, "admin_client", lambda *_: (stub, None))
     done = CliRunner().invoke(app, ["nodes", "remove", "n1", "n2", "n3"])
-    assert done.exit_code == 2
+    assert done.exit_code == 3  # the server's 503
     assert "removed before it: n1" in done.output and "not removed: n2, n3" in done.output
     assert stub.existing == ["n2", "n3"]
 

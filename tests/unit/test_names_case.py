@@ -117,7 +117,7 @@ def test_nodes_add_lowers_names_into_the_lab_domain_and_adds_each_once(monkeypat
 
 def test_nodes_add_sees_a_node_spelled_in_another_case_as_already_there(monkeypatch):
     done, stub = run_cli(monkeypatch, ["Node1.Front.Example.com"], "add", "node1")
-    assert done.exit_code == 2 and "already in the inventory: node1.front.example.com" in done.output
+    assert done.exit_code == 1 and "already in the inventory: node1.front.example.com" in done.output  # refused (README: 1)
     assert stub.existing == ["Node1.Front.Example.com"]
 
 

@@ -248,6 +248,14 @@ def test_volumes_are_named_after_the_node_created_and_attached(lab_key):
     assert sorted(node.volume_ids) == sorted(v.id for v in vols)
 
 
+def test_the_two_starts_of_the_volume_stage_say_which_step_they_are(lab_key):
+    events = []
+    prov, _ = make(lab_key, on_progress=events.append)
+    prov.create("node2", "ubuntu", "22.04", {"volumes": {"count": 2, "size": 10}})
+    steps = [e.message for e in events if e.stage == "volume" and e.status == "start"]
+    assert steps == ["create 2 x 10 GB", "attach 2"]
+
+
 def test_a_server_ending_in_error_is_removed_and_the_create_retried(lab_key):
     dns = FakeDNS()
     cloud = FakeCloud()

@@ -57,13 +57,43 @@ def _connect(lab: LabConfig, quiet: bool) -> None:
         raise typer.Exit(UNREACHABLE_OR_REFUSED)
 
 
+def effective(data: dict[str, Any], lab: LabConfig, file: str) -> dict[str, Any]:
+    """The config as lablease runs with it: every key of ``lablease:`` with its default (data_dir and
+    database_url as ``serve`` resolves them), ``openstack:`` hints merged with the defaults a lock gets,
+    teuthology's own keys as they are. Secrets are not redacted here (``redact`` does that)."""
+    from lablease.lockapi.settings import LockSettings
+    from lablease.provision.hints import merge_hints
+
+    shown = lab.model_dump(mode="json")
+    settings = LockSettings.from_mapping(data, file=file)
+    section = settings.model_dump(mode="json", exclude={"lab_domain", "config_file", "admin_token"})
+    raw = data.get("lablease") or {}
+    section["admin_token"] = "***" if settings.admin_token else None
+    if raw.get("admin_token_file"):
+        section["admin_token_file"] = str(raw["admin_token_file"])
+    hints = merge_hints(lab.openstack)
+    shown["lablease"] = section
+    shown["openstack"] = {**shown.get("openstack", {}),
+                          "machine": {"disk": hints.disk, "ram": hints.ram, "cpus": hints.cpus},
+                          "volumes": {"count": hints.volume_count, "size": hints.volume_size}}
+    return shown
+
+
 @config_app.command("show")
 def show(config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt) -> None:
     """Print the config as lablease understands it, defaults filled in and secrets redacted."""
+    from lablease.config import ConfigError
+    from lablease.provision.hints import HintsError
+
     setup_command_logging(quiet, log_level)
-    _, _, lab = load_or_exit(config)
-    # model_dump keeps teuthology's own keys too (extra="allow"), so nothing of the file is lost.
-    typer.echo(yaml.safe_dump(redact(lab.model_dump(mode="json")), sort_keys=False, default_flow_style=False), nl=False)
+    path, data, lab = load_or_exit(config)
+    try:
+        shown = effective(data, lab, str(path))
+    except (ConfigError, HintsError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(BAD_CONFIG) from None
+    # teuthology's own keys are kept too (extra="allow"), so nothing of the file is lost.
+    typer.echo(yaml.safe_dump(redact(shown), sort_keys=False, default_flow_style=False), nl=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,10 +20,12 @@ class Probe:
     ok: bool
     what: str
     text: str
+    warn: bool = False  # works, but will not do what the lab expects (ok stays True: no failed exit)
 
     def line(self) -> str:
-        """``ok    dev: image: …`` or ``FAIL  nsupdate_url: …``; a URL's password is never shown."""
-        return redact_text(f"{'ok  ' if self.ok else 'FAIL'}  {self.what}: {self.text}")
+        """``ok    dev: image: …``, ``warn  dev: quota: …`` or ``FAIL  dev: …``; a URL's password is never shown."""
+        mark = "FAIL" if not self.ok else "warn" if self.warn else "ok  "
+        return redact_text(f"{mark}  {self.what}: {self.text}")
 
 
 def connect_probes(lab: LabConfig, *, token_cache_dir: str | None = "~/.cache/lablease/tokens") -> Iterator[Probe]:
@@ -72,10 +74,13 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
         found = select_image(images, os_type, os_version, provider.exclude_image)
         return f"{found.name!r} for {os_type} {os_version} (default_os_type, default_os_version)"
 
+    chosen = []
+
     def size() -> str:
         need = merge_hints(lab.openstack)
         found = select_size(listing(Stage.SIZE, prov.adapter.list_sizes), need, provider.allow_sizes,
                             provider.exclude_sizes)
+        chosen.append(found)
         return (f"{found.name!r} ({found.ram} MB, {found.disk} GB, {found.vcpus} cpus) fits the default hints "
                 f"(ram {need.ram} MB, disk {need.disk} GB, cpus {need.cpus})")
 
@@ -86,6 +91,59 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
             return
         yield step("image", image)
         yield step("size", size)
+        if chosen:
+            try:
+                limits = prov.caller.call(Stage.SIZE, None, prov.adapter.compute_limits, what="get limits")
+            except ProvisionError as exc:
+                yield Probe(True, f"{name}: quota", f"the cloud did not give its limits ({exc.message})", warn=True)
+                return
+            if limits:
+                yield quota_probe(name, chosen[0], limits, count_records(lab, name))
+
+
+def capacity(size, limits: dict[str, int]) -> tuple[int, str] | None:  # noqa: ANN001
+    """How many nodes of ``size`` the project's limits hold at once, and the limit that decides it."""
+    per_node = (("instances", "maxTotalInstances", 1), ("cores", "maxTotalCores", size.vcpus),
+                ("RAM MB", "maxTotalRAMSize", size.ram))
+    fits = [(limits[key] // each, f"{what} {limits[key]}" + (f" / {each} a node" if each > 1 else ""))
+            for what, key, each in per_node if limits.get(key, -1) >= 0 and each > 0]  # Nova: -1 is unlimited
+    return min(fits) if fits else None
+
+
+def count_records(lab: LabConfig, machine_type: str) -> int | str:
+    """How many node records of ``machine_type`` the lab's database holds; or why they could not be counted."""
+    from pathlib import Path
+
+    from lablease.lockapi.settings import LockSettings
+    from lablease.store import NodeFilter, NodeStore
+
+    try:
+        url = LockSettings.from_mapping({"lablease": (lab.model_extra or {}).get("lablease") or {}}).database_url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return 0  # no database yet: no records (and none is made here)
+        store = NodeStore.open(url, run_migrations=False, pool_size=1)
+        try:
+            return len(store.list(NodeFilter(machine_type=machine_type)))
+        finally:
+            store.close()
+    except Exception as exc:  # noqa: BLE001 - the count is advice; any failure is said, not raised
+        return f"the lab's database could not be read ({type(exc).__name__})"
+
+
+def quota_probe(name: str, size, limits: dict[str, int], records: int | str) -> Probe:  # noqa: ANN001
+    """Whether every record of ``name`` can be a node of ``size`` at once within the project's limits."""
+    fits = capacity(size, limits)
+    if fits is None:
+        return Probe(True, f"{name}: quota", "the cloud sets no instance, core or RAM limit")
+    at_once, tightest = fits
+    held = f"the project's quota holds {at_once} node(s) of {size.name!r} at once ({tightest})"
+    if isinstance(records, str):
+        return Probe(True, f"{name}: quota", f"{held}; {records}, so its records were not compared", warn=True)
+    if records > at_once:
+        return Probe(True, f"{name}: quota", f"{records} records of {name} x {size.name!r} exceed it: {held}; a lock "
+                     f"of more than {at_once} fails (503) and the warm pool stalls. Raise the quota, lower the "
+                     f"openstack: hints or remove records (lablease nodes remove)", warn=True)
+    return Probe(True, f"{name}: quota", f"{held}; {name} has {records} record(s)")
 
 
 def _dns(url: str) -> Probe:

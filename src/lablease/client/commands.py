@@ -22,11 +22,13 @@ from lablease.client.render import (
     record_grid,
     summary_rows,
     summary_table,
+    targets_yaml,
 )
 from lablease.client.support import (
     CONFIG_FILES,
     EXIT_CODES,
     SERVER_ENV,
+    USAGE,
     WAIT_SECONDS,
     ProgressWatcher,
     Session,
@@ -44,6 +46,8 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress; print only no
 ServerOpt = typer.Option(None, "--server", help=f"Lock server URL (default: ${SERVER_ENV}, else lock_server: "
                                                 f"of {' or '.join(CONFIG_FILES)}).")
 OwnerOpt = typer.Option(None, "--owner", help="Who locks (default: $USER@$(hostname), as teuthology).")
+UnlockOwnerOpt = typer.Option(None, "--owner", help="Who unlocks (must be the lock's owner; default: "
+                                                    "$USER@$(hostname), as teuthology). With --force: who forces.")
 DescOpt = typer.Option(None, "--desc", "--description", help="Description of the lock (e.g. the job).")
 OsTypeOpt = typer.Option(None, "--os-type", help="e.g. ubuntu.")
 OsVersionOpt = typer.Option(None, "--os-version", help="e.g. 22.04.")
@@ -65,10 +69,14 @@ def watching(session: Session, request_id: str, title: str) -> Iterator[None]:
         yield
 
 
-def show_locked(session: Session, nodes: list[dict[str, Any]], owner: str, answer: Any) -> None:
-    """The nodes a lock gave: ``answer`` as JSON, names (quiet), or a table with addresses and host keys."""
+def show_locked(session: Session, nodes: list[dict[str, Any]], owner: str, answer: Any,
+                targets: str | None = None) -> None:
+    """The nodes a lock gave: ``answer`` as JSON, names (quiet), teuthology's ``targets:`` block (``targets`` is
+    its user: ``--targets``), or a table with addresses and host keys."""
     if session.as_json:
         session.emit_json(answer)
+    elif targets is not None:
+        session.out.file.write(targets_yaml(nodes, targets))
     elif session.quiet:
         for node in nodes:
             session.out.print(node["name"], markup=False, highlight=False)
@@ -95,10 +103,18 @@ def lock_many(
     os_type: Optional[str] = OsTypeOpt, os_version: Optional[str] = OsVersionOpt,
     arch: Optional[str] = typer.Option(None, "--arch", help="e.g. x86_64."),
     desc: Optional[str] = DescOpt, owner: Optional[str] = OwnerOpt,
+    targets: bool = typer.Option(False, "--targets", help=(
+        "Print teuthology's targets: block (YAML, user@name: host key, as teuthology-lock --lock-many and a "
+        "job's yaml have it) on stdout instead of the table.")),
+    user: str = typer.Option("ubuntu", "--user", help="The user of --targets' user@name keys (teuthology's "
+                             "default; '' for bare names)."),
     as_json: bool = JsonOpt, quiet: bool = QuietOpt, server: Optional[str] = ServerOpt,
     log_level: Optional[str] = LogLevelOpt,
 ) -> None:
     """Lock COUNT nodes of a machine type, all or none; cloud nodes are created first, shown as they come up."""
+    if targets and as_json:
+        typer.echo("error: --targets and --json each choose what stdout holds: give one", err=True)
+        raise typer.Exit(USAGE)
     session = open_session(server, as_json, quiet, log_level)
     owner = owner or default_owner()
     request_id = new_request_id()
@@ -108,8 +124,8 @@ def lock_many(
                 nodes = client.lock_many(count, machine_type, owner, desc, wait=WAIT_SECONDS, os_type=os_type,
                                          os_version=os_version, arch=arch, request_id=request_id)
         except LockClientError as exc:
-            raise explain_shortage(client, exc, machine_type) from None
-    show_locked(session, nodes, owner, nodes)
+            raise explain_shortage(client, exc, machine_type, count) from None
+    show_locked(session, nodes, owner, nodes, user if targets else None)
 
 
 def lock(
@@ -133,7 +149,7 @@ def lock(
 
 def unlock(
     names: list[str] = typer.Argument(..., help="Node names (short names get the lab_domain)."),
-    owner: Optional[str] = OwnerOpt,
+    owner: Optional[str] = UnlockOwnerOpt,
     desc: Optional[str] = typer.Option(None, "--desc", "--description", help="Must match the lock's, if given."),
     force: bool = typer.Option(False, "--force", help=(
         "Admin: destroy and free cloud nodes in any state, whoever holds them (a lock abandoned by a dead "

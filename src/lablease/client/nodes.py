@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.table import Table
 from lablease.config import ConfigError, load_yaml_file
 from lablease.hostnames import HostNameError, fold_name, inventory_name, numbered_names
 from lablease.client.lockclient import LockClient, LockClientError
+from lablease.client.support import EXIT_CODES, INTERRUPTED, REFUSED, USAGE, exit_code
 from lablease.lockapi.settings import DEFAULT_PORT, LockSettings
 from lablease.logs import LogLevelOpt, QuietOpt, setup_command_logging
 
@@ -22,9 +23,15 @@ USER_CONFIG = Path("~/.teuthology.yaml")
 TOKEN_ENV = "LABLEASE_ADMIN_TOKEN"
 
 
-def _fail(text: str) -> None:
+def _fail(text: str, code: int = USAGE) -> NoReturn:
+    """Say why on stderr and exit ``code`` (the README's: 1 refused, 2 usage, 3 unavailable, 4 unreachable)."""
     typer.echo(f"error: {text}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def _refused(exc: LockClientError, text: str | None = None) -> NoReturn:
+    """A request the server refused (1; 401/403 too), could not serve (3, 503) or never answered (4)."""
+    _fail(text or str(exc), exit_code(exc))
 
 
 def _full_names(names: list[str], lab_domain: Optional[str]) -> list[str]:
@@ -82,7 +89,7 @@ def _delete_all(client: LockClient, names: list[str]) -> list[str]:
     return left
 
 
-def _undo_add(client: LockClient, created: list[str], reason: str, code: int = 2) -> None:
+def _undo_add(client: LockClient, created: list[str], reason: str, code: int) -> NoReturn:
     """Remove the nodes a failed or interrupted add created, then exit ``code`` saying what is left."""
     left = _delete_all(client, created)
     if left:
@@ -94,7 +101,7 @@ def _undo_add(client: LockClient, created: list[str], reason: str, code: int = 2
     raise typer.Exit(code)
 
 
-@nodes_app.command("add")
+@nodes_app.command("add", epilog=EXIT_CODES)
 def add(
     names: list[str] = typer.Argument(None, help="Node names; or use --count with --machine-type."),
     machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m"),
@@ -133,10 +140,11 @@ def add(
             # Folded: a record written in another case before names were lowered is the same node.
             existing = {fold_name(n["name"]) for n in client.list()}
         except LockClientError as exc:
-            _fail(str(exc))
+            _refused(exc)
         clash = sorted(set(full) & existing)
         if clash:
-            _fail(f"already in the inventory: {', '.join(clash[:10])}{' …' if len(clash) > 10 else ''}; nothing added")
+            listed = f"{', '.join(clash[:10])}{' …' if len(clash) > 10 else ''}"
+            _fail(f"already in the inventory: {listed}; nothing added", REFUSED)
         created: list[str] = []
         # Ctrl-C or SIGTERM stops adding and undoes the add (exit 130/143); a second one cannot cut that short.
         with rollback_on_signal() as interrupts:
@@ -146,15 +154,17 @@ def add(
                         break
                     client.create(name, **fields)
                     created.append(name)
-            except (LockClientError, KeyboardInterrupt) as exc:
-                _undo_add(client, created, "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
+            except LockClientError as exc:
+                _undo_add(client, created, str(exc), exit_code(exc))
+            except KeyboardInterrupt:
+                _undo_add(client, created, "interrupted", INTERRUPTED)
             if interrupts.exit_code is not None:
                 _undo_add(client, created, "interrupted", interrupts.exit_code)
     if not quiet:
         typer.echo(f"added {len(full)} node(s): {full[0]}" + (f" … {full[-1]}" if len(full) > 1 else ""))
 
 
-@nodes_app.command("remove")
+@nodes_app.command("remove", epilog=EXIT_CODES)
 def remove(
     names: list[str] = typer.Argument(..., help="Node names (short names get the lab domain)."),
     force: bool = typer.Option(False, help="Also remove locked nodes."),
@@ -169,25 +179,25 @@ def remove(
         try:
             known = {fold_name(n["name"]): n for n in client.list()}
         except LockClientError as exc:
-            _fail(str(exc))
+            _refused(exc)
         missing = [n for n in full if n not in known]
         if missing:
-            _fail(f"not in the inventory: {', '.join(missing)}; nothing removed")
+            _fail(f"not in the inventory: {', '.join(missing)}; nothing removed", REFUSED)
         locked = [n for n in full if known[n]["locked"]]
         if locked and not force:
-            _fail(f"locked: {', '.join(locked)}; unlock them first or pass --force; nothing removed")
+            _fail(f"locked: {', '.join(locked)}; unlock them first or pass --force; nothing removed", REFUSED)
         for done, name in enumerate(full):
             try:
                 client.delete(known[name]["name"])  # as the server spells it, which may predate lowering
             except LockClientError as exc:
                 # Deleted nodes cannot be put back as they were: say exactly what is gone and what is not.
                 gone = f"removed before it: {', '.join(full[:done])}" if done else "nothing removed"
-                _fail(f"{exc}; {gone}; not removed: {', '.join(full[done:])}")
+                _refused(exc, f"{exc}; {gone}; not removed: {', '.join(full[done:])}")
     if not quiet:
         typer.echo(f"removed {len(full)} node(s)")
 
 
-@nodes_app.command("list")
+@nodes_app.command("list", epilog=EXIT_CODES)
 def list_nodes(
     machine_type: Optional[str] = typer.Option(None, "--machine-type", "-m"),
     locked: Optional[bool] = typer.Option(None, "--locked/--unlocked", help="Only locked or only free nodes."),
@@ -203,7 +213,7 @@ def list_nodes(
         try:
             rows = client.list(machine_type=machine_type, locked=locked)
         except LockClientError as exc:
-            _fail(str(exc))
+            _refused(exc)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

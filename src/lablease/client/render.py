@@ -86,6 +86,16 @@ def locked_table(console: Console, nodes: list[Node]) -> Table:
     return table
 
 
+def targets_yaml(nodes: list[Node], user: str | None = "ubuntu") -> str:
+    """teuthology's ``targets:`` block for a job's yaml: ``user@name: host key`` (no ``user@`` when ``user`` is
+    empty), sorted by name, each key on one line as teuthology writes it."""
+    import yaml
+
+    at = f"{user}@" if user else ""
+    targets = {f"{at}{n['name']}": n.get("ssh_pub_key") for n in sorted(nodes, key=lambda n: n["name"])}
+    return yaml.safe_dump({"targets": targets}, default_flow_style=False, width=100_000)
+
+
 def list_table(console: Console, nodes: list[Node], now: datetime | None = None) -> Table:
     """``lablease list``: one row a node."""
     table = new_table(console, "name", "type", "state", "locked by", "locked since", "description", "os", "address")
@@ -169,15 +179,51 @@ def progress_line(event: dict[str, Any]) -> str:
     return text + (f": {event['message']}" if event.get("message") else "")
 
 
+def stage_label(event: dict[str, Any]) -> str:
+    """A stage with its step when the engine names one: ``volume (create 1 x 10 GB)``, ``volume (attach 1)``."""
+    step = event.get("message") if event.get("status") == "start" else ""
+    return f"{event.get('stage')} ({step})" if step else str(event.get("stage"))
+
+
+class StageClock:
+    """Each node's running stage and when it began; the next event of the node ends it, with its time.
+
+    The engine reports when a stage starts (and when the node is ready): a stage is done when the next one
+    starts, so its time is the difference of the two events' ``elapsed``. A failed or retried stage is not
+    done; events of other kinds (a rate-gate wait) leave the running stage as it is.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, tuple[str, float]] = {}
+
+    def advance(self, event: dict[str, Any]) -> tuple[str, float] | None:
+        """The stage ``event`` ends (label, seconds), or None."""
+        status = event.get("status")
+        if status not in ("start", "done", "failed", "retry"):
+            return None
+        node, elapsed = str(event.get("node")), float(event.get("elapsed") or 0)
+        previous = self._running.pop(node, None)
+        if status == "start":
+            self._running[node] = (stage_label(event), elapsed)
+        if previous is None or status in ("failed", "retry"):
+            return None
+        return previous[0], max(elapsed - previous[1], 0.0)
+
+
 class PlainProgress:
-    """Progress as plain lines on stderr: for logs, pipes and ``--json``."""
+    """Progress as plain lines on stderr: for logs, pipes and ``--json``; each stage's end with its time."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
         self._lock = threading.Lock()
+        self._clock = StageClock()
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:
+            ended = self._clock.advance(event)
+            if ended is not None:
+                self._console.print(f"{event.get('node')}: {ended[0]} done in {ended[1]:.1f} s", markup=False,
+                                    highlight=False)
             self._console.print(progress_line(event), markup=False, highlight=False)
 
 
@@ -187,9 +233,13 @@ class _NodeLine:
     def __init__(self, event: dict[str, Any]) -> None:
         self.started = time.monotonic() - float(event.get("elapsed") or 0)
         self.spinner = Spinner("dots")
+        self.clock, self.times = StageClock(), []  # the stages done, with their seconds
         self.update(event)
 
     def update(self, event: dict[str, Any]) -> None:
+        ended = self.clock.advance(event)
+        if ended is not None:
+            self.times.append(f"{ended[0]} {ended[1]:.1f} s")
         self.event = event
         self.finished = event.get("stage") == "ready" and event.get("status") == "done"
         self.failed = event.get("status") == "failed"
@@ -201,8 +251,9 @@ class _NodeLine:
         seconds = self.elapsed if self.finished or self.failed else time.monotonic() - self.started
         e = self.event
         attempt = f" (attempt {e['attempt']})" if (e.get("attempt") or 1) > 1 else ""
+        words = ", ".join(self.times) if self.finished else str(e.get("message") or "")
         return [mark, str(e.get("node")), f"{e.get('stage')} {e.get('status')}{attempt}", f"{seconds:.0f} s",
-                Text(str(e.get("message") or ""), "red" if self.failed else "")]
+                Text(words, "red" if self.failed else "")]
 
 
 class LiveProgress:

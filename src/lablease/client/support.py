@@ -149,26 +149,42 @@ def exit_code(exc: LockClientError) -> int:
     return UNAVAILABLE if exc.status == 503 else REFUSED
 
 
-def explain_shortage(client: LockClient, exc: LockClientError, machine_type: str) -> LockClientError:
+def census(nodes: list[dict[str, Any]]) -> str:
+    """What the nodes of a type are doing, counted: "6 in all: 2 free, 3 locked (1 being destroyed), 1 down"."""
+    locked = [n for n in nodes if n.get("locked")]
+    down = sum(1 for n in nodes if not n.get("locked") and not n.get("up"))
+    destroying = sum(1 for n in locked if n.get("state") in ("destroying", "destroy-failed"))
+    parts = [f"{len(nodes) - len(locked) - down} free", f"{len(locked)} locked"
+             + (f" ({destroying} being destroyed or failed to be)" if destroying else ""), f"{down} down"]
+    return f"{len(nodes)} in all: {', '.join(parts)}"
+
+
+def explain_shortage(client: LockClient, exc: LockClientError, machine_type: str, wanted: int) -> LockClientError:
     """paddles' bare 503 ("only N nodes available") with what a user can do next.
 
     Machine types match exactly (as in paddles), so `-m Smithi` finds none of `smithi`'s nodes: say so,
-    with the types there are. Otherwise point at the list of that type. The server's words come first;
-    any other failure (a provisioning error is a 503 too) is returned as it was.
+    with the types there are. Otherwise count what the type's nodes are doing (free, locked, down), and say
+    when ``wanted`` is more than the type has at all. The server's words come first; any other failure
+    (a provisioning error is a 503 too) is returned as it was.
     """
     if exc.status != 503 or not re.fullmatch(r"only \d+ nodes available", exc.reason):
         return exc
     try:
         known = [t for t in client.machine_types() if isinstance(t, str)]
+        unknown = [t for t in machine_type.split("|") if t not in known]
+        nodes = [] if unknown else client.list(machine_type=machine_type)
     except LockClientError:
         return exc  # the explanation is a courtesy; the refusal stands as it was
-    unknown = [t for t in machine_type.split("|") if t not in known]
     if unknown:
         listed = ", ".join(known) or "none"
         hint = (f"no node has machine type {', '.join(repr(t) for t in unknown)} (types are case-sensitive; "
                 f"this server has: {listed})")
+    elif wanted > len(nodes):
+        hint = (f"{machine_type} has {census(nodes)}; asking for {wanted} can never succeed: ask for fewer, "
+                f"or an admin adds nodes (lablease nodes add)")
     else:
-        hint = f"the others are locked, down or being destroyed; see: lablease list -m '{machine_type}'"
+        hint = f"{machine_type} has {census(nodes)}"
+    hint += f"; see: lablease list -m '{machine_type}'"
     return LockClientError(f"{exc.reason}: {hint}", status=exc.status, reason=f"{exc.reason}: {hint}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -41,6 +42,10 @@ def serve(
     setup_logging(service_level(quiet, log_level, cfg.log_level))
     workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="devcloud-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found: with the default
+    # one the process died there, before the temporary workdir below was removed. This one ends it through
+    # the finally instead (exit 143).
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         # Idle connections are kept 75 s, as a cloud's load balancer does: with uvicorn's 5 s a
         # client that waited longer (200 nodes booting on a busy machine) races the close and gets
@@ -51,6 +56,10 @@ def serve(
     finally:
         if not cfg.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _is_loopback(host: str) -> bool:

@@ -22,10 +22,14 @@ _LEVEL_ENV = "LABLEASE_DNS_LOG_LEVEL"  # --log-level, which the config file does
 def _app(cfg):
     """The service's ASGI app for ``cfg``, with one access line per request unless ``access_log: false``."""
     from lablease.dns.service import create_app
-    from lablease.logs import AccessLog
+    from lablease.logs import AccessLog, successful_read
+
+    def quiet(method: str, path: str, status: int) -> bool:
+        # nsupdate-web's GET /update changes a record: it stays at INFO with the service's other changes.
+        return successful_read(method, path, status) and path.rstrip("/") != "/update"
 
     app = create_app(cfg)
-    return AccessLog(app) if cfg.access_log else app
+    return AccessLog(app, quiet=quiet) if cfg.access_log else app
 
 
 def app_from_env():

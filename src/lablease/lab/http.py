@@ -50,12 +50,21 @@ class ProviderHealthModel(BaseModel):
     next_refill: str | None = Field(description="when (UTC) the pool tries again after failures (none: no backoff)")
 
 
+class WarmFigures(BaseModel):
+    target: int = Field(description="min_ready of this OS (0: none, the nodes are drained)")
+    ready: int = Field(description="warm nodes of this OS: ready, unlocked, up")
+
+
 class ProviderStatus(BaseModel):
     """One cloud machine type of the lab service."""
 
     max_parallel: int
     min_ready: dict[str, int] = Field(description="the warm pool's minimum per <os_type>-<os_version>")
     health: ProviderHealthModel
+    warm: dict[str, WarmFigures] = Field(description="per <os_type>-<os_version>: the pool's target and its "
+                                                     "ready nodes")
+    oldest_provisioning_seconds: float = Field(description="age of the oldest node in state provisioning (0: none)")
+    expired_leases: int = Field(description="nodes whose holder's lease expired (the reconciler takes them over)")
 
 
 class LabStatus(BaseModel):
@@ -68,14 +77,15 @@ class LabStatus(BaseModel):
     reconciler: dict[str, Any]
 
 
-def lab_metrics(store: NodeStore):  # noqa: ANN201
+def lab_metrics(store: NodeStore, warm_targets: dict[str, dict[str, int]] | None = None):  # noqa: ANN201
     """The lab's metrics on their own registry; give them to the LabService (``observer``), which feeds
-    them its bus's events, its reconciler's passes and its providers' cloud calls."""
+    them its bus's events, its reconciler's passes and its providers' cloud calls. ``warm_targets``: each
+    cloud machine type's ``min_ready``."""
     from prometheus_client import CollectorRegistry
 
     from lablease.lab.metrics import LabMetrics
 
-    return LabMetrics(CollectorRegistry(), store)
+    return LabMetrics(CollectorRegistry(), store, warm_targets)
 
 
 def document(schema: dict[str, Any], lab: LabService) -> None:
@@ -128,15 +138,23 @@ async def progress(request: Request,
 
 
 @router.get("/lab/status/", responses={
-    200: {"model": LabStatus, "description": "providers (with their health), requests in flight, draining, the last "
-                                             "reconciler pass"},
-    **error_docs(400, 413)})
+    200: {"model": LabStatus, "description": "providers (with their health and node figures), requests in flight, "
+                                             "draining, the last reconciler pass"},
+    **error_docs(400, 413, 503, said={503: "the database kept failing while the nodes were counted"})})
 def status(request: Request) -> JSONResponse:
-    """The lab service's providers and their health, requests in flight and whether it is shutting down."""
-    return JSONResponse(lab_of(request).status())
+    """The lab service's providers (health, warm pool against its target, the oldest provisioning node, expired
+    leases), requests in flight and whether it is shutting down."""
+    from lablease.lab.census import census
+
+    answer = lab_of(request).status()
+    providers = answer["providers"]
+    figures = census(request.app.state.store.list(), {t: p["min_ready"] for t, p in providers.items()})
+    for machine_type, provider in providers.items():
+        provider.update(figures[machine_type].to_json())
+    return JSONResponse(answer)
 
 
-@router.post("/lab/reconcile/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+@router.post("/lab/reconcile/", dependencies=[Depends(require_admin("a reconciler pass (POST /lab/reconcile/)"))], openapi_extra=ADMIN, responses={
     200: {"model": list[PassReport], "description": "one report per provider"},
     **error_docs(400, 401, 403, 409, 413, 502, 503, said={
         400: "invalid request, or machine_type is not a cloud machine type of this service",
@@ -166,7 +184,8 @@ async def reconcile(request: Request,
     return JSONResponse([r.to_json() for r in reports])
 
 
-@router.post("/lab/nodes/{name}/force-unlock/", dependencies=[Depends(require_admin)], openapi_extra=ADMIN,
+@router.post("/lab/nodes/{name}/force-unlock/",
+             dependencies=[Depends(require_admin("forcing a node free (POST /lab/nodes/NAME/force-unlock/)"))], openapi_extra=ADMIN,
              responses={200: {"model": Node, "description": "the node, destroyed and free (idle, unlocked)"},
                         **error_docs(400, 401, 403, 404, 413, 503, said={
                             400: "invalid request, or the node is not of a cloud machine type of this service",

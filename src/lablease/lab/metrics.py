@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lablease.lab.bus import LabEvent
+from lablease.lab.census import census
 from lablease.lab.health import Health, HealthSnapshot
 from lablease.provision.calls import CallObserver
 # The engine's stage buckets (0.1 s to 20 min) suit whole launches and destroys too.
@@ -55,11 +56,12 @@ class NodeCollector(Collector):
     "True"/"False", all four combinations per type) so a lab's existing dashboards keep working.
     """
 
-    def __init__(self, store: NodeStore):
+    def __init__(self, store: NodeStore, warm_targets: Mapping[str, Mapping[str, int]]):
         self._store = store
+        self._targets = warm_targets
 
     def describe(self) -> Iterable[Metric]:
-        return self._families()
+        return self._families() + self._census(())
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -67,7 +69,25 @@ class NodeCollector(Collector):
         except Exception:  # noqa: BLE001 - a store outage must not take the other metrics down with it
             log.exception("node store unreadable; node gauges left out of this scrape")
             return []
-        return self._families(records)
+        return self._families(records) + self._census(records)
+
+    def _census(self, records: Sequence[NodeRecord]) -> list[Metric]:
+        """The warm pool against its target, the oldest provisioning node, expired leases (lab.census)."""
+        target = GaugeMetricFamily("lablease_warm_target", "The warm pool's minimum (min_ready) per OS",
+                                   labels=["machine_type", "os"])
+        ready = GaugeMetricFamily("lablease_warm_ready", "Warm nodes (ready, unlocked, up) per OS",
+                                  labels=["machine_type", "os"])
+        oldest = GaugeMetricFamily("lablease_oldest_provisioning_seconds", "Age of the oldest node in state "
+                                   "provisioning (0: none)", labels=["machine_type"])
+        expired = GaugeMetricFamily("lablease_expired_leases", "Nodes whose holder's lease expired (the reconciler "
+                                    "takes them over)", labels=["machine_type"])
+        for machine_type, figures in sorted(census(records, self._targets).items()):
+            for os_name, pair in sorted(figures.warm.items()):
+                target.add_metric([machine_type, os_name], pair["target"])
+                ready.add_metric([machine_type, os_name], pair["ready"])
+            oldest.add_metric([machine_type], figures.oldest_provisioning_seconds)
+            expired.add_metric([machine_type], figures.expired_leases)
+        return [target, ready, oldest, expired]
 
     @staticmethod
     def _families(records: Sequence[NodeRecord] = ()) -> list[Metric]:
@@ -92,12 +112,14 @@ class NodeCollector(Collector):
 class LabMetrics:
     """The lab service's metrics; ``on_event`` is a ProgressBus subscriber (thread-safe, quick)."""
 
-    def __init__(self, registry: CollectorRegistry, store: NodeStore):
+    def __init__(self, registry: CollectorRegistry, store: NodeStore,
+                 warm_targets: Mapping[str, Mapping[str, int]] | None = None):
+        """``warm_targets``: each cloud machine type's ``min_ready`` (``{"ovh": {"ubuntu-22.04": 2}}``)."""
         self.registry = registry
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._destroy_started: dict[str, float] = {}  # node -> the ``at`` of its destroy/start
-        registry.register(NodeCollector(store))
+        registry.register(NodeCollector(store, warm_targets or {}))
         self.launches = Counter("lablease_launches_total", "Node launches that ended, by result (ready, failed)",
                                 ["machine_type", "result"], registry=registry)
         self.launch_seconds = Histogram("lablease_launch_duration_seconds", "Seconds from a node's lock to ready",

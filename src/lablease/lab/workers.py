@@ -180,8 +180,9 @@ class ProviderWorker:
             self.store.note_attempt(job.record, who=self.actor, **fields)
         if event.status in ("failed", "retry") or (event.status == "start" and event.stage not in _NO_START_ROW) or \
                 (event.stage == "ready" and event.status == "done"):
-            self.store.record_stage(job.record, event.stage, event.status, event.attempt, event.message,
-                                    who=self.actor)
+            # A start's message names its step (volume create/attach), not an error: only failures keep theirs.
+            error = "" if event.status == "start" else event.message
+            self.store.record_stage(job.record, event.stage, event.status, event.attempt, error, who=self.actor)
 
 
 # Stages whose "start" row says nothing the trail does not already say: image, size and network pick

@@ -70,18 +70,22 @@ def answer(status: int, body) -> JSONResponse:  # noqa: ANN001
     return JSONResponse(body, status_code=status)
 
 
-def require_admin(request: Request) -> None:
-    """Creating and deleting nodes need the admin token when one is configured."""
-    token = request.app.state.settings.admin_token
-    if token is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise HTTPException(401, "this server needs the admin token to create or delete nodes: "
-                                 "send the header 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
-        raise HTTPException(403, "the admin token does not match")
+def require_admin(what: str) -> Callable[[Request], None]:
+    """The dependency of an admin endpoint: ``what`` (e.g. "creating a node") needs the admin token, when one
+    is configured; a refusal names what was asked, so an operator knows which call wanted the token."""
+    def check(request: Request) -> None:
+        token = request.app.state.settings.admin_token
+        if token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise HTTPException(401, f"{what} needs this server's admin token: send the header "
+                                     "'Authorization: Bearer <token>' (lablease commands: --token, "
+                                     "LABLEASE_ADMIN_TOKEN or lablease.admin_token in the config)")
+        if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+            raise HTTPException(403, f"{what} needs this server's admin token; the token given does not match")
+    return check
 
 
 def ok() -> JSONResponse:
@@ -172,7 +176,7 @@ def list_nodes(
     return JSONResponse([ctx.node_json(n) for n in store_of(request).list(flt)])
 
 
-@route("/nodes/", ["POST"], dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+@route("/nodes/", ["POST"], dependencies=[Depends(require_admin("creating a node"))], openapi_extra=ADMIN, responses={
     **ok_doc(Empty, "created"),
     **error_docs(400, 401, 403, 413, DB, said={
         400: "invalid request, a name holding '/', a vm_host that is not a node, or a name that exists "
@@ -210,7 +214,7 @@ async def update_node(request: Request, name: str = NodeName, body: NodeFields |
     return ok()
 
 
-@route("/nodes/{name}/", ["DELETE"], dependencies=[Depends(require_admin)], openapi_extra=ADMIN, responses={
+@route("/nodes/{name}/", ["DELETE"], dependencies=[Depends(require_admin("deleting a node"))], openapi_extra=ADMIN, responses={
     **ok_doc(Empty, "deleted"),
     **error_docs(400, 401, 403, 404, 413, DB, said={
         403: "a wrong admin token, or the node is not idle (unlock it first so its cloud resources go)"})})

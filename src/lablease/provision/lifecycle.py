@@ -96,9 +96,10 @@ class Lifecycle(Teardown):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _stage(self, track: Track, stage: Stage) -> None:
+    def _stage(self, track: Track, stage: Stage, step: str = "") -> None:
+        """``stage`` starts; ``step`` tells apart two starts of one stage (the volumes' create and attach)."""
         track.stage = stage
-        self.emit(ProgressEvent(track.node, stage.value, "start", track.attempt, attempt_id=track.attempt_id))
+        self.emit(ProgressEvent(track.node, stage.value, "start", track.attempt, step, attempt_id=track.attempt_id))
 
     def _made(self, track: Track, **made: str) -> None:
         self.emit(ProgressEvent(track.node, track.stage.value, "made", track.attempt, attempt_id=track.attempt_id,
@@ -156,7 +157,7 @@ class Lifecycle(Teardown):
         # Volumes need no running server: they are built while it boots, attached once it runs,
         # and their attachments complete while DNS and SSH readiness go on.
         if need.volume_count:
-            self._stage(track, Stage.VOLUME)
+            self._stage(track, Stage.VOLUME, f"create {need.volume_count} x {need.volume_size} GB")
             self._create_volumes(track, need, tags)
 
         self._stage(track, Stage.BOOT)
@@ -164,7 +165,7 @@ class Lifecycle(Teardown):
         address = getattr(server, self.p.ssh_interface)[0]
 
         if need.volume_count:
-            self._stage(track, Stage.VOLUME)
+            self._stage(track, Stage.VOLUME, f"attach {need.volume_count}")
             self._attach_volumes(track, server.id)
 
         if self.dns is not None:

@@ -57,7 +57,7 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         from lablease.lab.http import lab_metrics
         from lablease.lab.service import LabService
 
-        lab_observer = lab_metrics(store)
+        lab_observer = lab_metrics(store, {t: dict(p.min_ready) for t, p in lab_config.libcloud.providers.items()})
         try:
             lab = LabService(store, lab_config, lease_seconds=settings.lease_seconds,
                              reconcile_interval=settings.reconcile_interval, provisioner_options=lab_options,

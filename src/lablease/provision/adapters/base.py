@@ -108,6 +108,11 @@ class CloudAdapter(ABC):
     @abstractmethod
     def list_networks(self) -> list[Network]: ...
 
+    def compute_limits(self) -> dict[str, int] | None:
+        """The project's absolute compute limits (Nova's names: maxTotalInstances, maxTotalCores,
+        maxTotalRAMSize, …); None when the cloud does not say (``config check --connect`` compares nothing)."""
+        return None
+
     @abstractmethod
     def list_security_groups(self) -> list[SecurityGroup]: ...
 

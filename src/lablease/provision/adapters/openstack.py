@@ -159,6 +159,12 @@ class OpenStackAdapter(CloudAdapter):
             for s in self._driver().list_sizes()
         ]
 
+    def compute_limits(self) -> dict[str, int] | None:
+        """Nova's ``GET /limits`` (libcloud's ex_limits reads only the old XML API)."""
+        answer = self._driver().connection.request("/limits").object
+        absolute = (answer or {}).get("limits", {}).get("absolute", {}) if isinstance(answer, dict) else {}
+        return {k: int(v) for k, v in absolute.items() if isinstance(v, (int, float))} or None
+
     def list_networks(self) -> list[Network]:
         return [Network(n.id, n.name or "", raw=n) for n in self._driver().ex_list_networks()]
 
