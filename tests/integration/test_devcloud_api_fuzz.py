@@ -1,11 +1,12 @@
 """devcloud's OpenAPI document (/devcloud/openapi.json) tells the truth: schemathesis with every check, the
-examples, fuzzing and stateful phases (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES examples per
+examples, coverage, fuzzing and stateful phases (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES examples per
 operation finds nothing, and the cloud still lists.
 
 The document is cut in two halves of about the same cost, fuzzed at the same time (Nova's servers with Cinder,
 whose links the stateful phase follows; Keystone, the rest of Nova, Glance, Neutron and the admin API): each run
-keeps one core busy. Left out: PUT /devcloud/admin/faults (faults it set would make
-every later answer an injected one; test_devcloud_faults.py covers it) and the second spellings of routes
+keeps one core busy. Left out: PUT /devcloud/admin/faults and DELETE /devcloud/admin/tokens (faults it set
+would make every later answer an injected one, a revocation every later answer a 401; test_devcloud_faults.py
+covers them) and the second spellings of routes
 fuzzed under their first (Cinder v2, the doubled token paths; bench/fuzz_apis.py runs those too).
 """
 
