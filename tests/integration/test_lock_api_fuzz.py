@@ -17,7 +17,7 @@ from lablease.server.app import create_app
 from lablease.lockapi.settings import LockSettings
 from lablease.testing.lockserver import start_lock_server
 from tests.integration.api_fuzz import (
-    LAB_PATHS, LAB_RULES, LOCK_API_RULES, Run, all_checks, checks_enabled, failure_report, hostile_sent, run_all,
+    LAB_HALVES, LAB_RULES, LOCK_API_RULES, Run, all_checks, checks_enabled, failure_report, hostile_sent, run_all,
     start_lab,
 )
 
@@ -47,19 +47,20 @@ def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(tmp_
                     http.post("/nodes/", json={"name": f"n{i}.lab", "machine_type": "t", "up": True})
             runs.append(Run(f"{server.url}/openapi.json", tmp_path / f"st-{database}", LOCK_API_RULES,
                             token=TOKEN if database == "postgresql" else None))
-        lab_run = Run(f"{lab.url}/openapi.json", tmp_path / "st-lab", LAB_RULES, token=TOKEN,
-                      args=("--include-path-regex", LAB_PATHS))
+        lab_runs = [Run(f"{lab.url}/openapi.json", tmp_path / f"st-lab-{half}", LAB_RULES, token=TOKEN, args=args)
+                    for half, args in LAB_HALVES.items()]
         before = cloud.resources()
-        results = run_all(*runs, lab_run)
+        results = run_all(*runs, *lab_runs)
         for run, done in zip(runs, results):
             assert checks_enabled(run.workdir) == all_checks()
             assert done.returncode == 0 and " errored" not in done.stdout, failure_report(done)
             assert "Stateful" in done.stdout and "12 selected / 12 total" in done.stdout, done.stdout[-3000:]
             assert "Coverage" in done.stdout and "Schema validation mismatch" not in done.stdout, done.stdout[-3000:]
             assert hostile_sent(run.workdir) >= {"surrogate", "nul", "deep"}
-        lab_done = results[-1]
-        assert lab_done.returncode == 0 and " errored" not in lab_done.stdout, failure_report(lab_done)
-        assert "6 selected" in lab_done.stdout, lab_done.stdout[-2000:]  # /lab/...: status, reconcile, force-unlock, events, progress, metrics
+        for lab_done, selected in zip(results[len(runs):], ("1 selected", "5 selected")):
+            assert lab_done.returncode == 0 and " errored" not in lab_done.stdout, failure_report(lab_done)
+            # reconcile; and status, force-unlock, progress, metrics, /lablease/
+            assert selected in lab_done.stdout, lab_done.stdout[-2000:]
         after = cloud.resources()
         assert {k: v for k, v in after.items() if k != "tokens"} == {k: v for k, v in before.items() if k != "tokens"}
     finally:
