@@ -69,7 +69,8 @@ DEVCLOUD_RULES = [
           "POST /volume/v2/{project_id}/volumes"), (statuses("positive_data_acceptance", *POSITIVE, "413"),)),
 ]
 # Left out: setting faults would make every later answer an injected one, and revoking every token every later answer
-# a 401, in both halves of the run (the coverage phase calls each operation early; test_devcloud_faults.py covers them).
+# a 401, in both halves of the run (the coverage phase calls each operation early). test_devcloud_faults.py covers
+# faults, test_devcloud_api_fuzz.py the revocation.
 DEVCLOUD_SKIP = ("PUT /devcloud/admin/faults", "DELETE /devcloud/admin/tokens")
 # Second spellings of routes fuzzed under their first (the same handlers): bench/fuzz_apis.py runs them too.
 DEVCLOUD_ALIASES = ("POST /v2.0/tokens/v2.0/tokens", "POST /v3/auth/tokens/v3/auth/tokens", "GET /compute/v2.1",
@@ -194,11 +195,12 @@ def start_lab(work: Path, token: str):  # noqa: ANN201
     return server, cloud
 
 
-def keystone_token(url: str) -> str:
-    """A project-scoped token of devcloud's default user (what schemathesis sends as X-Auth-Token)."""
+def keystone_token(url: str, http=None) -> str:  # noqa: ANN001
+    """A project-scoped token of devcloud's default user (what schemathesis sends as X-Auth-Token); ``http``: a
+    client to ask instead (a TestClient)."""
     import httpx
 
-    response = httpx.post(f"{url}/v3/auth/tokens", json={"auth": {
+    response = (http or httpx).post(f"{url}/v3/auth/tokens", json={"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": "demo", "password": "demo-password", "domain": {"name": "Default"}}}},
         "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}})

@@ -82,3 +82,14 @@ def test_the_document_lists_every_route_and_answers_as_openstack_does(tmp_path):
                 assert response.status_code == 405 and allowed == set(operations), (path, allowed)
         server = doc["paths"]["/compute/v2.1/servers"]["post"]
         assert server["requestBody"]["content"]["application/json"]["schema"]["required"] == ["server"]
+
+
+def test_revoking_every_token_makes_old_ones_401_until_the_client_authenticates_again(tmp_path):
+    """DELETE /devcloud/admin/tokens, which the fuzz run leaves out (every later answer would be a 401)."""
+    with TestClient(create_app(DevcloudConfig(), tmp_path)) as client:
+        token = keystone_token("", client)
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": token}).status_code == 200
+        assert client.delete("/devcloud/admin/tokens").status_code == 204
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": token}).status_code == 401
+        fresh = keystone_token("", client)
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": fresh}).status_code == 200
