@@ -1,8 +1,8 @@
 """Bigger schemathesis runs than CI's: every lablease server, every check, every phase, more examples.
 
-CI (tests/integration/test_*_api_fuzz.py) runs 100 examples per operation with one seed and leaves out the
-coverage phase; this runs every phase (coverage too), as many examples and seeds as asked, longer stateful
-chains, and every devcloud route (the aliases CI leaves out too):
+CI (tests/integration/test_*_api_fuzz.py) runs every phase, coverage included, with 100 examples per operation
+and one seed; this runs as many examples and seeds as asked, longer stateful chains, and every devcloud route
+(the aliases CI leaves out too):
 
     .venv/bin/python bench/fuzz_apis.py [--examples 1000] [--seeds 3] [--only lock-sqlite,lock-postgresql,lab,devcloud]
 

@@ -1,12 +1,12 @@
 """devcloud's OpenAPI document (/devcloud/openapi.json) tells the truth: schemathesis with every check, the
-examples, fuzzing and stateful phases (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES examples per
+examples, coverage, fuzzing and stateful phases (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES examples per
 operation finds nothing, and the cloud still lists.
 
 The document is cut in two halves of about the same cost, fuzzed at the same time (Nova's servers with Cinder,
 whose links the stateful phase follows; Keystone, the rest of Nova, Glance, Neutron and the admin API): each run
-keeps one core busy. Left out: PUT /devcloud/admin/faults (faults it set would make
-every later answer an injected one; test_devcloud_faults.py covers it), DELETE /devcloud/admin/tokens (it
-revokes the run's own token: every later answer would be 401; test_lost_answers.py covers it) and the second spellings of routes
+keeps one core busy. Left out: PUT /devcloud/admin/faults and DELETE /devcloud/admin/tokens (faults it set
+would make every later answer an injected one, a revocation every later answer a 401; test_devcloud_faults.py
+covers them) and the second spellings of routes
 fuzzed under their first (Cinder v2, the doubled token paths; bench/fuzz_apis.py runs those too).
 """
 
@@ -82,3 +82,14 @@ def test_the_document_lists_every_route_and_answers_as_openstack_does(tmp_path):
                 assert response.status_code == 405 and allowed == set(operations), (path, allowed)
         server = doc["paths"]["/compute/v2.1/servers"]["post"]
         assert server["requestBody"]["content"]["application/json"]["schema"]["required"] == ["server"]
+
+
+def test_revoking_every_token_makes_old_ones_401_until_the_client_authenticates_again(tmp_path):
+    """DELETE /devcloud/admin/tokens, which the fuzz run leaves out (every later answer would be a 401)."""
+    with TestClient(create_app(DevcloudConfig(), tmp_path)) as client:
+        token = keystone_token("", client)
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": token}).status_code == 200
+        assert client.delete("/devcloud/admin/tokens").status_code == 204
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": token}).status_code == 401
+        fresh = keystone_token("", client)
+        assert client.get("/compute/v2.1/servers", headers={"X-Auth-Token": fresh}).status_code == 200

@@ -201,10 +201,12 @@ def test_lock_rules_follow_paddles(http, admin, mtype):
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
-def test_lock_endpoint_answers_other_methods_with_400(http, admin, mtype, method):
+def test_lock_endpoint_answers_other_methods_with_405(http, admin, mtype, method):
+    """paddles answered 400 "lock takes PUT or POST"; the message stays, the status says what it is."""
     [name] = make(admin, mtype, 1)
     r = http.request(method, f"/nodes/{name}/lock/")
-    assert r.status_code == 400 and "message" in r.json()
+    assert r.status_code == 405 and r.headers["allow"] == "POST, PUT"
+    assert r.json() == {"message": "lock takes PUT or POST"}
 
 
 def test_locked_since_always_carries_microseconds(http, admin, mtype):
@@ -266,8 +268,11 @@ def test_lock_many_takes_only_up_nodes_matching_os_and_arch(http, admin, mtype):
 
 
 def test_lock_many_and_unlock_many_take_post_only(http):
-    assert http.get("/nodes/lock_many/").status_code == 400
-    assert http.get("/nodes/unlock_many/").status_code == 400
+    """paddles answered 400; the answer keeps its message, as a 405 naming the one method served."""
+    for path in ("/nodes/lock_many/", "/nodes/unlock_many/"):
+        response = http.get(path)
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert response.json() == {"message": "this endpoint takes POST only"}
 
 
 def test_unlock_many_is_all_or_nothing(http, admin, mtype):
@@ -392,8 +397,18 @@ def test_locked_since_given_in_an_update_is_parsed_or_refused(http, admin, mtype
     http.put(f"/nodes/{name}/lock/", json={"locked": True, "locked_by": "a", "description": "d"})
     assert http.put(f"/nodes/{name}/", json={"locked_since": "2026-01-02 03:04:05"}).status_code == 200
     assert http.get(f"/nodes/{name}/").json()["locked_since"] == "2026-01-02 03:04:05.000000"
-    r = http.put(f"/nodes/{name}/", json={"locked_since": "yesterday"})
-    assert r.status_code == 400 and "locked_since" in r.json()["message"]
+    for given, stored in [("2024-02-29T23:30:00.5+01:00", "2024-02-29 22:30:00.500000"),
+                          ("2000-02-29", "2000-02-29 00:00:00.000000"), ("2026-12-31 23:59Z", "2026-12-31 23:59:00.000000")]:
+        assert http.put(f"/nodes/{name}/", json={"locked_since": given}).status_code == 200, given
+        assert http.get(f"/nodes/{name}/").json()["locked_since"] == stored
+    # What the document's pattern refuses, the server refuses: no date that does not exist, nothing around it.
+    pattern = http.get("/openapi.json").json()["components"]["schemas"]["NodeFields"]["properties"][
+        "locked_since"]["anyOf"][0]["pattern"]
+    for refused in ("yesterday", "", "2026-02-29", "1900-02-29", "2026-11-31", "2026-01-02 24:00", " 2026-01-02",
+                    "2026-01-02\n", "20260102", "2026-01-02T03:04:05.1234567", "0001-01-01T00:00+01:00"):
+        assert not re.fullmatch(pattern, refused), refused  # (JSON schema's $ is the very end, as fullmatch's)
+        r = http.put(f"/nodes/{name}/", json={"locked_since": refused})
+        assert r.status_code == 400 and "locked_since" in r.json()["message"], refused
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

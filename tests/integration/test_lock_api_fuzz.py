@@ -1,6 +1,6 @@
 """The lock API's OpenAPI document tells the truth, and schemathesis cannot make the server break it.
 
-schemathesis runs with every check, the stateful phase (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES
+schemathesis runs with every check, every phase incl. coverage (api_fuzz.CI_PHASES), a fixed seed and api_fuzz.EXAMPLES
 examples per operation against `lablease serve`: on SQLite with one worker, on PostgreSQL with two workers
 and an admin token (so its security scheme, 401 and 403 are exercised), and against the lab service's own
 endpoints (the lab service runs as one process). Its generated text holds NUL; the hooks add unpaired
@@ -17,16 +17,18 @@ from lablease.server.app import create_app
 from lablease.lockapi.settings import LockSettings
 from lablease.testing.lockserver import start_lock_server
 from tests.integration.api_fuzz import (
-    LAB_PATHS, LAB_RULES, LOCK_API_RULES, Run, all_checks, checks_enabled, failure_report, hostile_sent, run_all,
+    LAB_HALVES, LAB_RULES, LOCK_API_RULES, Run, all_checks, checks_enabled, failure_report, hostile_sent, run_all,
     start_lab,
 )
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "fuzz-admin-token"
-WRONG_METHOD = {("/nodes/lock_many/", "get"), ("/nodes/lock_many/", "put"), ("/nodes/lock_many/", "delete"),
-                ("/nodes/unlock_many/", "get"), ("/nodes/unlock_many/", "put"), ("/nodes/unlock_many/", "delete"),
-                ("/nodes/{name}/lock/", "get"), ("/nodes/{name}/lock/", "delete")}
+# paddles answered these 400; lablease answers 405 with Allow (keeping paddles' message) and does not document them
+WRONG_METHOD = [("GET", "/nodes/lock_many/", "POST"), ("PUT", "/nodes/lock_many/", "POST"),
+                ("DELETE", "/nodes/lock_many", "POST"), ("GET", "/nodes/unlock_many/", "POST"),
+                ("PUT", "/nodes/unlock_many", "POST"), ("DELETE", "/nodes/unlock_many/", "POST"),
+                ("GET", "/nodes/n1.lab/lock/", "POST, PUT"), ("DELETE", "/nodes/n1.lab/lock", "POST, PUT")]
 
 
 @pytest.mark.timeout(1200)  # several minutes on a busy 2-core machine
@@ -45,18 +47,20 @@ def test_schemathesis_with_every_check_and_the_stateful_phase_finds_nothing(tmp_
                     http.post("/nodes/", json={"name": f"n{i}.lab", "machine_type": "t", "up": True})
             runs.append(Run(f"{server.url}/openapi.json", tmp_path / f"st-{database}", LOCK_API_RULES,
                             token=TOKEN if database == "postgresql" else None))
-        lab_run = Run(f"{lab.url}/openapi.json", tmp_path / "st-lab", LAB_RULES, token=TOKEN,
-                      args=("--include-path-regex", LAB_PATHS))
+        lab_runs = [Run(f"{lab.url}/openapi.json", tmp_path / f"st-lab-{half}", LAB_RULES, token=TOKEN, args=args)
+                    for half, args in LAB_HALVES.items()]
         before = cloud.resources()
-        results = run_all(*runs, lab_run)
+        results = run_all(*runs, *lab_runs)
         for run, done in zip(runs, results):
             assert checks_enabled(run.workdir) == all_checks()
             assert done.returncode == 0 and " errored" not in done.stdout, failure_report(done)
-            assert "Stateful" in done.stdout and "20 selected / 20 total" in done.stdout, done.stdout[-3000:]
+            assert "Stateful" in done.stdout and "12 selected / 12 total" in done.stdout, done.stdout[-3000:]
+            assert "Coverage" in done.stdout and "Schema validation mismatch" not in done.stdout, done.stdout[-3000:]
             assert hostile_sent(run.workdir) >= {"surrogate", "nul", "deep"}
-        lab_done = results[-1]
-        assert lab_done.returncode == 0 and " errored" not in lab_done.stdout, failure_report(lab_done)
-        assert "6 selected" in lab_done.stdout, lab_done.stdout[-2000:]  # /lab/...: status, reconcile, force-unlock, events, progress, metrics
+        for lab_done, selected in zip(results[len(runs):], ("1 selected", "5 selected")):
+            assert lab_done.returncode == 0 and " errored" not in lab_done.stdout, failure_report(lab_done)
+            # reconcile; and status, force-unlock, progress, metrics, /lablease/
+            assert selected in lab_done.stdout, lab_done.stdout[-2000:]
         after = cloud.resources()
         assert {k: v for k, v in after.items() if k != "tokens"} == {k: v for k, v in before.items() if k != "tokens"}
     finally:
@@ -84,10 +88,7 @@ def test_every_operation_lists_the_answers_the_server_gives_and_never_422(docume
             statuses = set(operation["responses"])
             assert "422" not in statuses, (method, path)
             assert {"400", "413"} <= statuses, (method, path)  # the edge's answers, on every operation
-            if (path, method) in WRONG_METHOD:
-                assert statuses == {"400", "413"}, (method, path)  # paddles answers these 400, never 200
-            else:
-                assert "200" in statuses and operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert "200" in statuses and operation["responses"]["200"]["content"]["application/json"]["schema"]
             for status, answer in operation["responses"].items():
                 if status != "200":
                     assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Message"}
@@ -115,3 +116,15 @@ def test_a_405_allows_exactly_the_methods_the_document_lists_for_that_path(docum
             assert response.status_code == 405 and set(response.json()) == {"message"}, (method, path)
             allowed = {m.strip().lower() for m in response.headers["allow"].split(",")}
             assert allowed == set(operations), (path, response.headers["allow"])
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), WRONG_METHOD)
+def test_a_method_a_route_does_not_serve_is_405_with_allow_and_paddles_message(document, method, path, allow):
+    client, doc = document
+    client.post("/nodes/", json={"name": "n1.lab", "machine_type": "t"},
+                headers={"Authorization": "Bearer " + TOKEN})
+    response = client.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allow
+    assert response.json()["message"] in ("this endpoint takes POST only", "lock takes PUT or POST")
+    documented = doc["paths"][path.replace("n1.lab", "{name}").rstrip("/") + "/"]
+    assert set(documented) == {m.strip().lower() for m in allow.split(",")}

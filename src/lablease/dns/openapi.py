@@ -92,7 +92,7 @@ class ApiDocs:
     def update_parameters(self) -> dict[str, Any]:
         """``name`` and ``ip`` of /update, both required (the service never falls back to X-Real-IP)."""
         addresses = {"type": "array", "minItems": 1, "maxItems": self._max_addresses,
-                     "items": {"type": "string", "description": "a plain IPv4 or IPv6 address"}}
+                     "items": ADDRESS}
         ip = {"name": "ip", "in": "query", "required": True, "style": "form", "explode": True, "schema": addresses,
               "description": "the name's new addresses, one `ip=` each; unlike nsupdate-web, X-Real-IP is never used"}
         return {"parameters": [_name("query"), ip]}
@@ -102,6 +102,18 @@ class ApiDocs:
         return {"parameters": [_name(where)]}
 
 
+# A host name as hostnames.check_host_name takes it: labels of letters, digits and '-' (not at an edge), 1 to 63
+# characters each, at most 253 in all, or 254 with a final dot. What the form admits may still be outside the zone,
+# its apex or not match the allow pattern: 403, which the answers list.
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = f"{_LABEL}(?:\\.{_LABEL})*"
+HOST_NAME = {"anyOf": [{"type": "string", "maxLength": 253, "pattern": f"^{_HOST}$"},
+                       {"type": "string", "maxLength": 254, "pattern": f"^{_HOST}\\.$"}]}
+# validation.check_addresses: a plain address (no zone suffix, no port, no brackets).
+ADDRESS = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6", "pattern": "^[^%]*$"}],
+           "description": "a plain IPv4 or IPv6 address"}
+
+
 def _name(where: Literal["query", "path"]) -> dict[str, Any]:
-    return {"name": "name", "in": where, "required": True, "schema": _STRING,
+    return {"name": "name", "in": where, "required": True, "schema": HOST_NAME,
             "description": "a short name (`node1`) or a name inside the zone (`node1.lab.example`)"}

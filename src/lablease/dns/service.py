@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lablease.dns.auth import Authenticator, Caller
 from lablease.dns.config import DnsConfig
@@ -23,6 +24,7 @@ from lablease.dns.metrics import DnsMetrics
 from lablease.dns.openapi import ApiDocs
 from lablease.dns.updater import DnsError, Updater, read_key_file
 from lablease.dns.validation import HostName, Rejection, check_addresses, check_name
+from lablease.web.errors import allowed_methods
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("lablease.dns.audit")
@@ -184,5 +186,13 @@ def create_app(config: DnsConfig, updater: Updater | None = None, update_path: s
     app = FastAPI(title="lablease DNS service", lifespan=lifespan,
                   openapi_url=f"{config.base_path}/openapi.json", docs_url=f"{config.base_path}/docs", redoc_url=None)
     app.include_router(_router(handlers, update_path, ApiDocs(config)), prefix=config.base_path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _unmatched(request: Request, exc: StarletteHTTPException) -> Response:
+        """No route (404) or a method the path does not serve (405, ``Allow`` naming every one it does), as one
+        line of plain text like every other answer (Starlette's own ``Allow`` names only the first route's)."""
+        headers = {"Allow": allowed_methods(request)} if exc.status_code == 405 else None
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=headers)
+
     app.state.metrics = metrics
     return app

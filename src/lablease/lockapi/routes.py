@@ -15,13 +15,14 @@ from pydantic import BeforeValidator
 
 from lablease import __version__
 from lablease.lockapi import locking
-from lablease.lockapi.errors import error_docs, message
+from lablease.lockapi.errors import error_docs
 from lablease.lockapi.locking import LockContext
 from lablease.lockapi.schemas import (
     MAX_COUNT, NO_NUL, About, Empty, LockMany, Node, NodeCreate, NodeEvent, NodeFields, ShortNode, UnlockMany,
     digits_only,
 )
 from lablease.store import NodeFilter, NodeStore
+from lablease.web.errors import METHODS, refuse_methods
 
 log = logging.getLogger(__name__)
 # teuthology sends JSON bodies without a Content-Type header; parse them anyway.
@@ -115,13 +116,16 @@ async def unlock_many(request: Request, body: UnlockMany) -> JSONResponse:
     return answer(*await locking.unlock_many(ctx_of(request), body))
 
 
-_POST_ONLY = error_docs(400, 413, said={400: "always: this endpoint takes POST only (paddles' answer)"})
+def refuse(path: str, allow: tuple[str, ...], text: str) -> None:
+    """Every other method at ``path`` (and without its slash) is 405 with ``Allow``, keeping paddles' message
+    (paddles answered 400); these routes are not documented, and come before ``/nodes/{name}/``."""
+    others = [m for m in METHODS if m not in allow]
+    for form in (path, path.rstrip("/")):
+        router.add_api_route(form, refuse_methods(allow, text), methods=others, include_in_schema=False)
 
 
-@route("/nodes/lock_many/", ["GET", "PUT", "DELETE"], status_code=400, responses=_POST_ONLY)
-@route("/nodes/unlock_many/", ["GET", "PUT", "DELETE"], status_code=400, responses=_POST_ONLY)
-def many_wrong_method() -> JSONResponse:
-    return message(400, "this endpoint takes POST only")
+refuse("/nodes/lock_many/", ("POST",), "this endpoint takes POST only")
+refuse("/nodes/unlock_many/", ("POST",), "this endpoint takes POST only")
 
 
 @router.get("/lablease/", responses={**ok_doc(About, "this server"), **error_docs(400, 413)})
@@ -151,10 +155,7 @@ async def lock_node(request: Request, name: str = NodeName, body: NodeFields | N
     return answer(*await locking.lock_one(ctx_of(request), name, body.values() if body else {}))
 
 
-@route("/nodes/{name}/lock/", ["GET", "DELETE"], status_code=400, responses=error_docs(
-    400, 413, said={400: "always: lock takes PUT or POST (paddles' answer)"}))
-def lock_wrong_method(name: str = NodeName) -> JSONResponse:
-    return message(400, "lock takes PUT or POST")
+refuse("/nodes/{name}/lock/", ("POST", "PUT"), "lock takes PUT or POST")
 
 
 @route("/nodes/", ["GET"], responses={**ok_doc(list[Node], "the matching nodes, in name order"),

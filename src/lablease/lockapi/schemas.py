@@ -121,8 +121,26 @@ Count = Annotated[int, BeforeValidator(_count), Strict(), Field(ge=1, le=MAX_COU
 NodeVersion = Annotated[str | None, BeforeValidator(_version_text(m.OS_VERSION_LEN)),
                         WithJsonSchema(_version_schema(m.OS_VERSION_LEN))]
 AnyVersion = Annotated[str | None, BeforeValidator(_version_text(None)), WithJsonSchema(_version_schema(None))]
-# paddles' time format, or ISO 8601 (the store parses it; a time it cannot read is a 400 naming locked_since)
-Time = Annotated[Text, Field(description="a time like '2026-11-25 12:58:02.472657' (UTC) or ISO 8601")]
+# paddles' time format, or ISO 8601 (2026-11-25T12:58:02Z): a date of 1900-2999 that exists, a time of day
+# (seconds and up to 6 digits of fraction optional), an offset (UTC when none). The pattern is the whole rule:
+# every text it admits is a time the store reads, so the schema says exactly what is accepted.
+_YEAR = "(?:19|2[0-9])[0-9]{2}"
+_LEAP = "(?:(?:19|2[0-9])(?:0[48]|[2468][048]|[13579][26])|2[048]00)"
+_DATE = (f"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+         f"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
+_CLOCK = "[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+TIME_TEXT = f"^{_DATE}(?:{_CLOCK})?$"
+TIME_EXAMPLE = "'2026-11-25 12:58:02.472657' (UTC) or ISO 8601 (2026-11-25T12:58:02Z)"
+
+
+def _time(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(TIME_TEXT, value):
+        raise ValueError(f"must be a time like {TIME_EXAMPLE}")
+    return value
+
+
+Time = Annotated[str, AfterValidator(_time), WithJsonSchema(
+    {"type": "string", "pattern": TIME_TEXT, "description": f"a time like {TIME_EXAMPLE}"})]
 
 
 class _Body(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,10 +31,26 @@ def allowed_methods(request: Request) -> str:
     by_params: dict[int, set[str]] = {}
     for route in flat_routes(request.app.routes):
         regex = getattr(route, "path_regex", None)
+        if getattr(getattr(route, "endpoint", None), "refuses_methods", False):
+            continue  # a refusal (see refuse_methods) serves nothing
         if regex is not None and regex.match(path):
             params = len(getattr(route, "param_convertors", None) or ())
             by_params.setdefault(params, set()).update(getattr(route, "methods", None) or ())
     return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
+# Methods a refusal route takes: every one a client may send but the path's own routes.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def refuse_methods(allow: tuple[str, ...], text: str) -> Callable[[], JSONResponse]:
+    """The endpoint of a route that takes the methods a path does not serve (``METHODS`` but ``allow``): 405
+    with ``Allow`` and ``text`` (paddles' own message, say), where a wider route (``/nodes/{name}/``) would
+    otherwise take the request. ``allowed_methods`` skips such routes."""
+    def refuse() -> JSONResponse:
+        return message(405, text, {"Allow": ", ".join(sorted(allow))})
+    refuse.refuses_methods = True  # type: ignore[attr-defined]
+    return refuse
 
 
 def flat_routes(routes: list) -> list:
