@@ -88,3 +88,18 @@ def count_children(root: int, comm: str) -> int:
             continue
     return n
 
+
+
+def usage(pid: int) -> dict[str, float] | None:
+    """RSS (MB), open file descriptors and threads of ``pid`` right now, or None when it is gone.
+
+    The soak (bench_soak.py) samples these every 10 s to see whether a long-lived service grows.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1), "fds": fds,
+            "threads": int(fields["Threads"].strip())}
