@@ -83,8 +83,8 @@ def test_planted_leaks_survive_the_first_pass_and_the_second_deletes_exactly_thi
     lab = lab_factory()
     [free] = lab.add("node1")
     planted = _plant(lab, lab_factory.top)
-    httpx.get(lab_factory.dns.update_url, params={"name": "node1", "ip": "10.9.9.9"}).raise_for_status()
-    assert lab.bind.addresses("node1") == {"10.9.9.9"}
+    httpx.get(lab_factory.dns.update_url, params={"name": "node1", "ip": "127.0.9.9"}).raise_for_status()
+    assert lab.bind.addresses("node1") == {"127.0.9.9"}
 
     dry = lab.http.post("/lab/reconcile/", params={"dry_run": "true"}).json()[0]
     first = _reconcile(lab)
@@ -187,7 +187,7 @@ def test_reconcile_cli_dry_run_lists_planned_deletions_and_the_real_run_deletes_
     lab = lab_factory()
     [free] = lab.add("node1")
     planted = _plant(lab, lab_factory.top)
-    httpx.get(lab_factory.dns.update_url, params={"name": "node1", "ip": "10.9.9.9"}).raise_for_status()
+    httpx.get(lab_factory.dns.update_url, params={"name": "node1", "ip": "127.0.9.9"}).raise_for_status()
 
     dry = _reconcile_cli(lab, "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -198,7 +198,7 @@ def test_reconcile_cli_dry_run_lists_planned_deletions_and_the_real_run_deletes_
     assert any(f"would delete volume {planted['our_volume']} (node node9)" in line for line in planned), planned
     assert any("would delete dns node1: its node is idle" in line for line in planned), planned
     assert len(lab.cloud.resources()["servers"]) == 3 and len(lab.cloud.resources()["volumes"]) == 1
-    assert lab.bind.addresses("node1") == {"10.9.9.9"}
+    assert lab.bind.addresses("node1") == {"127.0.9.9"}
 
     done = _reconcile_cli(lab, "--json")
     assert done.returncode == 0, done.stderr

@@ -58,13 +58,13 @@ def test_lablease_serve_logs_no_access_lines_with_access_log_false(tmp_path):
 def test_lablease_dns_serve_prints_its_url_and_logs_access_lines_unless_turned_off(dns_service_factory):
     service = dns_service_factory()
     httpx.get(f"{service.url}/healthz", timeout=10)  # a successful read: a DEBUG line
-    httpx.get(service.update_url, params={"name": "node1", "ip": "10.0.0.1"}, timeout=10)  # a change: INFO
+    httpx.get(service.update_url, params={"name": "node1", "ip": "127.0.0.11"}, timeout=10)  # a change: INFO
     log = _settled(service.log_text, "path=/update")
     assert f"lablease dns serve listening on {service.url}" in log
     assert [(m, p, s) for m, p, s, _, _ in (x.groups() for x in ACCESS.finditer(log))] == [("GET", "/update", "200")]
     quiet = dns_service_factory(access_log=False)
     for handle in (service, quiet):  # the same steps: a request, then the service stopped (its log is complete)
-        assert httpx.get(handle.update_url, params={"name": "node1", "ip": "10.0.0.2"}, timeout=10).status_code == 200
+        assert httpx.get(handle.update_url, params={"name": "node1", "ip": "127.0.0.12"}, timeout=10).status_code == 200
         handle.stop()
     assert service.log_text().count("access method=GET path=/update status=200") == 2  # the steps catch a line
     assert "listening on" in quiet.log_text() and "access method=" not in quiet.log_text()

@@ -25,7 +25,7 @@ def _answer(status: int):
 ])
 def test_successful_reads_are_access_lines_at_debug_and_changes_and_refusals_at_info(caplog, method, status, level):
     caplog.set_level(logging.DEBUG, logger="lablease.access")
-    scope = {"type": "http", "method": method, "path": "/ui/nodes", "client": ("10.0.0.9", 1)}
+    scope = {"type": "http", "method": method, "path": "/ui/nodes", "client": ("127.0.0.9", 1)}
 
     async def receive():
         return {"type": "http.request", "body": b""}

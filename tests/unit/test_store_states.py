@@ -53,8 +53,8 @@ def test_a_node_not_idle_is_never_handed_out_even_if_unlocked(store, state):
 def test_transition_is_compare_and_set_and_only_allows_listed_moves(store):
     store.lock_many(1, "cloud", "alice", None, provision=True)
     node = store.transition("c1", "provisioning", "ready", who="lab", ssh_pub_key="ssh-ed25519 AAA",
-                            addresses=["10.0.0.5"])
-    assert (node.state, node.ssh_pub_key, store.get("c1").addresses) == ("ready", "ssh-ed25519 AAA", ["10.0.0.5"])
+                            addresses=["127.0.0.5"])
+    assert (node.state, node.ssh_pub_key, store.get("c1").addresses) == ("ready", "ssh-ed25519 AAA", ["127.0.0.5"])
     with pytest.raises(Conflict, match="c1 is ready, not provisioning"):
         store.transition("c1", "provisioning", "ready")
     with pytest.raises(InvalidRequest, match="cannot go from ready to idle"):
@@ -145,7 +145,7 @@ def test_taking_a_warm_node_to_destroy_it_loses_to_a_lock_that_claimed_it_first(
 
     for name in ("c1", "c2"):
         store.lock_many(1, "cloud", POOL_OWNER, "warm pool", os_type="ubuntu", os_version="22.04", provision=True)
-        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["10.0.0.5"])
+        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["127.0.0.5"])
         store.to_pool(name)
     [claimed] = store.claim_warm(1, "cloud", "ubuntu", "22.04", "alice", "job")
     with pytest.raises(Conflict, match="no longer warm"):
@@ -163,7 +163,7 @@ def test_a_warm_claim_the_warm_and_idle_records_cannot_fill_is_refused_before_it
 
     for name in ("c1", "c2"):  # c1, c2 warm; c3 idle
         store.lock_many(1, "cloud", POOL_OWNER, "warm pool", os_type="ubuntu", os_version="22.04", provision=True)
-        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["10.0.0.5"])
+        store.transition(name, "provisioning", "ready", ssh_pub_key="ssh-ed25519 AAA", addresses=["127.0.0.5"])
         store.to_pool(name)
     before = {n: (store.get(n), store.events(n)) for n in ("c1", "c2", "c3")}
     with pytest.raises(Shortage) as refused:
