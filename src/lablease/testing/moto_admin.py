@@ -8,6 +8,8 @@
     GET    /delays              {"pending_seconds": s, "volume_creating_seconds": s}   PUT: change either
     GET    /instances           moto's instances (terminated too) + sshd state, root dir, host key
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
+    POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,
+                                faults, delays and counts as in the settings; answers /network
 
 Bad input answers 400 {"message": ...}.
 """
@@ -47,7 +49,7 @@ class Admin:
             response = _json({"message": f"no admin route {request.method} {path}"}, 404)
         else:
             try:
-                body = request.get_json(force=True, silent=False) if request.method in ("PUT", "POST") else None
+                body = request.get_json(force=True) if request.get_data() else None
                 response = _json(handler(body))
             except (ValueError, TypeError, KeyError) as exc:
                 response = _json({"message": f"{type(exc).__name__}: {exc}"}, 400)
@@ -67,7 +69,15 @@ class Admin:
             ("PUT", "/delays"): self._put_delays,
             ("GET", "/instances"): lambda _: [{**i, **self.nodes.details(i["id"])} for i in self.world.instances()],
             ("GET", "/volumes"): lambda _: self.world.volumes(),
+            ("POST", "/reset"): self._reset,
         }
+
+    def _reset(self, _: Any) -> dict[str, Any]:
+        self.nodes.reset()
+        self.world.reset()
+        self.faults.replace(self.world.settings.faults, self.world.settings.seed)
+        self._reset_counts()
+        return self._network()
 
     def _network(self) -> dict[str, Any]:
         net = self.world.network

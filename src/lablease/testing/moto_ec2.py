@@ -143,6 +143,16 @@ class MotoEc2Handle:
     def volumes(self) -> list[dict[str, Any]]:
         return self.admin._call("GET", "/volumes")
 
+    def reset(self) -> None:
+        """Back to the state just after start: moto emptied, a new VPC and subnet (same 127.x cidr), every
+        sshd stopped, faults, delays and request counts as in the settings."""
+        resp = httpx.post(f"{self.endpoint}{ADMIN}/reset", json={}, timeout=30)
+        resp.raise_for_status()
+        self.network = resp.json()
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
     def log_tail(self, chars: int = 4000) -> str:
         return self.process.log_tail(chars)
 

@@ -19,6 +19,10 @@ Answer corrections, each following the EC2 API reference
 - pending: RunInstances answers its instances ``pending`` (code 0) (API_RunInstances.html, example
   response; API_InstanceState.html), and they stay pending for the configured delay
   (``moto_nodes``); moto makes them ``running`` at once.
+- errors: EC2's error body is ``<Response><Errors><Error>...`` in no namespace (errors-overview.html,
+  "Example error response"); moto 5.2 puts ``<Response>`` in the EC2 namespace, so libcloud's
+  ``Errors/Error`` lookup finds nothing and its exceptions lose the code. An answer that is not
+  XML at all (moto's crash page) becomes EC2's 500 ``InternalError``.
 - creating: CreateVolume answers ``creating`` and the volume stays so for the configured delay
   (API_CreateVolume.html: "status — The volume state", example ``creating``); AttachVolume on a
   volume still creating is ``IncorrectState`` (errors-overview.html). moto makes volumes available
@@ -102,6 +106,8 @@ class Ec2AsEc2:
             answer = self._call_moto(environ)
             if 200 <= answer.status < 300:
                 self._after_success(req, answer)
+            else:
+                answer = _ec2_error(req, answer)
             answer.body = ROOT_NS.sub(rb"\1http://ec2.amazonaws.com/doc/" + self._version(req).encode() + rb"/\2",
                                       answer.body)
             answer = self._check_addresses(req, answer)
@@ -228,10 +234,29 @@ class Ec2AsEc2:
         return version if re.fullmatch(r"\d{4}-\d{2}-\d{2}", version) else DEFAULT_VERSION
 
 
+ERROR_ROOT = re.compile(rb"<Response\s+xmlns=\"[^\"]*\"\s*>")
+
+
+def _ec2_error(req: Ec2Request, answer: Answer) -> Answer:
+    """moto's error answer in EC2's shape: ``<Response>`` in no namespace; a crash page becomes InternalError."""
+    if not answer.body.lstrip().startswith(b"<?xml") and not answer.body.lstrip().startswith(b"<Response"):
+        log.error("moto crashed on %s (%d); answering InternalError: %s", req.action, answer.status,
+                  answer.body[:2000].decode("utf-8", "replace"))
+        return Answer.error(500, "InternalError", "An internal error has occurred.")
+    answer.body = ERROR_ROOT.sub(b"<Response>", answer.body, count=1)
+    return answer
+
+
 def _reset(environ: dict[str, Any]) -> list[bytes]:
     """Reset the client's connection (RST, no answer at all), as a dropped answer looks to the client."""
     sock: socket.socket | None = environ.get("werkzeug.socket")
-    if sock is not None:  # linger 0: werkzeug's close of the connection sends a RST
+    if sock is not None:
+        # linger 0, so the close sends a RST; the shutdown ends the connection now (werkzeug would
+        # otherwise keep it open for the next request while the client waits for this answer).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    # werkzeug treats ConnectionError as a dropped connection: no answer is written, the socket is closed
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    # werkzeug treats ConnectionError as a dropped connection: no answer is written
     raise ConnectionResetError("moto EC2 harness: answer lost on purpose (fault rule)")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lablease.devcloud.sshd import SshdManager, login_users
 from lablease.devcloud.userdata import parse_user_data
+from lablease.netutil import wait_for_port
 from lablease.testing.moto_settings import require_loopback
 from lablease.testing.moto_world import World
 
@@ -80,6 +81,16 @@ class Nodes:
         self._starter.shutdown(wait=True)
         self.sshd.stop_all()
         self.sshd_public.stop_all()
+
+    def reset(self) -> None:
+        """Stop every sshd and forget every instance (the world is reset with it)."""
+        with self.lock:
+            self.due.clear()
+            self.known.clear()
+            self.ssh_up.clear()
+        self.sshd.stop_all()
+        self.sshd_public.stop_all()
+        shutil.rmtree(self.workdir / "instances", ignore_errors=True)
 
     def launched(self, instance_ids: list[str]) -> None:
         """After a RunInstances: ``pending`` for the delay, then running (the ticker)."""
@@ -159,6 +170,8 @@ class Nodes:
             (base / "ssh-public").mkdir(parents=True, exist_ok=True)
             shutil.copy2(base / "ssh" / "ssh_host_ed25519_key", base / "ssh-public" / "ssh_host_ed25519_key")
             self.sshd_public.start(instance_id, public, base / "ssh-public", keys, users, root)
+        for address in filter(None, (private, public)):  # ssh_up means listening, as a client would find it
+            wait_for_port(address, self.world.settings.ssh_port, timeout=20)
         for path in ud.touch_paths:  # cloud-init's runcmd `touch`, inside the instance's root
             target = root / path.lstrip("/")
             if root.resolve() in target.resolve().parents:

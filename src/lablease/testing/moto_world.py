@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from lablease.testing.moto_settings import MotoSettings, require_loopback
 
@@ -63,8 +63,26 @@ class World:
         self.pending_seconds = settings.pending_seconds
         self.volume_creating_seconds = settings.volume_creating_seconds
         self.creating_until: dict[str, float] = {}  # volume id -> monotonic time it becomes available
-        self._public = ipaddress.ip_network(network.public_cidr).hosts()
-        next(self._public)  # .1 stays free, as EC2 keeps a subnet's first addresses
+        self._public = self._public_pool()
+
+    def _public_pool(self) -> Iterator[ipaddress.IPv4Address]:
+        pool = ipaddress.ip_network(self.network.public_cidr).hosts()
+        next(pool)  # .1 stays free, as EC2 keeps a subnet's first addresses
+        return pool  # type: ignore[return-value]
+
+    def reset(self) -> Network:
+        """Forget everything moto holds (every account and region) and start again as at start-up."""
+        from moto.ec2.models import ec2_backends
+
+        ec2_backends.reset()
+        self.backend = ec2_backend(self.settings.region)
+        self.network = make_network(self.backend, self.settings)
+        with self.lock:
+            self.creating_until.clear()
+            self._public = self._public_pool()
+            self.pending_seconds = self.settings.pending_seconds
+            self.volume_creating_seconds = self.settings.volume_creating_seconds
+        return self.network
 
     # --- lookups the request corrections need -------------------------------------------------
     def attached_to(self, volume_id: str) -> str | None:
