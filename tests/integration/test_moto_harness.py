@@ -82,6 +82,21 @@ def test_canary_stock_libcloud_lists_images_sizes_nodes_and_volumes_through_the_
     assert nodes[0].extra["tags"] == {"Name": "canary", "lab": "canary"}, f"CANARY: tags lost ({versions})"
 
 
+def test_account_limits_answer_only_the_attributes_asked_for(moto_ec2):
+    limits = moto_ec2.driver().ex_get_limits()["resource"]
+    assert set(limits) == {"max-instances", "max-elastic-ips", "vpc-max-elastic-ips"}
+
+
+def test_key_pairs_subnets_and_security_groups_are_listed_as_on_ec2(moto_ec2):
+    driver = moto_ec2.driver()
+    key = paramiko.RSAKey.generate(2048)
+    pair = driver.import_key_pair_from_string("lab", f"ssh-rsa {key.get_base64()} lab")
+    assert [k.name for k in driver.list_key_pairs()] == ["lab"] and pair.fingerprint
+    assert [s.id for s in driver.ex_list_subnets()] == [moto_ec2.network["subnet_id"]]
+    assert [n.id for n in driver.ex_list_networks()] == [moto_ec2.network["vpc_id"]]
+    assert [g.name for g in driver.ex_get_security_groups()] == ["default"]
+
+
 def test_images_are_selectable_by_owner_and_name_pattern_newest_last_build_wins(moto_ec2):
     driver = moto_ec2.driver()
     jammy = driver.list_images(ex_owner=OWNER_CANONICAL, ex_filters={"name": JAMMY})

@@ -23,6 +23,9 @@ Answer corrections, each following the EC2 API reference
   "Example error response"); moto 5.2 puts ``<Response>`` in the EC2 namespace, so libcloud's
   ``Errors/Error`` lookup finds nothing and its exceptions lose the code. An answer that is not
   XML at all (moto's crash page) becomes EC2's 500 ``InternalError``.
+- account attributes: DescribeAccountAttributes answers only the ``AttributeName.N`` asked for
+  (API_DescribeAccountAttributes.html); moto 5.2 answers all of them, and libcloud's
+  ``ex_get_limits`` then fails reading ``supported-platforms: EC2`` as a number.
 - creating: CreateVolume answers ``creating`` and the volume stays so for the configured delay
   (API_CreateVolume.html: "status — The volume state", example ``creating``); AttachVolume on a
   volume still creating is ``IncorrectState`` (errors-overview.html). moto makes volumes available
@@ -189,6 +192,10 @@ class Ec2AsEc2:
                 self.world.volume_created(match.group(1).decode())
         if req.action in ("CreateVolume", "DescribeVolumes") and self.world.creating_until:
             answer.body = self._creating(answer.body)
+        elif req.action == "DescribeAccountAttributes":
+            asked = {v for k, v in req.params.items() if re.fullmatch(r"AttributeName\.\d+", k)}
+            if asked:
+                answer.body = _only_attributes(answer.body, asked)
         match = BARE_SUCCESS.match(answer.body)
         if match:
             answer.body = match.group(1) + b"<return>true</return>" + match.group(3)
@@ -232,6 +239,19 @@ class Ec2AsEc2:
     def _version(req: Ec2Request) -> str:
         version = req.params.get("Version", "")
         return version if re.fullmatch(r"\d{4}-\d{2}-\d{2}", version) else DEFAULT_VERSION
+
+
+def _only_attributes(body: bytes, asked: set[str]) -> bytes:
+    root = ET.fromstring(body)
+    ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+    q = f"{{{ns}}}" if ns else ""
+    attributes = root.find(f"{q}accountAttributeSet")
+    if attributes is None:
+        return body
+    for item in list(attributes):
+        if item.findtext(f"{q}attributeName") not in asked:
+            attributes.remove(item)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=ns or None)
 
 
 ERROR_ROOT = re.compile(rb"<Response\s+xmlns=\"[^\"]*\"\s*>")

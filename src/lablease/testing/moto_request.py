@@ -99,7 +99,7 @@ def launch_into_subnet(params: dict[str, str], subnet_id: str) -> tuple[dict[str
     127.x one; moto would pick its own 172.31.x default subnets (or EC2-Classic 10.x addresses), so
     the request is given ``SubnetId`` explicitly: moto ties default subnets to availability zones and
     cannot be told which is default. A primary network interface that names no subnet gets it there
-    (moto refuses ``SubnetId`` beside ``NetworkInterface.N``).
+    instead (EC2 refuses an instance-level ``SubnetId`` beside ``NetworkInterface.N``).
     """
     if params.get("Action") != "RunInstances" or "SubnetId" in params:
         return params, False
