@@ -161,8 +161,9 @@ def test_volume_is_created_tagged_attached_detached_without_instance_id_and_dele
     assert volume.id not in {v["id"] for v in moto_ec2.volumes()}
 
 
-def test_every_address_in_describe_instances_is_loopback_and_a_public_one_reaches_the_same_sshd(moto_ec2_factory):
-    ec2 = moto_ec2_factory({"public_ips": "loopback"})
+def test_every_address_in_describe_instances_is_loopback_and_a_public_one_reaches_the_same_sshd(moto_ec2):
+    ec2 = moto_ec2
+    ec2.reset(public_ips="loopback")
     driver = ec2.driver()
     image, size = pick(driver)
     key = paramiko.RSAKey.generate(2048)
@@ -248,6 +249,18 @@ def test_moto_errors_keep_their_code_for_libcloud(moto_ec2):
     driver = moto_ec2.driver()
     with pytest.raises(Exception, match="InvalidVolume.NotFound"):
         driver.destroy_volume(type("V", (), {"id": "vol-0123456789abcdef0"})())
+
+
+def test_run_instances_with_a_client_token_is_idempotent_as_on_ec2(moto_ec2):
+    driver = moto_ec2.driver()
+    image, size = pick(driver)
+    moto_ec2.admin.add_fault("RunInstances", "lost", mode="reset", count=1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        driver.create_node(name="t", size=size, image=image, ex_clienttoken="attempt-1")
+    node = driver.create_node(name="t", size=size, image=image, ex_clienttoken="attempt-1")  # the retry
+    assert [i["id"] for i in moto_ec2.instances()] == [node.id]
+    with pytest.raises(Exception, match="IdempotentParameterMismatch"):
+        driver.create_node(name="other", size=size, image=image, ex_clienttoken="attempt-1")
 
 
 @pytest.mark.parametrize("mode", ["reset", "error"])

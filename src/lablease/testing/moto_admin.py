@@ -9,7 +9,9 @@
     GET    /instances           moto's instances (terminated too) + sshd state, root dir, host key
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
     POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,
-                                faults, delays and counts as in the settings; answers /network
+                                faults, delays and counts as in the settings; the body may override
+                                public_ips, pending_seconds, volume_creating_seconds, faults, seed
+                                until the next reset; answers /network
 
 Bad input answers 400 {"message": ...}.
 """
@@ -72,9 +74,11 @@ class Admin:
             ("POST", "/reset"): self._reset,
         }
 
-    def _reset(self, _: Any) -> dict[str, Any]:
+    def _reset(self, body: Any) -> dict[str, Any]:
+        if body is not None and not isinstance(body, dict):
+            raise ValueError("expected settings overrides {name: value}")
         self.nodes.reset()
-        self.world.reset()
+        self.world.reset(body)
         self.faults.replace(self.world.settings.faults, self.world.settings.seed)
         self._reset_counts()
         return self._network()

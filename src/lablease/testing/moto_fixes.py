@@ -105,12 +105,7 @@ class Ec2AsEc2:
         self.admin.count(req.action or "<none>")
         answer = self._refusal(req) or self._fault(req) or self._precondition(req)
         if answer is None:
-            self._correct_request(environ, req)
-            answer = self._call_moto(environ)
-            if 200 <= answer.status < 300:
-                self._after_success(req, answer)
-            else:
-                answer = _ec2_error(req, answer)
+            answer = self._answer(environ, req)
             answer.body = ROOT_NS.sub(rb"\1http://ec2.amazonaws.com/doc/" + self._version(req).encode() + rb"/\2",
                                       answer.body)
             answer = self._check_addresses(req, answer)
@@ -147,6 +142,27 @@ class Ec2AsEc2:
             return Answer.error(400, "IncorrectState",
                                 f"vol '{req.params.get('VolumeId')}' is not 'available'.")
         return None
+
+    def _answer(self, environ: dict[str, Any], req: Ec2Request) -> Answer:
+        """moto's answer, corrected; or the first answer of an idempotent RunInstances retry."""
+        tokens = self.world.tokens
+        mismatch, first = tokens.earlier(req.params)
+        if mismatch:
+            return Answer.error(400, "IdempotentParameterMismatch", "Arguments on this idempotent request are "
+                                "inconsistent with arguments used in previous request(s).")
+        if first is not None:
+            log.info("idempotent RunInstances: the first answer of token %s", req.params.get("ClientToken"))
+            return Answer(200, [("Content-Type", "text/xml")], first)
+        asked = dict(req.params)
+        self._correct_request(environ, req)
+        with self.world.moto_lock:  # one moto call at a time: its backend is not made for threads
+            answer = self._call_moto(environ)
+            if 200 <= answer.status < 300:
+                self._after_success(req, answer)
+        if not 200 <= answer.status < 300:
+            return _ec2_error(req, answer)
+        tokens.remember(asked, answer.body)
+        return answer
 
     def _correct_request(self, environ: dict[str, Any], req: Ec2Request) -> None:
         params, changed = renumber_lists(req.params)
