@@ -157,6 +157,8 @@ def test_volume_is_created_tagged_attached_detached_without_instance_id_and_dele
     assert seen["attached_to"] == node.id and seen["tags"] == {"Name": "v1_0", "lab": "t", "attempt": "a1"}
     assert driver.detach_volume(volume)  # no InstanceId: EC2 finds the attachment
     assert next(v for v in moto_ec2.volumes() if v["id"] == volume.id)["attached_to"] is None
+    with pytest.raises(Exception, match="IncorrectState"):
+        driver.detach_volume(volume)  # attached nowhere now
     assert driver.destroy_volume(volume)  # <return>true</return>
     assert volume.id not in {v["id"] for v in moto_ec2.volumes()}
 

@@ -138,9 +138,14 @@ class Ec2AsEc2:
         return Answer(status, [("Content-Type", "text/xml")], body)
 
     def _precondition(self, req: Ec2Request) -> Answer | None:
-        if req.action == "AttachVolume" and self.world.volume_creating(req.params.get("VolumeId", "")):
-            return Answer.error(400, "IncorrectState",
-                                f"vol '{req.params.get('VolumeId')}' is not 'available'.")
+        volume_id = req.params.get("VolumeId", "")
+        if req.action == "AttachVolume" and self.world.volume_creating(volume_id):
+            return Answer.error(400, "IncorrectState", f"vol '{volume_id}' is not 'available'.")
+        if (req.action == "DetachVolume" and not req.params.get("InstanceId")
+                and volume_id in self.world.backend.volumes and self.world.attached_to(volume_id) is None):
+            # EC2 answers IncorrectState for a volume attached nowhere (API_DetachVolume.html,
+            # errors-overview.html); moto 5.2 crashes looking up the missing instance.
+            return Answer.error(400, "IncorrectState", f"Volume '{volume_id}' is in the 'available' state.")
         return None
 
     def _answer(self, environ: dict[str, Any], req: Ec2Request) -> Answer:
