@@ -41,7 +41,7 @@ import struct
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Iterable
 
-from lablease.testing.moto_faults import LOST, FaultBook, error_answer, rule_answer
+from lablease.testing.moto_faults import FaultBook, error_answer, rule_answer
 from lablease.testing.moto_request import (
     Ec2Request, detach_names_instance, launch_into_subnet, no_public_address, read_request, renumber_lists,
     write_request,
