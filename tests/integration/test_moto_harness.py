@@ -140,6 +140,18 @@ def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_
     assert [i["state"] for i in moto_ec2.instances()] == ["terminated"]
 
 
+def test_the_imported_key_pair_logs_in_too(moto_ec2):
+    moto_ec2.reset(pending_seconds=0)
+    driver = moto_ec2.driver()
+    key = paramiko.RSAKey.generate(2048)
+    driver.import_key_pair_from_string("lab", f"ssh-rsa {key.get_base64()} lab")
+    image, size = pick(driver)
+    node = driver.create_node(name="kp", size=size, image=image, ex_keyname="lab")
+    wait_until(lambda: next((i for i in moto_ec2.instances() if i["ssh_up"]), None), what="the sshd", timeout=20)
+    client, _ = login(node.private_ips[0], moto_ec2.ssh_port, key)
+    client.close()
+
+
 def test_volume_is_created_tagged_attached_detached_without_instance_id_and_deleted(moto_ec2):
     driver = moto_ec2.driver()
     moto_ec2.admin.set_delays(volume_creating=1.0)
@@ -198,6 +210,15 @@ def test_an_instance_cannot_be_launched_outside_the_harness_subnet(moto_ec2):
     elsewhere = EC2NetworkSubnet("subnet-0123456789abcdef0", "elsewhere", "available")
     with pytest.raises(Exception, match="InvalidSubnetID.NotFound"):
         driver.create_node(name="x", size=size, image=image, ex_subnet=elsewhere)
+    assert moto_ec2.instances() == []
+
+
+def test_an_unknown_image_is_invalid_ami_id_not_found_as_on_ec2(moto_ec2):
+    driver = moto_ec2.driver()
+    image, size = pick(driver)
+    image.id = "ami-00000000000000000"
+    with pytest.raises(Exception, match="InvalidAMIID.NotFound"):
+        driver.create_node(name="x", size=size, image=image)
     assert moto_ec2.instances() == []
 
 
