@@ -27,10 +27,13 @@ def make_state(client: Any, wait_until: Callable[..., Any]) -> Answers:
     got["POST v2.0/tokens"] = v2.json()
     client.headers["X-Auth-Token"] = v2.json()["access"]["token"]["id"]
     project = v2.json()["access"]["token"]["tenant"]["id"]
-    got["POST v3/auth/tokens"] = client.post("/v3/auth/tokens", json={"auth": {
+    v3 = client.post("/v3/auth/tokens", json={"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
             "name": "demo", "password": "demo-password", "domain": {"name": "Default"}}}},
-        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}}).json()
+        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}}})
+    got["POST v3/auth/tokens"] = v3.json()
+    got["GET v3/auth/tokens"] = client.get("/v3/auth/tokens", headers={
+        "X-Subject-Token": v3.headers["X-Subject-Token"]}).json()
 
     got["POST os-keypairs"] = client.post(f"{NOVA}/os-keypairs", json={"keypair": {"name": "gen"}}).json()
     public = got["POST os-keypairs"]["keypair"]["public_key"]
@@ -67,11 +70,14 @@ def make_state(client: Any, wait_until: Callable[..., Any]) -> Answers:
     client.post(f"{NOVA}/servers/{s2}/action", json={"addFloatingIp": {
         "address": got["POST os-floating-ips"]["floating_ip"]["ip"]}})
 
+    for call, path, key in [("servers/detail?limit=2", f"{NOVA}/servers/detail?limit=2", "servers"),
+                            ("volumes/detail?limit=2", f"{cinder}/volumes/detail?limit=2", "volumes"),
+                            ("image/v2/images?limit=2", "/image/v2/images?limit=2", "images")]:
+        got[call] = every_page(client, path, key)
     for call, path in [
-        ("servers/detail", f"{NOVA}/servers/detail"), ("servers/detail?limit=2", f"{NOVA}/servers/detail?limit=2"),
+        ("servers/detail", f"{NOVA}/servers/detail"),
         ("servers/{id}", f"{NOVA}/servers/{s1}"), ("flavors/detail", f"{NOVA}/flavors/detail"),
-        ("images/detail", f"{NOVA}/images/detail"), ("image/v2/images?limit=2", "/image/v2/images?limit=2"),
-        ("volumes/detail?limit=2", f"{cinder}/volumes/detail?limit=2"), ("volumes/{id}", f"{cinder}/volumes/{volume}"),
+        ("images/detail", f"{NOVA}/images/detail"), ("volumes/{id}", f"{cinder}/volumes/{volume}"),
         ("os-volumes", f"{NOVA}/os-volumes"), ("os-keypairs", f"{NOVA}/os-keypairs"),
         ("os-networks", f"{NOVA}/os-networks"), ("network/v2.0/networks", "/network/v2.0/networks"),
         ("network/v2.0/networks?router:external",
@@ -86,6 +92,20 @@ def make_state(client: Any, wait_until: Callable[..., Any]) -> Answers:
         assert answer.status_code == 200, (path, answer.text)
         got[call] = answer.json()
     return got
+
+
+def every_page(client: Any, path: str, key: str) -> dict[str, Any]:
+    """The first page of a listing with the items of every page: what a client that follows the links reads."""
+    first = page = client.get(path).json()
+    items = list(page[key])
+    while True:
+        link = page.get("next") or next((x["href"] for x in page.get(f"{key}_links", []) if x["rel"] == "next"), None)
+        if not link:
+            break
+        page = client.get(("/image" if key == "images" else "") + link.split(str(client.base_url))[-1]).json()
+        items += page[key]
+    assert len(items) >= 3 and (first.get("next") or first.get(f"{key}_links")), (path, first)
+    return {**first, key: items}
 
 
 make_state.CONFIG = {  # type: ignore[attr-defined]
@@ -121,6 +141,8 @@ DOCUMENTED: dict[str, dict[str, str]] = {
         "consistencygroup_id": CINDER_REF, "encrypted": CINDER_REF, "links": CINDER_REF, "links.[].href": CINDER_REF,
         "links.[].rel": CINDER_REF, "multiattach": CINDER_REF, "os-vol-tenant-attr:tenant_id": CINDER_REF,
         "updated_at": CINDER_REF, "metadata.*": DATA,
+        "volume_image_metadata": CINDER_REF + " (a volume made from an image: a boot volume)",
+        "volume_image_metadata.image_id": "ditto", "volume_image_metadata.image_name": "ditto",
     },
     "nova_volume": {"metadata.*": DATA},
     "flavor": {"os-flavor-access:is_public": "Nova API reference, list flavors with details",
