@@ -15,6 +15,21 @@ from lablease.devcloud.state import Attachment, Cloud, SecurityGroup, Token, Vol
 from lablease.devcloud import volumes as vols
 
 
+def limited(items: list, request: Request, page_size: int | None) -> list:
+    """Nova's common.limited: ``offset`` and ``limit`` (at most page_size), and no link to what is cut off."""
+    from lablease.devcloud.errors import CloudError
+
+    try:
+        offset = int(request.query_params.get("offset", 0))
+        limit = int(request.query_params.get("limit", page_size or len(items)))
+        if offset < 0 or limit < 0:
+            raise ValueError
+    except ValueError:
+        raise CloudError(400, "offset and limit param must be integers >= 0", "nova") from None
+    limit = min(limit, page_size) if page_size else limit
+    return items[offset:offset + limit]
+
+
 def volume_view(v: Volume) -> dict[str, Any]:
     return {"id": v.id, "displayName": v.name, "displayDescription": v.description, "size": v.size,
             "status": v.status, "availabilityZone": v.availability_zone, "createdAt": iso(v.created),
@@ -28,11 +43,17 @@ def attachment_view(a: Attachment) -> dict[str, Any]:
 
 
 def sg_view(g: SecurityGroup) -> dict[str, Any]:
+    """Nova's view of a Neutron group: its ingress rules (Nova's proxy shows no egress), a rule from a group with
+    ``group`` {name, tenant_id} and an empty ``ip_range``, a rule from an address range the other way round."""
+    from lablease.devcloud.network import sg_view as neutron_view
+
+    rules = [r for r in neutron_view(g)["security_group_rules"] if r.get("direction") == "ingress"]
     return {"id": g.id, "name": g.name, "description": g.description, "tenant_id": g.project_id,
             "rules": [{"id": r["id"], "parent_group_id": g.id, "ip_protocol": r.get("protocol"),
                        "from_port": r.get("port_range_min"), "to_port": r.get("port_range_max"),
-                       "group": {}, "ip_range": {"cidr": r.get("remote_ip_prefix") or "0.0.0.0/0"}}
-                      for r in g.rules if r.get("direction") == "ingress"]}
+                       "group": {"name": g.name, "tenant_id": g.project_id} if r.get("remote_group_id") else {},
+                       "ip_range": {"cidr": r["remote_ip_prefix"]} if r.get("remote_ip_prefix") else {}}
+                      for r in rules]}
 
 
 def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
@@ -40,10 +61,10 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
 
     @router.get("/os-volumes")
     @router.get("/os-volumes/detail")
-    async def list_volumes(token: Token = auth):
+    async def list_volumes(request: Request, token: Token = auth):
         with cloud.lock:
-            return {"volumes": [volume_view(v) for v in cloud.volumes.values()
-                                if v.project_id == token.project.id]}
+            found = [volume_view(v) for v in cloud.volumes.values() if v.project_id == token.project.id]
+        return {"volumes": limited(found, request, cloud.config.page_size)}
 
     @router.post("/os-volumes")
     async def create_volume(request: Request, token: Token = auth):
