@@ -43,7 +43,7 @@ def node(short: str, **fields: Any) -> dict[str, Any]:
             "vm_host": None, "os_type": "ubuntu", "os_version": "22.04", "arch": "x86_64", "locked": False,
             "locked_since": None, "locked_by": None, "mac_address": None, "ssh_pub_key": None, "state": "idle",
             "cloud_server_id": None, "addresses": [], "last_error": None, "created_at": None, "updated_at": None,
-            **fields}
+            "provider": None, **fields}
 
 
 def sse(*events: dict[str, Any]) -> list[bytes]:
