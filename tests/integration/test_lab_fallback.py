@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,15 +38,19 @@ class Cloud:
     volumes: Callable[[], list[str]]
 
 
-def _devcloud(devcloud_factory, key) -> Cloud:  # noqa: ANN001
-    cloud = devcloud_factory(CLOUD)
+def _devcloud(workdir: Path, key: Path) -> tuple[Cloud, Callable[[], None]]:
+    from lablease.testing.devcloud import _merge, start_devcloud
+    from tests.fixtures.devcloud import TEST_DEFAULTS
+
+    cloud = start_devcloud(workdir, _merge(TEST_DEFAULTS, CLOUD))
     settings = devcloud_lab_data(cloud, key, machine_type="x", **TIMINGS)["libcloud"]["providers"]["x"]
     return Cloud(settings, lambda: [s["id"] for s in cloud.resources()["servers"]],
-                 lambda: [v["id"] for v in cloud.resources()["volumes"]])
+                 lambda: [v["id"] for v in cloud.resources()["volumes"]]), cloud.stop
 
 
-# The second cloud of type mixed, by name; each entry starts one with room for 2 servers.
-SECOND_CLOUDS: dict[str, Callable[..., Cloud]] = {"devcloud": _devcloud}
+# The second cloud of type mixed, by name: each entry starts one with room for 2 servers (in ``workdir``, the lab
+# logging in with ``key``) and returns it with its stop.
+SECOND_CLOUDS: dict[str, Callable[[Path, Path], tuple[Cloud, Callable[[], None]]]] = {"devcloud": _devcloud}
 
 
 class Lab:
@@ -82,13 +87,37 @@ class Lab:
                 (False, "idle", None, None), node
 
 
-@pytest.fixture(params=sorted(SECOND_CLOUDS))
-def lab_factory(request, devcloud_factory, bind_server, dns_service_factory, tmp_path) -> Iterator:
-    """Start a lab service whose providers are ``first`` (a devcloud) and ``second`` (the parameter), both with a
-    quota of 2 servers; ``machine_types`` is the config's ``libcloud.machine_types`` (None: the key is absent)."""
-    key = generate_lab_key(tmp_path / "lab_key")
-    dns = dns_service_factory(allow_pattern=r"node[0-9]+")
-    clouds = {"first": _devcloud(devcloud_factory, key), "second": SECOND_CLOUDS[request.param](devcloud_factory, key)}
+@pytest.fixture(scope="module", params=sorted(SECOND_CLOUDS))
+def stack(request, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, Any, Path]]:
+    """BIND, the DNS service, the clouds ``first`` (a devcloud) and ``second`` (the parameter), each with a quota
+    of 2 servers, and the lab's key, shared by this module's tests: each test leaves both clouds and the zone
+    empty (they check it)."""
+    from lablease.testing.bind import start_bind
+    from lablease.testing.dns import start_dns_service
+
+    work = tmp_path_factory.mktemp("fallback-stack")
+    key = generate_lab_key(work / "lab_key")
+    stops: list[Callable[[], None]] = []
+    try:
+        bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
+        stops.append(bind.stop)
+        dns = start_dns_service(work / "dns", bind, allow_pattern=r"node[0-9]+")
+        stops.append(dns.stop)
+        first, stop = _devcloud(work / "first", key)
+        stops.append(stop)
+        second, stop = SECOND_CLOUDS[request.param](work / "second", key)
+        stops.append(stop)
+        yield {"first": first, "second": second}, bind, dns, key
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest.fixture
+def lab_factory(stack, tmp_path) -> Iterator[Callable[[dict[str, Any] | None], Lab]]:
+    """Start a lab service on ``stack`` with providers ``first`` and ``second``; ``machine_types`` is the config's
+    ``libcloud.machine_types`` (None: the key is absent)."""
+    clouds, bind, dns, _ = stack
     started: list[tuple[Any, Lab]] = []
 
     def start(machine_types: dict[str, Any] | None) -> Lab:
@@ -98,7 +127,7 @@ def lab_factory(request, devcloud_factory, bind_server, dns_service_factory, tmp
         top = {"lab_domain": DOMAIN, "nsupdate_url": dns.update_url, "libcloud": libcloud}
         server = start_lock_server(tmp_path / "lab", database_url=f"sqlite:///{tmp_path / 'lab.db'}",
                                    lab_domain=DOMAIN, top=top)
-        lab = Lab(server.url, clouds, bind_server)
+        lab = Lab(server.url, clouds, bind)
         started.append((server, lab))
         return lab
 
@@ -135,6 +164,13 @@ def test_lock_many_of_a_mixed_type_takes_what_the_first_cloud_can_give_and_the_r
         else:
             assert [(s["status"], s["error"].split(" (")[0]) for s in said] == [("fallback", "first could not give it")]
             assert "quota" in said[0]["error"] and said[0]["error"].endswith("trying second")
+
+    page = lab.http.get("/ui/").text  # the dashboard and the metrics name the provider too
+    assert (page.count("mixed via first"), page.count("mixed via second")) == (2, 2)
+    metrics = lab.http.get("/metrics").text
+    for provider in ("first", "second"):
+        assert f'lablease_nodes_by_provider{{machine_type="mixed",provider="{provider}",state="ready"}} 2.0' in metrics
+    assert 'lablease_provider_fallbacks_total{machine_type="first",to="second"} 2.0' in metrics
 
     r = lab.http.post("/nodes/unlock_many/", json={"names": names, "locked_by": OWNER})
 

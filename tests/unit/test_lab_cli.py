@@ -337,6 +337,19 @@ def test_list_shows_how_long_each_node_is_locked_and_filters_by_state_on_the_cli
     assert f"b.{DOMAIN}" not in done.stdout
 
 
+def test_list_names_the_provider_that_made_a_node_of_a_multi_provider_type(lab):
+    lab.on("GET /nodes/", body=[
+        node("a", machine_type="mixed", provider="aws", state="ready", locked=True, addresses=["127.0.0.5"]),
+        node("b", machine_type="mixed", state="idle"),
+        node("c", machine_type="ovh", provider="ovh", state="ready", locked=True)])
+    done = run("list")
+    assert done.exit_code == 0, done.output
+    rows = {line.split()[0].split(".")[0]: line for line in done.stdout.splitlines() if f".{DOMAIN}" in line}
+    assert "mixed via aws" in rows["a"]
+    assert "mixed" in rows["b"] and "via" not in rows["b"]
+    assert "ovh" in rows["c"] and "via" not in rows["c"]
+
+
 def test_list_json_is_the_servers_node_list(lab):
     nodes = [node("a"), node("b", state="ready")]
     lab.on("GET /nodes/", body=nodes)

@@ -111,6 +111,9 @@ class FallbackLock:
         providers = [p for p, _ in placed]
         results = [r for _, r in placed]
         gone = abandoned is not None and abandoned.is_set()
+        if gone:
+            log.info("lock request=%s: the client (%s) went away; stopping its creates and rolling back",
+                     launch.request, who)
         failures = [(n, r) for n, r in zip(nodes, results) if isinstance(r, BaseException) and not gone]
         if not failures and not gone:
             lost = await asyncio.to_thread(self.lab._lost, nodes)

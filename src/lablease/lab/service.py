@@ -216,14 +216,16 @@ class LabService:
         self._check_hints(hints)
         multi = self.routes.is_multi(node.machine_type)
         with self._working():
-            usable = await self.fallback.usable(node.machine_type or "") if multi else \
+            if multi:  # the providers whose preflight passes, in order
+                usable = await self.fallback.usable(node.machine_type or "")
+            else:
                 await self._preflight(node.machine_type or "")
             locked, started = await asyncio.to_thread(
                 self.store.lock_to_provision, name, {**values, "os_type": os_type, "os_version": os_version},
                 lease_owner=self.owner, lease_seconds=self.lease_seconds)
             if not started:
                 return locked  # paddles: the same owner re-locking with the same description
-            if usable:
+            if multi:
                 launch = Launch(os_type, os_version, hints, values.get("request_id"), threading.Event())
                 got = await self.fallback.provision([locked], usable, launch, values.get("locked_by"))
             else:
@@ -231,12 +233,11 @@ class LabService:
                                             values.get("locked_by"))
             return got[0]
 
-    async def _preflight(self, machine_type: str) -> list[str]:
+    async def _preflight(self, machine_type: str) -> None:
         """503 before any record moves when the cloud refuses the credentials or the DNS service is down."""
         problem = await asyncio.to_thread(self.preflights[machine_type].problem)
         if problem:
             raise Unavailable(problem)
-        return []
 
     def _os(self, worker: ProviderWorker, os_type: str | None, os_version: str | None) -> tuple[str, str]:
         p = worker.prov.provider
