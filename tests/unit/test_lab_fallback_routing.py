@@ -195,3 +195,32 @@ def test_when_every_provider_refuses_the_last_refusal_is_the_nodes_failure():
     last = quota("aws")
     (provider, result), store, _ = place({"ovh": quota("ovh"), "aws": last})
     assert (provider, result) == ("aws", last) and len(store.stages) == 1
+
+
+# -- the provider column ---------------------------------------------------------------------------------
+
+
+def test_migration_0006_gives_existing_nodes_an_empty_provider_and_its_downgrade_removes_the_column(tmp_path):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from lablease.store.migrate import alembic_config, migrate
+
+    store = NodeStore.open(f"sqlite:///{tmp_path / 'old.db'}", run_migrations=False)
+    try:
+        migrate(store.engines, "0005")
+        with store.engines.write.begin() as conn:  # a node as 0005 stored it
+            conn.exec_driver_sql("INSERT INTO nodes (name, machine_type, is_vm, locked, state, dns_written, created_at, "
+                                 "updated_at) VALUES ('n1.lab.example', 'ovh', 0, 0, 'idle', 0, '2026-12-01 00:00:00', "
+                                 "'2026-12-01 00:00:00')")
+        migrate(store.engines)
+        assert store.get("n1.lab.example").provider is None
+        assert store.note_attempt("n1.lab.example", provider="aws").provider == "aws"
+        cfg = alembic_config()
+        with store.engines.write.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+            conn.commit()
+            assert "provider" not in {c["name"] for c in inspect(conn).get_columns("nodes")}
+    finally:
+        store.close()
