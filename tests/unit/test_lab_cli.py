@@ -43,7 +43,7 @@ def node(short: str, **fields: Any) -> dict[str, Any]:
             "vm_host": None, "os_type": "ubuntu", "os_version": "22.04", "arch": "x86_64", "locked": False,
             "locked_since": None, "locked_by": None, "mac_address": None, "ssh_pub_key": None, "state": "idle",
             "cloud_server_id": None, "addresses": [], "last_error": None, "created_at": None, "updated_at": None,
-            **fields}
+            "provider": None, **fields}
 
 
 def sse(*events: dict[str, Any]) -> list[bytes]:
@@ -335,6 +335,19 @@ def test_list_shows_how_long_each_node_is_locked_and_filters_by_state_on_the_cli
     for cell in ("cloud", "ready", "me@x", "2 h 5 min", "job 7", "ubuntu 22.04", "10.0.0.5"):
         assert cell in row
     assert f"b.{DOMAIN}" not in done.stdout
+
+
+def test_list_names_the_provider_that_made_a_node_of_a_multi_provider_type(lab):
+    lab.on("GET /nodes/", body=[
+        node("a", machine_type="mixed", provider="aws", state="ready", locked=True, addresses=["127.0.0.5"]),
+        node("b", machine_type="mixed", state="idle"),
+        node("c", machine_type="ovh", provider="ovh", state="ready", locked=True)])
+    done = run("list")
+    assert done.exit_code == 0, done.output
+    rows = {line.split()[0].split(".")[0]: line for line in done.stdout.splitlines() if f".{DOMAIN}" in line}
+    assert "mixed via aws" in rows["a"]
+    assert "mixed" in rows["b"] and "via" not in rows["b"]
+    assert "ovh" in rows["c"] and "via" not in rows["c"]
 
 
 def test_list_json_is_the_servers_node_list(lab):

@@ -40,7 +40,9 @@ def check(
         raise typer.Exit(BAD_CONFIG)
     if not quiet:
         providers = ", ".join(sorted(lab.libcloud.providers)) or "none"
-        typer.echo(f"{path}: ok (lab_domain {lab.lab_domain}; providers: {providers})")
+        multi = "; ".join(f"{t} = {', '.join(m.providers)}" for t, m in sorted(lab.libcloud.machine_types.items()))
+        typer.echo(f"{path}: ok (lab_domain {lab.lab_domain}; providers: {providers}"
+                   f"{'; multi-provider types: ' + multi if multi else ''})")
     if connect:
         _connect(lab, quiet)
 

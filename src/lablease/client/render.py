@@ -96,11 +96,18 @@ def targets_yaml(nodes: list[Node], user: str | None = "ubuntu") -> str:
     return yaml.safe_dump({"targets": targets}, default_flow_style=False, width=100_000)
 
 
+def type_of(node: Node) -> str:
+    """The node's machine type, and the provider that made it when that is another name (a machine type
+    served by several providers): ``mixed via aws``."""
+    machine_type, provider = node.get("machine_type") or "", node.get("provider")
+    return f"{machine_type} via {provider}" if provider and provider != machine_type else machine_type
+
+
 def list_table(console: Console, nodes: list[Node], now: datetime | None = None) -> Table:
     """``lablease list``: one row a node."""
     table = new_table(console, "name", "type", "state", "locked by", "locked since", "description", "os", "address")
     for n in sorted(nodes, key=lambda n: n["name"]):
-        table.add_row(n["name"], n.get("machine_type") or "", n.get("state") or "", n.get("locked_by") or "",
+        table.add_row(n["name"], type_of(n), n.get("state") or "", n.get("locked_by") or "",
                       since(n.get("locked_since"), now), n.get("description") or "", os_of(n), addresses_of(n))
     return table
 
@@ -128,7 +135,7 @@ def summary_table(console: Console, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-RECORD_KEYS = ("name", "machine_type", "state", "up", "locked", "locked_by", "locked_since", "description",
+RECORD_KEYS = ("name", "machine_type", "provider", "state", "up", "locked", "locked_by", "locked_since", "description",
                "os_type", "os_version", "arch", "is_vm", "addresses", "cloud_server_id", "mac_address",
                "last_error", "created_at", "updated_at")
 

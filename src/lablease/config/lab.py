@@ -24,6 +24,8 @@ DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 DEFAULT_READY_COMMAND = "test -e /.teuth_provisioned"
 SUPPORTED_DRIVERS = ("openstack",)
 
+MACHINE_TYPE_NAME_LEN = 32  # the nodes table's machine_type column (store.models.MACHINE_TYPE_LEN)
+
 _USERDATA_KEY = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.]+$")
 
 
@@ -170,9 +172,27 @@ class ProviderConfig(BaseModel):
         return [k.strip() for k in self.authorized_keys if k.strip()]
 
 
+class MachineTypeConfig(BaseModel):
+    """One `libcloud.machine_types.<type>` entry: a machine type served by several providers, in priority order.
+
+    Each name is a key of `libcloud.providers`; a lock takes what the first can give and the rest from the
+    next (docs/lab-service.md, "Several clouds behind one machine type")."""
+
+    model_config = ConfigDict(extra="forbid")
+    providers: list[str] = Field(min_length=1)
+
+
 class LibcloudSection(BaseModel):
     model_config = ConfigDict(extra="allow")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    # lablease's key: machine types served by several of the providers above (none: every type is one provider)
+    machine_types: dict[str, MachineTypeConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _routes(self) -> "LibcloudSection":
+        for name, entry in self.machine_types.items():
+            _check_route(name, entry.providers, self.providers, self.machine_types)
+        return self
 
 
 class LabConfig(BaseModel):
@@ -198,6 +218,14 @@ class LabConfig(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    def providers_of(self, machine_type: str) -> list[str]:
+        """The providers serving ``machine_type`` in priority order: itself for a provider's own type, the
+        list of `libcloud.machine_types` for a multi-provider type, [] for a type no provider serves."""
+        entry = self.libcloud.machine_types.get(machine_type)
+        if entry is not None:
+            return list(entry.providers)
+        return [machine_type] if machine_type in self.libcloud.providers else []
+
     def provider(self, machine_type: str, *, file: str | None = None) -> ProviderConfig:
         """The provider for ``machine_type``, or a ConfigError listing the known ones."""
         try:
@@ -208,6 +236,28 @@ class LabConfig(BaseModel):
                 f"no provider for machine type {machine_type!r}", file=file, key="libcloud.providers",
                 fix=f"known machine types: {known}",
             ) from None
+
+
+def _check_route(name: str, listed: list[str], providers: dict[str, ProviderConfig],
+                 types: dict[str, MachineTypeConfig]) -> None:
+    """A multi-provider type names providers only, each once, and is not itself a provider."""
+    if name in providers:
+        raise ValueError(f"machine_types.{name}: {name!r} is also a key of libcloud.providers; a machine type is "
+                         "either one provider or a list of them, not both (rename one)")
+    if "|" in name or not name.strip():
+        raise ValueError(f"machine_types.{name}: a machine type name must be non-empty and must not contain '|'")
+    if len(name) > MACHINE_TYPE_NAME_LEN:
+        raise ValueError(f"machine_types.{name}: at most {MACHINE_TYPE_NAME_LEN} characters (the lock API's limit)")
+    for provider in listed:
+        if provider in types:
+            raise ValueError(f"machine_types.{name}.providers: {provider!r} is itself a multi-provider type; list the "
+                             "providers of libcloud.providers only (no nesting, so no cycles)")
+        if provider not in providers:
+            known = ", ".join(sorted(providers)) or "none"
+            raise ValueError(f"machine_types.{name}.providers: unknown provider {provider!r} (known: {known})")
+    twice = sorted({p for p in listed if listed.count(p) > 1})
+    if twice:
+        raise ValueError(f"machine_types.{name}.providers: {', '.join(twice)} listed more than once")
 
 
 def default_config_path() -> Path:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from lablease.client.render import addresses_of, duration, os_of
+from lablease.client.render import addresses_of, duration, os_of, type_of
 from lablease.dashboard.stages import Stage, StageTracker
 from lablease.store.lifecycle import NodeState
 from lablease.store.records import parse_time
@@ -56,6 +56,7 @@ class Row:
     address: str
     stage: Stage | None = None
     last_error: str = ""
+    type_text: str = ""  # the type as shown: with the provider that made the node when that is another name
 
     @property
     def busy(self) -> bool:
@@ -81,7 +82,7 @@ def make_row(node: Mapping[str, Any], cloud: bool, stages: StageTracker | None, 
         since_text=duration((now - since).total_seconds()) if since else "",
         description=node.get("description") or "", os=os_of(dict(node)), address=addresses_of(dict(node)),
         stage=stages.get(node["name"]) if stages is not None and cloud else None,
-        last_error=node.get("last_error") or "")
+        last_error=node.get("last_error") or "", type_text=type_of(dict(node)))
 
 
 @dataclass(frozen=True)

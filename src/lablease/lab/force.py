@@ -24,7 +24,7 @@ def force_unlock(lab: LabHost, name: str, by: str) -> NodeRecord:
     """Destroy and free ``name`` for ``by`` (who asked; named in the node's events). Unavailable (503) when
     the destroy failed: the node then stays ``destroy-failed`` and the reconciler retries it."""
     node = lab.store.get(name)
-    worker = lab.workers.get(node.machine_type or "")
+    worker = lab.workers.get(lab.routes.provider_of(node) or "")
     if worker is None:
         raise InvalidRequest(f"{node.name} is not a cloud node of this service (machine type "
                              f"{node.machine_type!r}); unlock it with `lablease unlock --owner {node.locked_by}`")

@@ -8,19 +8,22 @@ from typing import Any, Protocol
 
 from lablease.lab.bus import LabEvent
 from lablease.lab.health import HealthSnapshot
+from lablease.lab.routing import Routes
 from lablease.lab.workers import ProviderWorker
 from lablease.provision.calls import CallObserver
 from lablease.store import NodeStore
 
 
 class LabHost(Protocol):
-    """The service's store, its lease identity and its provider workers."""
+    """The service's store, its lease identity, its provider workers (by provider) and which provider serves
+    which machine type."""
 
     store: NodeStore
     owner: str
     lease_seconds: float
     draining: bool
     workers: Mapping[str, ProviderWorker]
+    routes: Routes
 
 
 class LabObserver(Protocol):

@@ -106,7 +106,12 @@ class NodeCollector(Collector):
             for up in (True, False):
                 for locked in (True, False):
                     teuthology.add_metric([machine_type, str(locked), str(up)], by_up[machine_type, locked, up])
-        return [lab, teuthology]
+        made = GaugeMetricFamily("lablease_nodes_by_provider", "Nodes holding cloud resources, by machine type, "
+                                 "the provider that made them and state", labels=["machine_type", "provider", "state"])
+        for (machine_type, provider, state), count in sorted(Tally(
+                (n.machine_type or "", n.provider, n.state) for n in records if n.provider).items()):
+            made.add_metric([machine_type, provider, state], count)
+        return [lab, teuthology, made]
 
 
 class LabMetrics:
@@ -144,6 +149,9 @@ class LabMetrics:
                                           ["machine_type", "action"], registry=registry)
         self.health = Gauge("lablease_provider_health", "1 for a provider's current health (ok, quota, auth, "
                             "outage, other), 0 for the others", ["machine_type", "state"], registry=registry)
+        self.fallbacks = Counter("lablease_provider_fallbacks_total", "Nodes a provider could not give (quota, "
+                                 "capacity) that went to the next provider of their machine type",
+                                 ["machine_type", "to"], registry=registry)
         self.refill_failures = Gauge("lablease_warm_pool_refill_failures", "Failed warm-pool refills in a row",
                                      ["machine_type"], registry=registry)
 
@@ -174,6 +182,8 @@ class LabMetrics:
             self.launches.labels(machine_type, "failed").inc()
         elif event.status == "retry":
             self.retries.labels(machine_type, event.stage).inc()
+        elif event.stage == "provider" and event.status == "fallback":  # lab.fallback: machine_type is the provider
+            self.fallbacks.labels(machine_type, event.made.get("to", "")).inc()
 
     def _on_destroy(self, event: LabEvent) -> None:
         """Count an ended destroy and time it: by ``elapsed`` or, lacking it, since its start event."""

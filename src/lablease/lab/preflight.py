@@ -83,3 +83,7 @@ class Preflight:
                 return f"the DNS service at {url} is unreachable: connection refused"
             return f"the DNS service at {url} is failing: {redact_text(str(exc))[:160]}"
         return None
+
+
+# Failures a preflight check would see: the next lock checks again instead of trusting the cached result.
+RECHECK = frozenset({ErrorKind.AUTH, ErrorKind.UNREACHABLE, ErrorKind.DNS})

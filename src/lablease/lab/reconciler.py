@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from lablease.lab.leases import abandoned, gone_here
-from lablease.store import NodeFilter, NodeRecord, NodeState
+from lablease.store import NodeRecord, NodeState
 from lablease.store.exclusive import exclusive
 from lablease.store.records import utcnow
 from lablease.store.states import Conflict
@@ -72,7 +72,8 @@ class PassReport:
 
 
 class Reconciler:
-    """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``)."""
+    """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``); a provider's pass
+    covers the records it looks after (lab.routing: its own type's, and those of multi-provider types it made)."""
 
     def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None,
                  on_report: Callable[[PassReport], None] | None = None):
@@ -141,7 +142,7 @@ class Reconciler:
     def _look(self, worker: "ProviderWorker", seen: dict[tuple[str, str], set[str]]) -> None:
         """The leaks a pass would see now, written to ``seen`` only: nothing is taken over or deleted."""
         look = PassReport(worker.machine_type, dry_run=True)
-        records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
+        records = self.lab.routes.records_for(self.lab.store, worker.machine_type)
         self._cloud_leaks(worker, records, look, {})
         if self.dns is not None:
             self._dns_leaks(worker, records, look, {})
@@ -151,7 +152,7 @@ class Reconciler:
     def _pass(self, worker: "ProviderWorker", dry_run: bool,
               seen: dict[tuple[str, str], set[str]]) -> PassReport:
         report = PassReport(worker.machine_type, dry_run=dry_run)
-        records = self.lab.store.list(NodeFilter(machine_type=worker.machine_type))
+        records = self.lab.routes.records_for(self.lab.store, worker.machine_type)
         now = utcnow()
         for node in records:
             if node.state in TAKEN_OVER and _lease_expired(node, now, self.lab.owner):

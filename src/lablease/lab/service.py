@@ -20,6 +20,7 @@ from typing import Any
 from lablease.config.lab import LabConfig
 from lablease.lab.bus import ProgressBus
 from lablease.lab.busy import Busy
+from lablease.lab.fallback import FallbackLock, Launch
 from lablease.lab.force import force_unlock
 from lablease.lab.health import ProviderHealth, RefillBackoff
 from lablease.lab.host import LabObserver
@@ -27,9 +28,10 @@ from lablease.lab.heartbeat import Heartbeat
 from lablease.lab.leases import new_owner
 from lablease.lab.messages import explain_refusal
 from lablease.lab.pool import WarmPool
-from lablease.lab.preflight import Preflight
+from lablease.lab.preflight import RECHECK, Preflight
 from lablease.lab.reconciler import Reconciler
-from lablease.lab.undo import FailedLock, clean, node_line
+from lablease.lab.routing import Routes
+from lablease.lab.undo import FailedLock, clean, failure_message, gather_unless, node_line
 from lablease.lab.workers import ProviderWorker
 from lablease.lockapi.locking import LockRequest
 from lablease.provision.context import ProvisionerOptions
@@ -63,7 +65,9 @@ class LabService:
         self.lease_seconds = lease_seconds
         self.draining = False
         self._inflight = Busy()  # lock and unlock requests at work, for the graceful shutdown
-        self.workers: dict[str, ProviderWorker] = {}
+        self.workers: dict[str, ProviderWorker] = {}  # by provider (a libcloud.providers key)
+        self.routes = Routes(config)  # machine types -> providers (lab.routing)
+        self.fallback = FallbackLock(self)  # locks of multi-provider types (lab.fallback)
         if observer is not None:
             self.bus.subscribe(observer.on_event)
         options = provisioner_options or ProvisionerOptions()
@@ -98,14 +102,18 @@ class LabService:
     # -- what is ours -------------------------------------------------------------------------------
 
     def cloud_machine_types(self) -> list[str]:
-        return sorted(self.workers)
+        return sorted(self.routes.types)
 
     def handles(self, machine_type: str | None) -> bool:
         """Whether locking ``machine_type`` (``a|b`` counts if any is ours) means provisioning."""
-        return any(t in self.workers for t in (machine_type or "").split("|"))
+        return any(t in self.routes.types for t in (machine_type or "").split("|"))
 
     def owns(self, node: NodeRecord) -> bool:
-        return node.machine_type in self.workers
+        return (node.machine_type or "") in self.routes.types
+
+    def worker_of(self, node: NodeRecord) -> ProviderWorker:
+        """The worker of the provider that made ``node`` (or would make it first)."""
+        return self.workers[self.routes.provider_of(node) or ""]
 
     def presented(self, node: NodeRecord) -> dict[str, Any]:
         """Fields a client sees differently for a node this service manages (docs/lab-service.md).
@@ -135,11 +143,13 @@ class LabService:
         types = [t for t in req.machine_type.split("|") if t]
         if len(types) != 1:
             raise InvalidRequest(f"machine_type: lock one cloud machine type at a time, not {req.machine_type!r}")
-        worker = self.workers[types[0]]
+        worker = self.workers[self.routes.providers(types[0])[0]]
         os_type, os_version = self._os(worker, req.os_type, req.os_version)
         req = replace(req, os_type=os_type, os_version=os_version)
         self._check_hints(req.hints)
         with self._working():
+            if self.routes.is_multi(types[0]):  # no warm pool of its own: lab.fallback
+                return await self.fallback.lock_many(req, abandoned)
             pool = self.pools.get(types[0])
             if pool is None or not pool.wants(os_type, os_version):
                 return await self._lock_cold(worker, [], req, abandoned)
@@ -201,18 +211,26 @@ class LabService:
     async def lock_one(self, name: str, values: dict[str, Any], *, hints: Any = None) -> NodeRecord:
         """``PUT /nodes/<name>/lock/`` locking a cloud node: provision it like a lock_many of one."""
         node = await asyncio.to_thread(self.store.get, name)
-        worker = self.workers[node.machine_type or ""]
+        worker = self.worker_of(node)
         os_type, os_version = self._os(worker, values.get("os_type"), values.get("os_version"))
         self._check_hints(hints)
+        multi = self.routes.is_multi(node.machine_type)
         with self._working():
-            await self._preflight(node.machine_type or "")
+            if multi:  # the providers whose preflight passes, in order
+                usable = await self.fallback.usable(node.machine_type or "")
+            else:
+                await self._preflight(node.machine_type or "")
             locked, started = await asyncio.to_thread(
                 self.store.lock_to_provision, name, {**values, "os_type": os_type, "os_version": os_version},
                 lease_owner=self.owner, lease_seconds=self.lease_seconds)
             if not started:
                 return locked  # paddles: the same owner re-locking with the same description
-            got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
-                                        values.get("locked_by"))
+            if multi:
+                launch = Launch(os_type, os_version, hints, values.get("request_id"), threading.Event())
+                got = await self.fallback.provision([locked], usable, launch, values.get("locked_by"))
+            else:
+                got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
+                                            values.get("locked_by"))
             return got[0]
 
     async def _preflight(self, machine_type: str) -> None:
@@ -238,7 +256,7 @@ class LabService:
                          abandoned: asyncio.Event | None = None) -> list[NodeRecord]:
         stop = threading.Event()  # this request's creates only: set when its client goes away
         futures = [asyncio.wrap_future(worker.launch(n.name, os_type, os_version, hints, request, stop)) for n in nodes]
-        results = await _gather_unless(futures, abandoned, stop)
+        results = await gather_unless(futures, abandoned, stop)
         gone = abandoned is not None and abandoned.is_set()
         if gone:
             log.info("lock request=%s: the client (%s) went away; stopping its creates and rolling back", request, who)
@@ -250,7 +268,7 @@ class LabService:
                 return await asyncio.to_thread(self._mark_ready, nodes, results)
             failures = [(n, RuntimeError("an admin forced it free, or another process took it over"))
                         for n in nodes if n.name in lost]
-        if any(isinstance(e, ProvisionError) and e.kind in _RECHECK for _, e in failures):
+        if any(isinstance(e, ProvisionError) and e.kind in RECHECK for _, e in failures):
             self.preflights[worker.machine_type].forget()
         reason = "; ".join(node_line(n, e) for n, e in failures) or \
             f"the client ({who}) disconnected before its nodes were ready"
@@ -258,15 +276,7 @@ class LabService:
         left, handed = await FailedLock(self.store, worker, partial(self._destroy, worker)).undo(
             nodes, results, reason, request, lost=await asyncio.to_thread(self._lost, nodes), abandoned=gone)
         freed = sum(1 for r in results if clean(r))
-        message = f"provisioning failed, so no node of the request was kept: {reason}"
-        if freed:
-            message += f"; {freed} node(s) made nothing and are free again"
-        if handed:
-            message += (f"; the cloud is unreachable, so {', '.join(handed)} stay locked in destroy-failed until "
-                        "the reconciler destroys and frees them once it answers")
-        if left:
-            message += (f"; destroying {', '.join(left)} failed too, so they stay locked in "
-                        "destroy-failed until their owner unlocks them again (which retries the destroy)")
+        message = failure_message(reason, freed, handed, left)
         raise Unavailable(message)
 
     def _lost(self, nodes: list[NodeRecord]) -> set[str]:
@@ -301,8 +311,8 @@ class LabService:
             raise Forbidden(await asyncio.to_thread(explain_refusal, self.store, names, exc.message,
                                                     self.reconciler.interval)) from None
         with self._working(refuse=False):
-            ok = await asyncio.gather(*(self._destroy(self.workers[n.machine_type or ""], n.name, None)
-                                        for n in destroy if n.machine_type in self.workers))
+            destroy = [n for n in destroy if self.owns(n)]
+            ok = await asyncio.gather(*(self._destroy(self.worker_of(n), n.name, None) for n in destroy))
         failed = [n.name for n, good in zip(destroy, ok) if not good]
         if failed:
             raise Unavailable(f"destroying {', '.join(failed)} failed; they stay locked in destroy-failed "
@@ -372,21 +382,3 @@ class LabService:
                                   "health": self.health[t].snapshot().to_json()} for t, w in self.workers.items()},
                 "reconciler": {"interval": self.reconciler.interval,
                                "last_pass": [r.to_json() for r in self.reconciler.last]}}
-
-
-async def _gather_unless(futures: list[asyncio.Future], abandoned: asyncio.Event | None,
-                         stop: threading.Event) -> list[Any]:
-    """Every future's result or exception; when ``abandoned`` is set first, ``stop`` is set (the creates end
-    at once, each rolling back what it made) and their ends are awaited all the same."""
-    gathered = asyncio.gather(*futures, return_exceptions=True)
-    if abandoned is not None:
-        gone = asyncio.ensure_future(abandoned.wait())
-        await asyncio.wait({gathered, gone}, return_when=asyncio.FIRST_COMPLETED)
-        gone.cancel()
-        if abandoned.is_set():
-            stop.set()
-    return list(await gathered)
-
-
-# Failures a preflight check would see: the next lock checks again instead of trusting the cached result.
-_RECHECK = frozenset({ErrorKind.AUTH, ErrorKind.UNREACHABLE, ErrorKind.DNS})

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,3 +78,31 @@ class FailedLock:
                                     lease_owner=None, lease_expires=None)
             return "handed"
         return "freed" if await self.destroy(node.name, request) else "left"
+
+
+def failure_message(reason: str, freed: int, handed: list[str], left: list[str]) -> str:
+    """The 503 answer of a failed lock request: why, and where each of its nodes ended."""
+    message = f"provisioning failed, so no node of the request was kept: {reason}"
+    if freed:
+        message += f"; {freed} node(s) made nothing and are free again"
+    if handed:
+        message += (f"; the cloud is unreachable, so {', '.join(handed)} stay locked in destroy-failed until "
+                    "the reconciler destroys and frees them once it answers")
+    if left:
+        message += (f"; destroying {', '.join(left)} failed too, so they stay locked in "
+                    "destroy-failed until their owner unlocks them again (which retries the destroy)")
+    return message
+
+
+async def gather_unless(futures: list[Awaitable[Any]], abandoned: asyncio.Event | None,
+                        stop: threading.Event) -> list[Any]:
+    """Every future's result or exception; when ``abandoned`` is set first, ``stop`` is set (the creates end
+    at once, each rolling back what it made) and their ends are awaited all the same."""
+    gathered = asyncio.gather(*futures, return_exceptions=True)
+    if abandoned is not None:
+        gone = asyncio.ensure_future(abandoned.wait())
+        await asyncio.wait({gathered, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if abandoned.is_set():
+            stop.set()
+    return list(await gathered)

@@ -167,7 +167,8 @@ class ProviderWorker:
         fields: dict[str, Any] = {}
         if event.attempt_id and event.attempt_id != job.attempt_id:
             job.attempt_id, job.volume_ids = event.attempt_id, []
-            fields.update(attempt_id=event.attempt_id, cloud_server_id=None, volume_ids=[], dns_written=False)
+            fields.update(attempt_id=event.attempt_id, cloud_server_id=None, volume_ids=[], dns_written=False,
+                          provider=self.machine_type)  # this worker's provider makes what the attempt makes
         if event.status == "made":
             if "server_id" in event.made:
                 fields["cloud_server_id"] = event.made["server_id"]

@@ -238,6 +238,8 @@ class Node(BaseModel):
     last_error: str | None
     created_at: str | None
     updated_at: str | None
+    provider: str | None = Field(None, description="the provider (a libcloud.providers key) that made the node's "
+                                 "resources while it is held; null for a free node or a plain machine")
 
 
 class ShortNode(BaseModel):

@@ -47,7 +47,8 @@ class KindRule:
     fresh create attempt may succeed), ``status`` (the lock API's answer), ``prefix`` (put before
     the cloud's words; ``{seconds}`` and ``{kind}`` are filled in by CloudCaller); ``max_tries`` bounds the
     requests of one call by count (0: only ``api_retry_time`` bounds them); ``health`` is the provider's
-    health while failures of this kind last: quota, auth, outage or other."""
+    health while failures of this kind last: quota, auth, outage or other; ``next_provider``: the provider
+    cannot give this node now, so a machine type served by several providers tries the next one (lab.fallback)."""
 
     repeat_call: bool = False
     max_tries: int = 0
@@ -55,6 +56,7 @@ class KindRule:
     status: int = 502
     prefix: str = ""
     health: str = "other"
+    next_provider: bool = False
 
     def describe(self, words: str, **fields: object) -> str:
         """``words`` (the cloud's, or the client's) after this kind's prefix, its ``{fields}`` filled in."""
@@ -71,7 +73,7 @@ RULES: dict[ErrorKind, KindRule] = {
     # (503) and what it made is left to the reconciler, which retries once the cloud answers.
     ErrorKind.UNREACHABLE: KindRule(repeat_call=True, max_tries=5, status=503, prefix="cloud unreachable",
                                     health="outage"),
-    ErrorKind.QUOTA: KindRule(prefix="quota exceeded", health="quota"),
+    ErrorKind.QUOTA: KindRule(prefix="quota exceeded", health="quota", next_provider=True),
     ErrorKind.AUTH: KindRule(prefix="the cloud refused the credentials in driver_args", health="auth"),
     ErrorKind.NOT_FOUND: KindRule(),
     ErrorKind.FATAL: KindRule(),

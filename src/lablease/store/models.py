@@ -17,6 +17,7 @@ OS_TYPE_LEN = 32
 OS_VERSION_LEN = 16
 LOCKED_BY_LEN = 64
 MAC_LEN = 17
+PROVIDER_LEN = 64
 
 # Provisioning states a node record can be in (the moves between them: lablease.store.lifecycle).
 STATES = tuple(s.value for s in NodeState)
@@ -56,6 +57,9 @@ class Node(Base):
     volume_ids: Mapped[list | None] = mapped_column(JSON)
     dns_written: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
+    # The provider (a libcloud.providers key) whose attempt made the node's resources (migration 0006);
+    # set by the attempt, cleared when the node is free again.
+    provider: Mapped[str | None] = mapped_column(String(PROVIDER_LEN))
     lease_expires: Mapped[datetime | None] = mapped_column(DateTime)
     state_since: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

@@ -14,7 +14,7 @@ PADDLES_KEYS = (
     "arch", "locked", "locked_since", "locked_by", "mac_address", "ssh_pub_key",
 )
 # lablease's extra keys; paddles clients ignore them.
-EXTRA_KEYS = ("state", "cloud_server_id", "addresses", "last_error", "created_at", "updated_at")
+EXTRA_KEYS = ("state", "cloud_server_id", "addresses", "last_error", "created_at", "updated_at", "provider")
 # The running attempt and its lease: stored for the lab service, not part of the JSON answers.
 ATTEMPT_KEYS = ("attempt_id", "volume_ids", "dns_written", "lease_owner", "lease_expires", "state_since")
 # Columns read for a record (vm_host is resolved to the host's record separately).
@@ -78,6 +78,7 @@ class NodeRecord:
     lease_owner: str | None = None
     lease_expires: datetime | None = None
     state_since: datetime | None = None
+    provider: str | None = None
     vm_host: "NodeRecord | None" = None
 
     @classmethod
@@ -102,7 +103,7 @@ class NodeRecord:
             "locked_by": self.locked_by, "mac_address": self.mac_address, "ssh_pub_key": self.ssh_pub_key,
             "state": self.state, "cloud_server_id": self.cloud_server_id, "addresses": list(self.addresses),
             "last_error": self.last_error, "created_at": format_time(self.created_at),
-            "updated_at": format_time(self.updated_at),
+            "updated_at": format_time(self.updated_at), "provider": self.provider,
         }
         return out
 
