@@ -163,14 +163,17 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-def growth(samples: list[dict[str, Any]], names: list[str], warmup: float) -> dict[str, dict[str, Any]]:
-    """Per process: mean RSS of the first fifth after ``warmup`` seconds vs the last fifth (percent),
-    open files and threads at the first sample after warm-up vs the last, and their maxima."""
-    after = [s for s in samples if s["t"] >= warmup] or samples
-    fifth = max(1, len(after) // 5)
+def growth(samples: list[dict[str, Any]], names: list[str], start: float,
+           end: float | None = None) -> dict[str, dict[str, Any]]:
+    """Per process: mean RSS of the first fifth of the samples taken from ``start`` to ``end`` (sampler
+    seconds: warm-up over, users still running) vs the last fifth (percent), open files and threads at
+    the first sample of that window vs the last, and their maxima. Samples after ``end`` (the users
+    stopped: settling, leftovers) are no part of it."""
+    window = [s for s in samples if s["t"] >= start and (end is None or s["t"] <= end)] or samples
+    fifth = max(1, len(window) // 5)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        rows = [s[name] for s in after if s.get(name)]
+        rows = [s[name] for s in window if s.get(name)]
         if not rows:
             continue
         first = statistics.mean(r["rss_mb"] for r in rows[:fifth])
@@ -179,7 +182,22 @@ def growth(samples: list[dict[str, Any]], names: list[str], warmup: float) -> di
                      "rss_growth_pct": round(100 * (last - first) / first, 1),
                      "fds_first": rows[0]["fds"], "fds_last": rows[-1]["fds"], "fds_max": max(r["fds"] for r in rows),
                      "threads_first": rows[0]["threads"], "threads_last": rows[-1]["threads"],
-                     "threads_max": max(r["threads"] for r in rows), "samples": len(rows)}
+                     "threads_max": max(r["threads"] for r in rows), "samples": len(rows),
+                     "window_s": [round(window[0]["t"], 1), round(window[-1]["t"], 1)]}
+    return out
+
+
+def steps(samples: list[dict[str, Any]], name: str, threshold_mb: float = 3.0) -> list[list[float]]:
+    """[sampler seconds, MB] of every change of ``name``'s RSS by ``threshold_mb`` or more from one sample
+    to the next: a slow rise is a leak's shape, a step up and back down an allocator's."""
+    out, before = [], None
+    for s in samples:
+        row = s.get(name)
+        if not row:
+            continue
+        if before is not None and abs(row["rss_mb"] - before) >= threshold_mb:
+            out.append([s["t"], round(row["rss_mb"] - before, 1)])
+        before = row["rss_mb"]
     return out
 
 
