@@ -227,10 +227,12 @@ class EC2Adapter(CloudAdapter):
     def _root_mapping(self, image: Image, disk: int) -> list[dict[str, Any]] | None:
         """The root volume at ``disk`` GB when the AMI's is smaller (EC2 refuses one smaller than its snapshot)."""
         extra = getattr(image.raw, "extra", None) or {}
-        root = extra.get("root_device_name")
+        # libcloud keeps no rootDeviceName; the AMI's root is its mapping with an EBS snapshot.
+        root = next((m.get("device_name") for m in extra.get("block_device_mapping") or []
+                     if (m.get("ebs") or {}).get("snapshot_id")), None)
         if not root or disk <= 0:
             return None
-        current = [m.get("ebs", {}).get("volume_size") for m in extra.get("block_device_mapping") or []
+        current = [(m.get("ebs") or {}).get("volume_size") for m in extra.get("block_device_mapping") or []
                    if m.get("device_name") == root]
         if current and current[0] and int(current[0]) >= disk:
             return None
