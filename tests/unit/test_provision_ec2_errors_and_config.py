@@ -115,3 +115,26 @@ def test_the_secret_key_is_hidden_in_shown_config_and_reprs():
     p = provider()
     shown = redact({"driver_args": p.driver_args})
     assert shown["driver_args"]["secret"] == "***" and "wJalrXUtnFEMI" not in repr(p)
+
+
+def test_the_aws_config_of_docs_ec2_md_passes_config_check_and_config_show_hides_its_secret(tmp_path):
+    import re
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from lablease.cli import app
+    from lablease.provision.devlab import generate_lab_key
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "ec2.md").read_text()
+    block = re.search(r"<!-- doc-test: ec2-teuthology.yaml -->\s*```yaml\n(.*?)```", page, re.DOTALL)
+    assert block, "docs/ec2.md lost its marked config block"
+    text = block.group(1).replace("/etc/lablease/id_ed25519", str(generate_lab_key(tmp_path / "lab_key")))
+    path = tmp_path / "teuthology.yaml"
+    path.write_text(text)
+    checked = CliRunner().invoke(app, ["config", "check", "--config", str(path)])  # no --connect: no request
+    assert checked.exit_code == 0, checked.output
+    shown = CliRunner().invoke(app, ["config", "show", "--config", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "wJalrXUtnFEMI" not in shown.output and "secret: '***'" in shown.output
+    assert "ami_name_patterns" in shown.output
