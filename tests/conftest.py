@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.bind",
     "tests.fixtures.dns_service",
     "tests.fixtures.postgres",
+    "tests.fixtures.moto_ec2",
 ]
 
 
