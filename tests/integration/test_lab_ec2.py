@@ -147,7 +147,8 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         server.stop()
 
 
-def test_a_service_killed_mid_provision_on_ec2_is_healed_by_the_next_ones_reconciler(stack, tmp_path):
+def test_a_service_killed_mid_provision_on_ec2_is_healed_and_its_reconciler_deletes_only_this_labs_leaks(
+        stack, tmp_path):
     ec2, _, bind, _ = stack
     key = generate_lab_key(tmp_path / "lab_key")
     top = lab_config(stack, key)
@@ -185,8 +186,48 @@ def test_a_service_killed_mid_provision_on_ec2_is_healed_by_the_next_ones_reconc
             events = again.get(f"/nodes/{names[0]}/events/").json()
         assert any(e["who"] == "reconciler" for e in events), events
         assert_nothing_left(stack, ["aws001", "aws002"])
+
+        planted = _plant_leaks(ec2, top)
+        with httpx.Client(base_url=second.url, timeout=60) as again:
+            first_pass, second_pass = (_reconcile_aws(again) for _ in range(2))
+        assert first_pass["pending"]["servers"] == [planted["ours"]] and first_pass["deleted"]["servers"] == []
+        assert second_pass["deleted"]["servers"] == [planted["ours"]]
+        assert second_pass["deleted"]["volumes"] == [planted["our_volume"]]
+        assert {i["id"] for i in live_instances(ec2)} == {planted["other_labs"], planted["untagged"]}
+        driver = ec2.driver()
+        for node in driver.list_nodes():
+            driver.destroy_node(node)
     finally:
         ec2.admin.set_delays(pending=0.5)
         first.stop()
         if second is not None:
             second.stop()
+
+
+def _plant_leaks(ec2, top: dict) -> dict[str, str]:  # noqa: ANN001
+    """Made straight in moto: an instance and a volume tagged as this lab's that no record owns, another lab's
+    instance of the same name, and an untagged one."""
+    from lablease.config.lab import ProviderConfig
+    from lablease.provision.adapters import adapter_for
+    from lablease.provision.models import TAG_ATTEMPT, TAG_NODE
+
+    driver = ec2.driver()
+    image = driver.list_images(ex_owner="099720109477")[0]
+    size = next(s for s in driver.list_sizes() if s.id == "t3.micro")
+    ours = {TAG_LAB: DOMAIN, TAG_NODE: "aws009", TAG_ATTEMPT: "1-dead"}
+
+    def instance(tags: dict[str, str]) -> str:
+        return driver.create_node(name="aws009", image=image, size=size, ex_metadata=tags).id
+
+    planted = {"ours": instance(ours), "other_labs": instance({**ours, TAG_LAB: "other.example"}),
+               "untagged": instance({})}
+    adapter = adapter_for(ProviderConfig.model_validate(top["libcloud"]["providers"]["aws"]))
+    planted["our_volume"] = adapter.create_volume("aws009_0", 1, ours).id
+    return planted
+
+
+def _reconcile_aws(http: httpx.Client) -> dict:
+    answer = http.post("/lab/reconcile/")
+    assert answer.status_code == 200, answer.text
+    [report] = [r for r in answer.json() if r["machine_type"] == "aws"]
+    return report

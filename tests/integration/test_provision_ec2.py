@@ -194,3 +194,24 @@ def test_a_node_whose_ssh_is_never_ready_fails_after_ready_timeout_and_leaves_no
     assert err.value.stage.value == "ssh" and err.value.kind is ErrorKind.TIMEOUT, err.value
     assert ec2.admin.request_counts()["RunInstances"] == 1
     assert_nothing_left(ec2, bind, ("node1",))
+
+
+def test_config_check_connect_signs_in_to_ec2_and_names_the_ami_and_instance_type_it_would_use(stack, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from lablease.cli import app
+
+    ec2, _, _ = stack
+    ec2.admin.clear_faults()
+    data = ec2_lab_data(ec2, generate_lab_key(tmp_path / "lab_key"), lab_domain=DOMAIN)
+    path = tmp_path / "teuthology.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["config", "check", "--connect", "--config", str(path)])
+    lines = [line for line in result.output.splitlines() if line.startswith(("ok", "FAIL", "warn"))]
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("ok    aws: auth: authenticated: access key id ending") for line in lines), lines
+    assert any("aws: image: 'ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240601'" in line
+               for line in lines), lines
+    assert any(line.startswith("ok    aws: size: 'm5.large'") for line in lines), lines
+    assert ec2.driver_args()["secret"] not in result.output

@@ -208,3 +208,8 @@ def test_two_subnets_of_one_name_are_ambiguous_not_a_silent_pick(fake):
     with pytest.raises(Exception) as err:
         a.list_networks()
     assert "is ambiguous (2 subnets" in a.classify(err.value).message
+
+
+def test_the_check_that_ec2_answers_again_after_an_outage_is_a_request_not_libclouds_tables(fake):
+    adapter(fake).ping()
+    assert fake.actions() == ["DescribeAvailabilityZones"]

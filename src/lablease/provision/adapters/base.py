@@ -117,6 +117,10 @@ class CloudAdapter(ABC):
         """Who the adapter is signed in as and where, for ``config check --connect`` (never a secret)."""
         return type(self).__name__
 
+    def ping(self) -> None:
+        """One cheap request that proves the cloud answers now (after an outage; a cached token proves nothing)."""
+        self.list_sizes()
+
     def compute_limits(self) -> dict[str, int] | None:
         """The project's absolute compute limits (Nova's names: maxTotalInstances, maxTotalCores,
         maxTotalRAMSize, …); None when the cloud does not say (``config check --connect`` compares nothing)."""

@@ -127,6 +127,10 @@ class EC2Adapter(CloudAdapter):
             self._driver().ex_list_availability_zones()
             self._checked = True
 
+    def ping(self) -> None:
+        """list_sizes reads libcloud's tables without a request: ask EC2 something cheap instead."""
+        self._driver().ex_list_availability_zones()
+
     def account(self) -> str:
         where = self._args.get("host") or "AWS"
         return f"access key id ending {self._key[-4:]!r}, region {self.region}, at {where}"
