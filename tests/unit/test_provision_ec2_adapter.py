@@ -213,3 +213,32 @@ def test_two_subnets_of_one_name_are_ambiguous_not_a_silent_pick(fake):
 def test_the_check_that_ec2_answers_again_after_an_outage_is_a_request_not_libclouds_tables(fake):
     adapter(fake).ping()
     assert fake.actions() == ["DescribeAvailabilityZones"]
+
+
+def test_an_instance_and_a_volume_a_listing_misses_right_after_their_create_are_still_reported_until_deleted(fake):
+    # EC2 is eventually consistent: the fixtures' DescribeInstances and DescribeVolumes never show what
+    # RunInstances (i-2ba64342) and CreateVolume (vol-4d826724) made, as EC2 may not for a few seconds.
+    a = adapter(fake, ec2={"ami_owners": ["self"], "ami_name_patterns": {"test-1": "Test Image*"}})
+    server = a.create_server(spec(a))
+    volume = a.create_volume("smithi001_0", 10, dict(TAGS))
+    assert [s.state for s in a.list_servers() if s.id == server.id] == ["pending"]
+    assert [v.state for v in a.list_volumes() if v.id == volume.id] == ["creating"]
+    fake.fail("DescribeInstances", 400, "InvalidInstanceID.NotFound", "The instance ID does not exist")
+    assert a.get_server(server.id).state == "pending"
+    a.delete_volume(volume.id)
+    a.delete_server(server.id)
+    assert server.id not in {s.id for s in a.list_servers()} and volume.id not in {v.id for v in a.list_volumes()}
+
+
+def test_what_was_made_is_forgotten_once_a_listing_shows_it_or_the_grace_is_over():
+    from types import SimpleNamespace
+
+    from lablease.provision.adapters.ec2_recent import RecentlyMade
+
+    made = RecentlyMade(grace=3600)
+    made.add(SimpleNamespace(id="i-1"))
+    listed = [SimpleNamespace(id="i-1")]
+    assert made.complete(listed) == listed and made.complete([]) == []  # shown once: no longer remembered
+    expired = RecentlyMade(grace=-1)
+    expired.add(SimpleNamespace(id="i-2"))
+    assert expired.complete([]) == [] and expired.get("i-2") is None

@@ -51,6 +51,7 @@ from lablease.provision.adapters.base import (
     Volume,
 )
 from lablease.provision.adapters.ec2_errors import NOT_FOUND_CODES, EC2ConfigError, classify_ec2_error, error_code
+from lablease.provision.adapters.ec2_recent import RecentlyMade
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ class EC2Adapter(CloudAdapter):
         self._devices: dict[str, str] = {}  # volume id -> the device it is attached as
         self._subnet: Any = None
         self._checked = False
+        self._recent_servers: RecentlyMade[Server] = RecentlyMade()  # EC2 is eventually consistent (ec2_recent)
+        self._recent_volumes: RecentlyMade[Volume] = RecentlyMade()
 
     def __repr__(self) -> str:  # never show driver_args: they hold the secret key
         return f"EC2Adapter(region={self.region!r}, host={self._args.get('host')!r})"
@@ -226,7 +229,9 @@ class EC2Adapter(CloudAdapter):
         zone = (node.extra or {}).get("availability")
         if zone and attempt:
             self._remember_zone(attempt, str(zone))
-        return self._server(node)
+        server = self._server(node)
+        self._recent_servers.add(server)
+        return server
 
     def _root_mapping(self, image: Image, disk: int) -> list[dict[str, Any]] | None:
         """The root volume at ``disk`` GB when the AMI's is smaller (EC2 refuses one smaller than its snapshot)."""
@@ -274,16 +279,20 @@ class EC2Adapter(CloudAdapter):
             found = self._instances({"InstanceId.1": server_id})
         except BaseHTTPError as exc:
             if NOT_FOUND_CODES.match(error_code(exc)):
-                return None
+                return self._recent_servers.get(server_id)
             raise
-        return found[0] if found else None
+        if found:
+            self._recent_servers.drop(server_id)
+        return found[0] if found else self._recent_servers.get(server_id)
 
     def list_servers(self) -> list[Server]:
         """lablease's instances (tagged lablease-lab) that are not shutting down or terminated."""
         driver = self._driver()
-        return self._instances(driver._build_filters({"tag-key": TAG_LAB, "instance-state-name": list(_LIVE)}))
+        listed = self._instances(driver._build_filters({"tag-key": TAG_LAB, "instance-state-name": list(_LIVE)}))
+        return self._recent_servers.complete(listed)
 
     def delete_server(self, server_id: str) -> None:
+        self._recent_servers.drop(server_id)
         driver = self._driver()
         self._ignore_gone(lambda: driver.destroy_node(Node(server_id, None, None, [], [], driver)))
 
@@ -339,7 +348,9 @@ class EC2Adapter(CloudAdapter):
         vol.extra["tags"] = {**tags, **(vol.extra.get("tags") or {})}
         with self._lock:
             self._devices[vol.id] = device_for(volume_index(name))
-        return self._volume(vol)
+        volume = self._volume(vol)
+        self._recent_volumes.add(volume)
+        return volume
 
     def _volumes(self, filters: dict[str, Any]) -> list[Volume]:
         driver = self._driver()
@@ -352,11 +363,11 @@ class EC2Adapter(CloudAdapter):
 
     def get_volume(self, volume_id: str) -> Volume | None:
         found = self._volumes({"volume-id": volume_id})
-        return found[0] if found else None
+        return found[0] if found else self._recent_volumes.get(volume_id)
 
     def list_volumes(self) -> list[Volume]:
         """lablease's volumes (tagged lablease-lab) that are not deleted."""
-        return self._volumes({"tag-key": TAG_LAB})
+        return self._recent_volumes.complete(self._volumes({"tag-key": TAG_LAB}))
 
     def attach_volume(self, server_id: str, volume_id: str) -> None:
         with self._lock:
@@ -375,6 +386,7 @@ class EC2Adapter(CloudAdapter):
                           also=("IncorrectState",))
 
     def delete_volume(self, volume_id: str) -> None:
+        self._recent_volumes.drop(volume_id)
         driver = self._driver()
         self._ignore_gone(lambda: driver.destroy_volume(StorageVolume(volume_id, None, 0, driver)))
 
