@@ -143,6 +143,8 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         assert_nothing_left(stack, ["aws001", "aws002", "ovh001", "ovh002"])
         after = {n["name"]: n for n in httpx.get(f"{server.url}/nodes/", timeout=30).json()}
         assert all(not after[n]["locked"] and after[n]["state"] == "idle" for n in [*aws, *ovh])
+        shown = httpx.get(f"{server.url}/lab/status/", timeout=30).text + server.process.log_tail(10 ** 7)
+        assert "aws" in shown and ec2.driver_args()["secret"] not in shown  # the EC2 secret key is never shown
     finally:
         server.stop()
 
