@@ -8,6 +8,10 @@
     GET    /delays              {"pending_seconds": s, "volume_creating_seconds": s}   PUT: change either
     GET    /instances           moto's instances (terminated too) + sshd state, root dir, host key
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
+    POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,
+                                faults, delays and counts as in the settings; the body may override
+                                public_ips, pending_seconds, volume_creating_seconds, faults, seed
+                                until the next reset; answers /network
 
 Bad input answers 400 {"message": ...}.
 """
@@ -47,7 +51,7 @@ class Admin:
             response = _json({"message": f"no admin route {request.method} {path}"}, 404)
         else:
             try:
-                body = request.get_json(force=True, silent=False) if request.method in ("PUT", "POST") else None
+                body = request.get_json(force=True) if request.get_data() else None
                 response = _json(handler(body))
             except (ValueError, TypeError, KeyError) as exc:
                 response = _json({"message": f"{type(exc).__name__}: {exc}"}, 400)
@@ -67,7 +71,17 @@ class Admin:
             ("PUT", "/delays"): self._put_delays,
             ("GET", "/instances"): lambda _: [{**i, **self.nodes.details(i["id"])} for i in self.world.instances()],
             ("GET", "/volumes"): lambda _: self.world.volumes(),
+            ("POST", "/reset"): self._reset,
         }
+
+    def _reset(self, body: Any) -> dict[str, Any]:
+        if body is not None and not isinstance(body, dict):
+            raise ValueError("expected settings overrides {name: value}")
+        self.nodes.reset()
+        self.world.reset(body)
+        self.faults.replace(self.world.settings.faults, self.world.settings.seed)
+        self._reset_counts()
+        return self._network()
 
     def _network(self) -> dict[str, Any]:
         net = self.world.network

@@ -21,6 +21,7 @@ root directory, as for devcloud).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -104,6 +105,10 @@ class MotoEc2Handle:
     network: dict[str, Any]
     moto_version: str
     process: ServerProcess = field(repr=False)
+    base_settings: MotoSettings = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_settings = self.settings
 
     @property
     def endpoint(self) -> str:
@@ -142,6 +147,22 @@ class MotoEc2Handle:
 
     def volumes(self) -> list[dict[str, Any]]:
         return self.admin._call("GET", "/volumes")
+
+    def reset(self, **overrides: Any) -> None:
+        """Back to the state just after start: moto emptied, a new VPC and subnet (same 127.x cidr), every
+        sshd stopped, faults, delays and request counts as in the settings.
+
+        ``overrides`` (public_ips, pending_seconds, volume_creating_seconds, faults, seed) hold until
+        the next reset, e.g. ``reset(public_ips="loopback")``.
+        """
+        resp = httpx.post(f"{self.endpoint}{ADMIN}/reset", json=overrides, timeout=30)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"moto harness reset: {resp.status_code} {resp.text}")
+        self.network = resp.json()
+        self.settings = dataclasses.replace(self.base_settings, **overrides)
+
+    def alive(self) -> bool:
+        return self.process.alive()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.process.log_tail(chars)

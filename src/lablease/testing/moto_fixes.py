@@ -19,6 +19,13 @@ Answer corrections, each following the EC2 API reference
 - pending: RunInstances answers its instances ``pending`` (code 0) (API_RunInstances.html, example
   response; API_InstanceState.html), and they stay pending for the configured delay
   (``moto_nodes``); moto makes them ``running`` at once.
+- errors: EC2's error body is ``<Response><Errors><Error>...`` in no namespace (errors-overview.html,
+  "Example error response"); moto 5.2 puts ``<Response>`` in the EC2 namespace, so libcloud's
+  ``Errors/Error`` lookup finds nothing and its exceptions lose the code. An answer that is not
+  XML at all (moto's crash page) becomes EC2's 500 ``InternalError``.
+- account attributes: DescribeAccountAttributes answers only the ``AttributeName.N`` asked for
+  (API_DescribeAccountAttributes.html); moto 5.2 answers all of them, and libcloud's
+  ``ex_get_limits`` then fails reading ``supported-platforms: EC2`` as a number.
 - creating: CreateVolume answers ``creating`` and the volume stays so for the configured delay
   (API_CreateVolume.html: "status — The volume state", example ``creating``); AttachVolume on a
   volume still creating is ``IncorrectState`` (errors-overview.html). moto makes volumes available
@@ -34,7 +41,7 @@ import struct
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Iterable
 
-from lablease.testing.moto_faults import LOST, FaultBook, error_answer, rule_answer
+from lablease.testing.moto_faults import FaultBook, error_answer, rule_answer
 from lablease.testing.moto_request import (
     Ec2Request, detach_names_instance, launch_into_subnet, no_public_address, read_request, renumber_lists,
     write_request,
@@ -98,10 +105,7 @@ class Ec2AsEc2:
         self.admin.count(req.action or "<none>")
         answer = self._refusal(req) or self._fault(req) or self._precondition(req)
         if answer is None:
-            self._correct_request(environ, req)
-            answer = self._call_moto(environ)
-            if 200 <= answer.status < 300:
-                self._after_success(req, answer)
+            answer = self._answer(environ, req)
             answer.body = ROOT_NS.sub(rb"\1http://ec2.amazonaws.com/doc/" + self._version(req).encode() + rb"/\2",
                                       answer.body)
             answer = self._check_addresses(req, answer)
@@ -134,10 +138,36 @@ class Ec2AsEc2:
         return Answer(status, [("Content-Type", "text/xml")], body)
 
     def _precondition(self, req: Ec2Request) -> Answer | None:
-        if req.action == "AttachVolume" and self.world.volume_creating(req.params.get("VolumeId", "")):
-            return Answer.error(400, "IncorrectState",
-                                f"vol '{req.params.get('VolumeId')}' is not 'available'.")
+        volume_id = req.params.get("VolumeId", "")
+        if req.action == "AttachVolume" and self.world.volume_creating(volume_id):
+            return Answer.error(400, "IncorrectState", f"vol '{volume_id}' is not 'available'.")
+        if (req.action == "DetachVolume" and not req.params.get("InstanceId")
+                and volume_id in self.world.backend.volumes and self.world.attached_to(volume_id) is None):
+            # EC2 answers IncorrectState for a volume attached nowhere (API_DetachVolume.html,
+            # errors-overview.html); moto 5.2 crashes looking up the missing instance.
+            return Answer.error(400, "IncorrectState", f"Volume '{volume_id}' is in the 'available' state.")
         return None
+
+    def _answer(self, environ: dict[str, Any], req: Ec2Request) -> Answer:
+        """moto's answer, corrected; or the first answer of an idempotent RunInstances retry."""
+        tokens = self.world.tokens
+        mismatch, first = tokens.earlier(req.params)
+        if mismatch:
+            return Answer.error(400, "IdempotentParameterMismatch", "Arguments on this idempotent request are "
+                                "inconsistent with arguments used in previous request(s).")
+        if first is not None:
+            log.info("idempotent RunInstances: the first answer of token %s", req.params.get("ClientToken"))
+            return Answer(200, [("Content-Type", "text/xml")], first)
+        asked = dict(req.params)
+        self._correct_request(environ, req)
+        with self.world.moto_lock:  # one moto call at a time: its backend is not made for threads
+            answer = self._call_moto(environ)
+            if 200 <= answer.status < 300:
+                self._after_success(req, answer)
+        if not 200 <= answer.status < 300:
+            return _ec2_error(req, answer)
+        tokens.remember(asked, answer.body)
+        return answer
 
     def _correct_request(self, environ: dict[str, Any], req: Ec2Request) -> None:
         params, changed = renumber_lists(req.params)
@@ -183,6 +213,10 @@ class Ec2AsEc2:
                 self.world.volume_created(match.group(1).decode())
         if req.action in ("CreateVolume", "DescribeVolumes") and self.world.creating_until:
             answer.body = self._creating(answer.body)
+        elif req.action == "DescribeAccountAttributes":
+            asked = {v for k, v in req.params.items() if re.fullmatch(r"AttributeName\.\d+", k)}
+            if asked:
+                answer.body = _only_attributes(answer.body, asked)
         match = BARE_SUCCESS.match(answer.body)
         if match:
             answer.body = match.group(1) + b"<return>true</return>" + match.group(3)
@@ -228,10 +262,42 @@ class Ec2AsEc2:
         return version if re.fullmatch(r"\d{4}-\d{2}-\d{2}", version) else DEFAULT_VERSION
 
 
+def _only_attributes(body: bytes, asked: set[str]) -> bytes:
+    root = ET.fromstring(body)
+    ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+    q = f"{{{ns}}}" if ns else ""
+    attributes = root.find(f"{q}accountAttributeSet")
+    if attributes is None:
+        return body
+    for item in list(attributes):
+        if item.findtext(f"{q}attributeName") not in asked:
+            attributes.remove(item)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=ns or None)
+
+
+ERROR_ROOT = re.compile(rb"<Response\s+xmlns=\"[^\"]*\"\s*>")
+
+
+def _ec2_error(req: Ec2Request, answer: Answer) -> Answer:
+    """moto's error answer in EC2's shape: ``<Response>`` in no namespace; a crash page becomes InternalError."""
+    if not answer.body.lstrip().startswith(b"<?xml") and not answer.body.lstrip().startswith(b"<Response"):
+        log.error("moto crashed on %s (%d); answering InternalError: %s", req.action, answer.status,
+                  answer.body[:2000].decode("utf-8", "replace"))
+        return Answer.error(500, "InternalError", "An internal error has occurred.")
+    answer.body = ERROR_ROOT.sub(b"<Response>", answer.body, count=1)
+    return answer
+
+
 def _reset(environ: dict[str, Any]) -> list[bytes]:
     """Reset the client's connection (RST, no answer at all), as a dropped answer looks to the client."""
     sock: socket.socket | None = environ.get("werkzeug.socket")
-    if sock is not None:  # linger 0: werkzeug's close of the connection sends a RST
+    if sock is not None:
+        # linger 0, so the close sends a RST; the shutdown ends the connection now (werkzeug would
+        # otherwise keep it open for the next request while the client waits for this answer).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    # werkzeug treats ConnectionError as a dropped connection: no answer is written, the socket is closed
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    # werkzeug treats ConnectionError as a dropped connection: no answer is written
     raise ConnectionResetError("moto EC2 harness: answer lost on purpose (fault rule)")

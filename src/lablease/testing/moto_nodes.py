@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lablease.devcloud.sshd import SshdManager, login_users
 from lablease.devcloud.userdata import parse_user_data
+from lablease.netutil import wait_for_port
 from lablease.testing.moto_settings import require_loopback
 from lablease.testing.moto_world import World
 
@@ -62,6 +63,7 @@ class Nodes:
         self.sshd = SshdManager(settings.sshd_path, settings.ssh_port)
         self.sshd_public = SshdManager(settings.sshd_path, settings.ssh_port)
         self.due: dict[str, float] = {}  # instance id -> monotonic time it becomes running
+        self.errors: dict[str, str] = {}  # instance id -> why its sshd did not start (admin /instances)
         self.known: set[str] = set()  # launched through the harness (moto makes them running before that)
         self.ssh_up: dict[str, bool] = {}  # instance id -> sshd started (False: starting)
         self.lock = threading.Lock()
@@ -81,6 +83,17 @@ class Nodes:
         self.sshd.stop_all()
         self.sshd_public.stop_all()
 
+    def reset(self) -> None:
+        """Stop every sshd and forget every instance (the world is reset with it)."""
+        with self.lock:
+            self.due.clear()
+            self.known.clear()
+            self.ssh_up.clear()
+            self.errors.clear()
+        self.sshd.stop_all()
+        self.sshd_public.stop_all()
+        shutil.rmtree(self.workdir / "instances", ignore_errors=True)
+
     def launched(self, instance_ids: list[str]) -> None:
         """After a RunInstances: ``pending`` for the delay, then running (the ticker)."""
         delay = self.world.pending_seconds
@@ -98,10 +111,11 @@ class Nodes:
     def details(self, instance_id: str) -> dict[str, Any]:
         with self.lock:
             up = self.ssh_up.get(instance_id, False)
+            error = self.errors.get(instance_id)
         ssh_dir = self.directory(instance_id) / "ssh"
         return {"ssh_up": up, "ssh_port": self.world.settings.ssh_port if self.ssh else None,
                 "root": str(self.directory(instance_id) / "root"),
-                "host_key": host_public_key(ssh_dir) if up else None}
+                "host_key": host_public_key(ssh_dir) if up else None, "ssh_error": error}
 
     # --- the ticker ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -137,8 +151,10 @@ class Nodes:
     def _start_sshd_logged(self, instance_id: str) -> None:
         try:
             self._start_sshd(instance_id)
-        except Exception:
+        except Exception as exc:
             log.exception("sshd start failed instance=%s", instance_id)
+            with self.lock:
+                self.errors[instance_id] = f"{type(exc).__name__}: {exc}"
 
     def _start_sshd(self, instance_id: str) -> None:
         inst = self.world.instance(instance_id)
@@ -148,8 +164,10 @@ class Nodes:
         ud = parse_user_data(user_data_text(inst))
         keys = list(ud.authorized_keys)
         pair = self.world.backend.key_pairs.get(inst.key_name) if inst.key_name else None
-        if pair is not None and pair.material_public and pair.material_public.strip() not in keys:
-            keys.append(pair.material_public.strip())
+        material = getattr(pair, "material_public", None) or b""
+        material = (material.decode() if isinstance(material, bytes) else str(material)).strip()
+        if material and material not in keys:  # the key pair's key, as EC2 puts it in authorized_keys
+            keys.append(material)
         base = self.directory(instance_id)
         root = base / "root"
         root.mkdir(parents=True, exist_ok=True)
@@ -159,6 +177,8 @@ class Nodes:
             (base / "ssh-public").mkdir(parents=True, exist_ok=True)
             shutil.copy2(base / "ssh" / "ssh_host_ed25519_key", base / "ssh-public" / "ssh_host_ed25519_key")
             self.sshd_public.start(instance_id, public, base / "ssh-public", keys, users, root)
+        for address in filter(None, (private, public)):  # ssh_up means listening, as a client would find it
+            wait_for_port(address, self.world.settings.ssh_port, timeout=20)
         for path in ud.touch_paths:  # cloud-init's runcmd `touch`, inside the instance's root
             target = root / path.lstrip("/")
             if root.resolve() in target.resolve().parents:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode
@@ -99,7 +100,7 @@ def launch_into_subnet(params: dict[str, str], subnet_id: str) -> tuple[dict[str
     127.x one; moto would pick its own 172.31.x default subnets (or EC2-Classic 10.x addresses), so
     the request is given ``SubnetId`` explicitly: moto ties default subnets to availability zones and
     cannot be told which is default. A primary network interface that names no subnet gets it there
-    (moto refuses ``SubnetId`` beside ``NetworkInterface.N``).
+    instead (EC2 refuses an instance-level ``SubnetId`` beside ``NetworkInterface.N``).
     """
     if params.get("Action") != "RunInstances" or "SubnetId" in params:
         return params, False
@@ -143,3 +144,45 @@ def no_public_address(params: dict[str, str]) -> tuple[dict[str, str], bool]:
     if not keys:
         return params, False
     return {**params, **{k: "false" for k in keys}}, True
+
+
+SIGNING = ("X-Amz-", "Signature", "Timestamp", "AWSAccessKeyId", "Expires")
+
+
+class ClientTokens:
+    """RunInstances with a ClientToken is idempotent, as on EC2; moto 5.2 launches again.
+
+    Follows "Ensuring idempotency in Amazon EC2 API requests" (Run_Instance_Idempotency.html, linked
+    from API_RunInstances.html ``ClientToken``): a retry with the same token and the same parameters
+    answers the first request's instances and launches nothing; the same token with other parameters
+    is ``IdempotentParameterMismatch``. A client whose RunInstances answer was lost can retry safely.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: dict[str, tuple[dict[str, str], bytes]] = {}
+
+    @staticmethod
+    def _key(params: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in params.items() if not k.startswith(SIGNING)}
+
+    def earlier(self, params: dict[str, str]) -> tuple[bool, bytes | None]:
+        """(mismatch, the first answer) for a RunInstances whose token was seen; (False, None) otherwise."""
+        token = params.get("ClientToken")
+        if params.get("Action") != "RunInstances" or not token:
+            return False, None
+        with self.lock:
+            first = self.seen.get(token)
+        if first is None:
+            return False, None
+        return first[0] != self._key(params), first[1]
+
+    def remember(self, params: dict[str, str], answer: bytes) -> None:
+        token = params.get("ClientToken")
+        if params.get("Action") == "RunInstances" and token:
+            with self.lock:
+                self.seen.setdefault(token, (self._key(params), answer))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.seen.clear()

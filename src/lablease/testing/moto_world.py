@@ -6,16 +6,19 @@ at import time). The node lifecycle (pending -> running, sshd) is ``moto_nodes``
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
+from lablease.testing.moto_request import ClientTokens
 from lablease.testing.moto_settings import MotoSettings, require_loopback
 
 log = logging.getLogger(__name__)
+RESETTABLE = {"public_ips", "pending_seconds", "volume_creating_seconds", "faults", "seed"}
 
 
 @dataclass
@@ -57,14 +60,43 @@ class World:
 
     def __init__(self, backend: Any, settings: MotoSettings, network: Network):
         self.backend = backend
+        self.base_settings = settings
         self.settings = settings
         self.network = network
         self.lock = threading.Lock()
+        self.moto_lock = threading.RLock()  # held around every call into moto's app, and reset
+        self.tokens = ClientTokens()
         self.pending_seconds = settings.pending_seconds
         self.volume_creating_seconds = settings.volume_creating_seconds
         self.creating_until: dict[str, float] = {}  # volume id -> monotonic time it becomes available
-        self._public = ipaddress.ip_network(network.public_cidr).hosts()
-        next(self._public)  # .1 stays free, as EC2 keeps a subnet's first addresses
+        self._public = self._public_pool()
+
+    def _public_pool(self) -> Iterator[ipaddress.IPv4Address]:
+        pool = ipaddress.ip_network(self.network.public_cidr).hosts()
+        next(pool)  # .1 stays free, as EC2 keeps a subnet's first addresses
+        return pool  # type: ignore[return-value]
+
+    def reset(self, overrides: dict[str, Any] | None = None) -> Network:
+        """Forget everything moto holds (every account and region) and start again as at start-up,
+        with ``overrides`` of the settings that need no restart (RESETTABLE)."""
+        from moto.ec2.models import ec2_backends
+
+        unknown = set(overrides or {}) - RESETTABLE
+        if unknown:
+            raise ValueError(f"reset takes {sorted(RESETTABLE)}, not {sorted(unknown)}")
+        self.settings = dataclasses.replace(self.base_settings, **(overrides or {}))
+
+        with self.moto_lock:
+            ec2_backends.reset()
+            self.backend = ec2_backend(self.settings.region)
+            self.network = make_network(self.backend, self.settings)
+        self.tokens.clear()
+        with self.lock:
+            self.creating_until.clear()
+            self._public = self._public_pool()
+            self.pending_seconds = self.settings.pending_seconds
+            self.volume_creating_seconds = self.settings.volume_creating_seconds
+        return self.network
 
     # --- lookups the request corrections need -------------------------------------------------
     def attached_to(self, volume_id: str) -> str | None:
