@@ -63,6 +63,8 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
 
     def authenticate() -> str:
         prov.prepare()
+        if provider.driver != "openstack":
+            return f"authenticated: {prov.adapter.account()}"
         project = args.get("ex_tenant_name") or "-"
         region = args.get("ex_force_service_region") or "-"
         return (f"authenticated as {args.get('username')} (project {project}, region {region}) "

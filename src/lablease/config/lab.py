@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lablease.config.ec2 import DEFAULT_EC2_SIZES, EC2Options, check_ec2_driver_args
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
 from lablease.config.patterns import check_regex
@@ -22,7 +23,7 @@ from lablease.hostnames import check_lab_domain
 DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 
 DEFAULT_READY_COMMAND = "test -e /.teuth_provisioned"
-SUPPORTED_DRIVERS = ("openstack",)
+SUPPORTED_DRIVERS = ("openstack", "ec2")
 
 MACHINE_TYPE_NAME_LEN = 32  # the nodes table's machine_type column (store.models.MACHINE_TYPE_LEN)
 
@@ -87,6 +88,7 @@ class ProviderConfig(BaseModel):
     userdata: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # lablease's keys
+    ec2: EC2Options | None = None  # driver ec2 only: AMIs, subnet, key pair, volume type (config/ec2.py)
     max_parallel: int = Field(default=10, ge=1, le=200)
     launch_retries: int = Field(default=3, ge=1, le=20)
     boot_timeout: float = Field(default=600.0, gt=0)
@@ -165,6 +167,14 @@ class ProviderConfig(BaseModel):
             missing = [k for k in ("username", "password", "ex_force_auth_url") if not self.driver_args.get(k)]
             if missing:
                 raise ValueError(f"driver_args needs {', '.join(missing)} for the openstack driver")
+            if self.ec2 is not None:
+                raise ValueError("the ec2 key is for providers whose driver is ec2; remove it")
+        if self.driver == "ec2":
+            check_ec2_driver_args(self.driver_args)
+            if self.ec2 is None:
+                self.ec2 = EC2Options()
+            if "allow_sizes" not in self.model_fields_set:
+                self.allow_sizes = list(DEFAULT_EC2_SIZES)
         return self
 
     def public_key_lines(self) -> list[str]:

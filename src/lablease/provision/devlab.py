@@ -57,3 +57,16 @@ def devcloud_lab_data(cloud, key_file: str | Path, *, nsupdate_url: str | None =
     if nsupdate_url:
         data["nsupdate_url"] = nsupdate_url
     return data
+
+
+def ec2_lab_data(ec2, key_file: str | Path, *, nsupdate_url: str | None = None, lab_domain: str = "lab.example",
+                 machine_type: str = "aws", **provider: Any) -> dict[str, Any]:
+    """The teuthology.yaml keys of a lab whose provider ``machine_type`` is an EC2 endpoint on loopback (``ec2``:
+    a ``lablease.testing.moto_ec2.MotoEc2Handle``): its instances are reached on their private 127.x address."""
+    settings = devcloud_lab_data(ec2, key_file, lab_domain=lab_domain, machine_type=machine_type)
+    entry = settings["libcloud"]["providers"][machine_type]
+    entry.update({"driver": "ec2", "ssh_interface": "private_ips", "ec2": {"subnet": ec2.network["subnet_id"]}})
+    entry.update(provider)
+    if nsupdate_url:
+        settings["nsupdate_url"] = nsupdate_url
+    return settings

@@ -157,7 +157,7 @@ class Provisioner:
         except Exception as exc:  # noqa: BLE001 - every driver error becomes a named ProvisionError
             raise self.caller.to_error(Stage.AUTH, None, exc, "authenticate") from None
         if self.caller.unreachable:  # a cached token proves nothing about an outage: ask the cloud
-            self.caller.call(Stage.AUTH, None, self.adapter.list_sizes, what="check that the cloud answers")
+            self.caller.call(Stage.AUTH, None, self.adapter.ping, what="check that the cloud answers")
 
     # -- create ----------------------------------------------------------------------------------
 

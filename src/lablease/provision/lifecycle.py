@@ -129,6 +129,7 @@ class Lifecycle(Teardown):
         tags = {**self.p.tags, TAG_LAB: self.lab, TAG_NODE: node, TAG_ATTEMPT: track.attempt_id}
         spec = ServerSpec(
             name=node, image=image, size=size, networks=networks, security_groups=groups, metadata=tags,
+            root_disk=need.disk,
             userdata=build_userdata(hostname=node, fqdn=f"{node}.{self.lab_domain}", user=self.p.ssh_user,
                                     authorized_keys=self.public_keys, os_type=os_type, os_version=os_version,
                                     per_os=self.p.userdata),

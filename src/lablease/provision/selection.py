@@ -21,13 +21,24 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
 
 def select_image(images: Sequence[Image], os_type: str, os_version: str, exclude: Sequence[str],
                  node: str | None = None) -> Image:
-    """The first image whose lower-cased name contains "<type> <version>", else "<type>-<version>"."""
+    """The first image the adapter made for "<type>-<version>" (``Image.os``), else the first whose lower-cased
+    name contains "<type> <version>", else "<type>-<version>"."""
     candidates = [i for i in images if not _matches(i.name, exclude)]
+    for image in candidates:
+        if image.os and image.os.lower() == f"{os_type}-{os_version}".lower():
+            return image
     for wanted in (f"{os_type} {os_version}".lower(), f"{os_type}-{os_version}".lower()):
         for image in candidates:
             if wanted in image.name.lower():
                 return image
-    names = ", ".join(sorted(i.name for i in candidates)) or "none"
+    names = ", ".join(sorted(f"{i.name} [{i.os}]" if i.os else i.name for i in candidates)) or "none"
+    if any(i.os for i in images):
+        raise ProvisionError(
+            Stage.IMAGE, node,
+            f"no image for {os_type} {os_version}: the provider's ec2.ami_name_patterns has no pattern "
+            f"'{os_type}-{os_version}' that matches an AMI of ec2.ami_owners; images found per OS: {names}",
+            kind=ErrorKind.CONFIG,
+        )
     raise ProvisionError(
         Stage.IMAGE, node,
         f"no image for {os_type} {os_version} (a name containing '{os_type} {os_version}' or "
@@ -66,12 +77,12 @@ def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str
 
 def select_security_groups(groups: Sequence[SecurityGroup], wanted: Sequence[str] | None,
                            node: str | None = None) -> list[SecurityGroup]:
-    """Security groups by name; a missing or ambiguous name is an error, not a silent default."""
+    """Security groups by name (or id); a missing or ambiguous name is an error, not a silent default."""
     if not wanted:
         return []
     chosen = []
     for name in wanted:
-        found = [g for g in groups if g.name == name]
+        found = [g for g in groups if g.name == name] or [g for g in groups if g.id == name]
         if len(found) != 1:
             problem = "does not exist" if not found else f"is ambiguous ({len(found)} groups have that name)"
             raise ProvisionError(Stage.NETWORK, node, f"security group {name!r} {problem}; use a unique existing name",

@@ -25,9 +25,13 @@ class ErrorInfo:
 
 @dataclass(frozen=True)
 class Image:
+    """``os``: the "<os_type>-<os_version>" this image is for, when the adapter knows it (EC2's AMIs are chosen
+    per OS by name pattern); empty when the image is chosen by its name, as teuthology does."""
+
     id: str
     name: str
     raw: Any = field(default=None, compare=False, repr=False)
+    os: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class ServerSpec:
     security_groups: list[SecurityGroup]
     userdata: str
     metadata: dict[str, str]
+    root_disk: int = 0  # GB the root disk needs (clouds whose sizes fix it, as OpenStack's flavors do, ignore it)
 
 
 class CloudAdapter(ABC):
@@ -107,6 +112,14 @@ class CloudAdapter(ABC):
 
     @abstractmethod
     def list_networks(self) -> list[Network]: ...
+
+    def account(self) -> str:
+        """Who the adapter is signed in as and where, for ``config check --connect`` (never a secret)."""
+        return type(self).__name__
+
+    def ping(self) -> None:
+        """One cheap request that proves the cloud answers now (after an outage; a cached token proves nothing)."""
+        self.list_sizes()
 
     def compute_limits(self) -> dict[str, int] | None:
         """The project's absolute compute limits (Nova's names: maxTotalInstances, maxTotalCores,
