@@ -28,10 +28,12 @@ from libcloud.compute.types import NodeState, Provider
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from lablease.config.lab import ProviderConfig
+from lablease.provision.adapters import neutron
 from lablease.provision.adapters.base import (
     CloudAdapter,
     ErrorInfo,
     ErrorKind,
+    FloatingIP,
     Image,
     Network,
     SecurityGroup,
@@ -90,7 +92,7 @@ def _usable(expires: dt.datetime) -> bool:
     return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
 
 
-class OpenStackAdapter(CloudAdapter):
+class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
     def __init__(self, provider: ProviderConfig, token_cache=None):
         self.provider = provider
         args = dict(provider.driver_args)
@@ -156,7 +158,7 @@ class OpenStackAdapter(CloudAdapter):
     def list_sizes(self) -> list[Size]:
         return [
             Size(s.id, s.name or "", int(s.ram or 0), int(s.disk or 0), int(getattr(s, "vcpus", 0) or 0), raw=s)
-            for s in self._driver().list_sizes()
+            for s in neutron.list_sizes(self._driver())
         ]
 
     def compute_limits(self) -> dict[str, int] | None:
@@ -166,10 +168,10 @@ class OpenStackAdapter(CloudAdapter):
         return {k: int(v) for k, v in absolute.items() if isinstance(v, (int, float))} or None
 
     def list_networks(self) -> list[Network]:
-        return [Network(n.id, n.name or "", raw=n) for n in self._driver().ex_list_networks()]
+        return [Network(n.id, n.name or "", raw=n) for n in neutron.list_networks(self._driver())]
 
     def list_security_groups(self) -> list[SecurityGroup]:
-        return [SecurityGroup(g.id, g.name or "", raw=g) for g in self._driver().ex_list_security_groups()]
+        return [SecurityGroup(g.id, g.name or "", raw=g) for g in neutron.list_security_groups(self._driver())]
 
     # -- servers ------------------------------------------------------------------------------
 
@@ -185,10 +187,16 @@ class OpenStackAdapter(CloudAdapter):
         )
 
     def create_server(self, spec: ServerSpec) -> Server:
+        # Boot from volume: no imageRef, a block device mapping that makes the root volume from the image.
+        bdm = None if spec.boot_volume_size is None else [{
+            "boot_index": 0, "uuid": spec.image.id, "source_type": "image", "destination_type": "volume",
+            "volume_size": spec.boot_volume_size, "delete_on_termination": True}]
         node = self._driver().create_node(
-            name=spec.name, size=spec.size.raw, image=spec.image.raw, ex_userdata=spec.userdata,
-            networks=[n.raw for n in spec.networks], ex_security_groups=[g.raw for g in spec.security_groups],
-            ex_metadata=spec.metadata,
+            name=spec.name, size=spec.size.raw, image=spec.image.raw if bdm is None else None,
+            ex_userdata=spec.userdata, networks=[n.raw for n in spec.networks],
+            ex_security_groups=[g.raw for g in spec.security_groups], ex_metadata=spec.metadata,
+            ex_blockdevicemappings=bdm, ex_availability_zone=spec.availability_zone, ex_keyname=spec.key_name,
+            ex_config_drive=spec.config_drive or None,
         )
         return self._server(node)
 
