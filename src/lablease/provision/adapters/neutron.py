@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from libcloud.common.exceptions import BaseHTTPError
-from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver
+from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver, OpenStackNodeSize
 
 from lablease.provision.adapters.base import FloatingIP
 
@@ -36,7 +36,12 @@ def paged(driver: Any, url: str, key: str, connection: Any = None, params: dict[
 
 
 def list_sizes(driver: Any) -> list:
-    return driver._to_sizes(paged(driver, "/flavors/detail", "flavors"))
+    """Every flavor as libcloud's size, without its price: libcloud's ``_to_size`` reads its 2 MB pricing file
+    once per flavor when the driver has no prices (OpenStack has none), 0.1-0.4 s each; 25 flavors took 10 s."""
+    return [OpenStackNodeSize(id=f["id"], name=f.get("name"), ram=int(f.get("ram") or 0), disk=int(f.get("disk") or 0),
+                              bandwidth=None, price=None, driver=driver, vcpus=f.get("vcpus"),
+                              extra=f.get("extra_specs") or f.get("OS-FLV-WITH-EXT-SPECS:extra_specs") or {})
+            for f in paged(driver, "/flavors/detail", "flavors")["flavors"]]
 
 
 def list_networks(driver: Any) -> list:
