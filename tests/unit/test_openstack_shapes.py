@@ -22,6 +22,8 @@ from lablease.provision.selection import select_networks, select_size, wants_boo
 from tests.unit.test_provision_engine import FakeCloud, FakeDNS, FakeProbe, lab_key, make  # noqa: F401
 
 LAB = "lab.example"
+POOL = {"floating_ip_pool": "ext", "driver_args": {"username": "u", "password": "secret-pw", "api_version": "2.0",
+                                                   "ex_force_auth_url": "http://127.0.0.1:1/v2.0/tokens"}}
 
 
 class FloatingCloud(FakeCloud):
@@ -79,7 +81,7 @@ class FloatingCloud(FakeCloud):
 
 
 def private(lab_key, cloud=None, **provider):  # noqa: F811
-    return make(lab_key, cloud=cloud or FloatingCloud(), floating_ip_pool="ext", **provider)
+    return make(lab_key, cloud=cloud or FloatingCloud(), **POOL, **provider)
 
 
 # -- floating IPs ------------------------------------------------------------------------------------
@@ -87,7 +89,7 @@ def private(lab_key, cloud=None, **provider):  # noqa: F811
 
 def test_a_node_on_a_private_network_is_named_in_dns_and_checked_over_ssh_on_its_floating_ip(lab_key):  # noqa: F811
     dns, probe = FakeDNS(), FakeProbe()
-    prov, cloud = make(lab_key, cloud=FloatingCloud(), dns=dns, probe=probe, floating_ip_pool="ext")
+    prov, cloud = make(lab_key, cloud=FloatingCloud(), dns=dns, probe=probe, **POOL)
     node = prov.create("node1", "ubuntu", "22.04")
     (fip,) = cloud.fips.values()
     assert fip.network_id == "n-ext" and fip.port_id == f"port-of-{node.server_id}"
@@ -109,7 +111,7 @@ def test_destroy_releases_the_nodes_floating_ip_and_no_other(lab_key):  # noqa: 
 
 def test_the_floating_ip_id_is_reported_as_made_so_the_row_records_it(lab_key):  # noqa: F811
     events = []
-    prov, cloud = make(lab_key, cloud=FloatingCloud(), on_progress=events.append, floating_ip_pool="ext")
+    prov, cloud = make(lab_key, cloud=FloatingCloud(), on_progress=events.append, **POOL)
     prov.create("node1", "ubuntu", "22.04")
     made = [e.made for e in events if e.status == "made" and "floating_ip_id" in e.made]
     assert made == [{"floating_ip_id": next(iter(cloud.fips)), "floating_ip_source": "new"}]
@@ -121,7 +123,7 @@ def test_a_free_floating_ip_of_this_lab_is_reused_and_recorded_before_it_is_asso
     cloud.fips["fip-other"] = FloatingIP("fip-other", "127.77.1.2", "n-ext", None, describe("other.lab", "n", "1-y"))
     order = []
     cloud.events = order
-    prov, _ = make(lab_key, cloud=cloud, floating_ip_pool="ext",
+    prov, _ = make(lab_key, cloud=cloud, **POOL,
                    on_progress=lambda e: order.append("recorded") if "floating_ip_id" in e.made else None)
     node = prov.create("node1", "ubuntu", "22.04")
     assert node.address == "127.77.1.1" and cloud.fip_posts == 0
@@ -154,7 +156,7 @@ def test_an_allocation_whose_answer_was_lost_is_adopted_by_its_description(lab_k
 
 
 def test_a_pool_that_is_not_a_network_of_the_cloud_is_a_config_error_before_anything_is_made(lab_key):  # noqa: F811
-    prov, cloud = make(lab_key, cloud=FloatingCloud(), floating_ip_pool="nope")
+    prov, cloud = make(lab_key, cloud=FloatingCloud(), **{**POOL, "floating_ip_pool": "nope"})
     with pytest.raises(ProvisionError) as err:
         prov.create("node1", "ubuntu", "22.04")
     assert err.value.kind.value == "config" and "floating_ip_pool 'nope'" in err.value.message
@@ -221,9 +223,11 @@ def test_networks_are_chosen_by_id_or_exact_name_in_the_order_given():
 # -- config -------------------------------------------------------------------------------------------
 
 
+NEUTRON = {"username": "u", "password": "p", "ex_force_auth_url": "http://127.0.0.1:1/v3", "api_version": "2.0"}
+
+
 def _provider(**keys):
-    settings = {"driver": "openstack", "driver_args": {"username": "u", "password": "p",
-                                                        "ex_force_auth_url": "http://127.0.0.1:1/v3"}, **keys}
+    settings = {"driver": "openstack", "driver_args": NEUTRON, **keys}
     return LabConfig.model_validate({"libcloud": {"providers": {"os": settings}}}).provider("os")
 
 
@@ -235,11 +239,13 @@ def test_every_new_key_defaults_to_todays_behaviour():
 
 @pytest.mark.parametrize("keys, words", [
     ({"networks": ["priv"], "allow_networks": "pr.*"}, "not both"),
-    ({"networks": ["ext"], "floating_ip_pool": "ext"}, "names the floating IP pool"),
+    ({"networks": ["ext"], "floating_ip_pool": "ext", "driver_args": NEUTRON}, "names the floating IP pool"),
     ({"floating_ip_pool": " "}, "must not be blank"),
     ({"boot_from_volume": "yes"}, "'auto', 'always' or 'never'"),
     ({"networks": [""]}, "list of network names or ids"),
     ({"floating_ip_poll": "ext"}, "floating_ip_poll"),
+    ({"floating_ip_pool": "ext", "driver_args": {"username": "u", "password": "p", "ex_force_auth_url": "http://x"}},
+     "set driver_args.api_version to '2.0'"),
 ])
 def test_bad_openstack_shape_keys_are_refused_with_the_reason(keys, words):
     with pytest.raises((ValidationError, ValueError)) as err:

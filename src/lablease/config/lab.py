@@ -23,6 +23,8 @@ DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 
 DEFAULT_READY_COMMAND = "test -e /.teuth_provisioned"
 SUPPORTED_DRIVERS = ("openstack",)
+# libcloud's api_version values that pick its OpenStack 2.x driver (Neutron networks and floating IPs)
+NEUTRON_APIS = ("2.0", "2.1", "2.2")
 
 _USERDATA_KEY = re.compile(r"^[A-Za-z0-9_.]+-[A-Za-z0-9_.]+$")
 
@@ -190,6 +192,9 @@ class ProviderConfig(BaseModel):
             missing = [k for k in ("username", "password", "ex_force_auth_url") if not self.driver_args.get(k)]
             if missing:
                 raise ValueError(f"driver_args needs {', '.join(missing)} for the openstack driver")
+        if self.floating_ip_pool is not None and str(self.driver_args.get("api_version", "1.1")) not in NEUTRON_APIS:
+            raise ValueError("floating_ip_pool needs libcloud's OpenStack 2.x driver, which speaks to Neutron: set "
+                             "driver_args.api_version to '2.0'")
         if self.networks and self.allow_networks != [".*"]:
             raise ValueError("give networks (names or ids) or allow_networks (patterns), not both")
         if self.floating_ip_pool is not None and self.floating_ip_pool in self.networks:
