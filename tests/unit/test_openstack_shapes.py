@@ -284,7 +284,7 @@ def _driver():
 
 
 def test_flavors_networks_security_groups_and_floating_ips_are_listed_across_every_page():
-    from lablease.provision.adapters import neutron
+    from lablease.provision.adapters import openstack_calls as neutron
 
     driver = _driver()
     flavors = [{"id": str(i), "name": f"f{i}", "ram": 512, "disk": 0, "vcpus": 1, "swap": 0} for i in range(25)]
@@ -324,7 +324,7 @@ def test_a_server_in_nova_2_47_shape_and_a_flavor_in_2_61_shape_parse():
     flavor = {"id": "z", "name": "z1.large", "ram": 8000, "disk": 0, "vcpus": 2, "swap": "", "rxtx_factor": 1.0,
               "OS-FLV-EXT-DATA:ephemeral": 0, "os-flavor-access:is_public": True, "description": "BFV only",
               "extra_specs": {"hw:mem_page_size": "any"}, "links": []}
-    from lablease.provision.adapters import neutron
+    from lablease.provision.adapters import openstack_calls as neutron
 
     driver.connection = PagedConnection("flavors", [flavor], 10)
     (size,) = neutron.list_sizes(driver)

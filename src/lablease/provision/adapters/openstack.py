@@ -28,7 +28,7 @@ from libcloud.compute.types import NodeState, Provider
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from lablease.config.lab import ProviderConfig
-from lablease.provision.adapters import neutron
+from lablease.provision.adapters import openstack_calls as calls
 from lablease.provision.adapters.base import (
     CloudAdapter,
     ErrorInfo,
@@ -92,7 +92,7 @@ def _usable(expires: dt.datetime) -> bool:
     return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
 
 
-class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
+class OpenStackAdapter(calls.FloatingIPCalls, CloudAdapter):
     def __init__(self, provider: ProviderConfig, token_cache=None):
         self.provider = provider
         args = dict(provider.driver_args)
@@ -153,12 +153,12 @@ class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
     # -- listings ---------------------------------------------------------------------------
 
     def list_images(self) -> list[Image]:
-        return [Image(i.id, i.name or "", raw=i) for i in self._driver().list_images()]
+        return [Image(i.id, i.name or "", raw=i) for i in calls.list_images(self._driver())]
 
     def list_sizes(self) -> list[Size]:
         return [
             Size(s.id, s.name or "", int(s.ram or 0), int(s.disk or 0), int(getattr(s, "vcpus", 0) or 0), raw=s)
-            for s in neutron.list_sizes(self._driver())
+            for s in calls.list_sizes(self._driver())
         ]
 
     def compute_limits(self) -> dict[str, int] | None:
@@ -168,10 +168,10 @@ class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
         return {k: int(v) for k, v in absolute.items() if isinstance(v, (int, float))} or None
 
     def list_networks(self) -> list[Network]:
-        return [Network(n.id, n.name or "", raw=n) for n in neutron.list_networks(self._driver())]
+        return [Network(n.id, n.name or "", raw=n) for n in calls.list_networks(self._driver())]
 
     def list_security_groups(self) -> list[SecurityGroup]:
-        return [SecurityGroup(g.id, g.name or "", raw=g) for g in neutron.list_security_groups(self._driver())]
+        return [SecurityGroup(g.id, g.name or "", raw=g) for g in calls.list_security_groups(self._driver())]
 
     # -- servers ------------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
         return None if node is None else self._server(node)
 
     def list_servers(self) -> list[Server]:
-        return [self._server(n) for n in self._driver().list_nodes()]
+        return [self._server(n) for n in calls.list_servers(self._driver())]
 
     def delete_server(self, server_id: str) -> None:
         driver = self._driver()
@@ -246,7 +246,7 @@ class OpenStackAdapter(neutron.FloatingIPCalls, CloudAdapter):
             raise
 
     def list_volumes(self) -> list[Volume]:
-        return [self._volume(v) for v in self._driver().list_volumes()]
+        return [self._volume(v) for v in calls.list_volumes(self._driver())]
 
     def attach_volume(self, server_id: str, volume_id: str) -> None:
         driver = self._driver()

@@ -2,8 +2,9 @@
 
 libcloud's OpenStack 2.x driver follows ``next`` links for servers (``servers_links``), volumes
 (``volumes_links``) and images (Glance's ``next``), but lists flavors, networks and security groups
-with one request, so a cloud whose page is smaller than the listing hands over only its first page.
-These use the driver's own pager (``_paginated_request``, which follows ``<key>_links``) instead.
+with one request; its 1.1 driver follows none. A cloud whose page is smaller than the listing would
+hand over only its first page, so every listing here goes through the driver's own pager
+(``_paginated_request``, which follows ``<key>_links``), or its 2.x driver's own paged call.
 
 Floating IPs are Neutron's (``/v2.0/floatingips``): allocated already associated with the server's
 port and described with lablease's tags in one POST; libcloud's ``ex_create_floating_ip`` and
@@ -33,6 +34,22 @@ def _v2(driver: Any) -> OpenStack_2_NodeDriver:
 def paged(driver: Any, url: str, key: str, connection: Any = None, params: dict[str, Any] | None = None) -> dict:
     """``{key: [every item of every page]}``, following ``<key>_links`` ``next`` links."""
     return driver._paginated_request(url, key, connection or driver.connection, params=dict(params or {}))
+
+
+def list_servers(driver: Any) -> list:
+    return driver._to_nodes(paged(driver, "/servers/detail", "servers"))
+
+
+def list_volumes(driver: Any) -> list:
+    if isinstance(driver, OpenStack_2_NodeDriver):
+        return driver.list_volumes()  # Cinder's /volumes/detail, paged by libcloud
+    return driver._to_volumes(paged(driver, "/os-volumes", "volumes"))
+
+
+def list_images(driver: Any) -> list:
+    if isinstance(driver, OpenStack_2_NodeDriver):
+        return driver.list_images()  # Glance v2, paged by libcloud
+    return driver._to_images(paged(driver, "/images/detail", "images"), True)
 
 
 def list_sizes(driver: Any) -> list:
