@@ -329,3 +329,12 @@ def test_a_server_in_nova_2_47_shape_and_a_flavor_in_2_61_shape_parse():
     driver.connection = PagedConnection("flavors", [flavor], 10)
     (size,) = neutron.list_sizes(driver)
     assert (size.id, size.ram, size.disk, size.vcpus) == ("z", 8000, 0, 2)
+
+
+@pytest.mark.parametrize("words", ["Quota exceeded for resources: ['floatingip'].",
+                                   "No more IP addresses available on network 5a0b."])
+def test_neutrons_409_for_floating_ip_quota_or_an_exhausted_pool_is_a_quota_error_not_retried(words):
+    from lablease.provision.adapters.openstack import classify_error
+
+    info = classify_error(BaseHTTPError(409, f"409 Conflict {words}"))
+    assert info.kind.value == "quota"

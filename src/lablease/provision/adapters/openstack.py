@@ -55,7 +55,9 @@ _STATES = {
     NodeState.TERMINATED: "deleted",
 }
 _CODE_IN_BODY = re.compile(r"code:\s*(\d{3})")
-_QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
+# Neutron's 409s say "Quota exceeded for resources: ['floatingip']" and, for an exhausted floating IP pool,
+# "No more IP addresses available on network": both a shortage that retrying now does not cure.
+_QUOTA = re.compile(r"quota|limit exceeded|overlimit|no more ip addresses available", re.IGNORECASE)
 # libcloud errors that mean "the token has no usable catalog": usually the project (tenant) or the region.
 _NO_CATALOG = re.compile(r"could not find specified endpoint|must provide tenant_name", re.IGNORECASE)
 # The driver_args libcloud's OpenStack drivers take: the OpenStack mixin's and the base driver's keyword
@@ -348,7 +350,7 @@ def _unreachable(exc: BaseException) -> str | None:
 def _classify_code(code: int, message: str, retry_after: float | None) -> ErrorInfo:
     if code == 429 or (code == 413 and retry_after is not None):
         return ErrorInfo(ErrorKind.RATE_LIMIT, message, retry_after)
-    if code in (413, 403) and _QUOTA.search(message):
+    if code in (413, 403, 409) and _QUOTA.search(message):
         return ErrorInfo(ErrorKind.QUOTA, message)
     if code == 413:  # Nova's overLimit without Retry-After: an absolute limit, i.e. a quota
         return ErrorInfo(ErrorKind.QUOTA, message)
