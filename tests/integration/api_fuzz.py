@@ -61,10 +61,13 @@ LOCK_API_RULES = [
 ]
 
 # devcloud (what OpenStack answers that its schema cannot say): a server's key_name, an attachment's volume and
-# device and a metadata item's key must name what exists or match the path; volumes run into the quota (413).
+# device and a metadata item's key must name what exists or match the path; a boot volume's image or volume must
+# exist (and be available); a floating IP comes only from an external network, and is added only to a server
+# that has an address (Nova's 400s); volumes run into the quota (413).
 DEVCLOUD_RULES = [
     Rule(("POST /compute/v2.1/servers", "POST /compute/v2.1/servers/{server_id}/os-volume_attachments",
-          "PUT /compute/v2.1/servers/{server_id}/metadata/{key}"), (STATE_400,)),
+          "PUT /compute/v2.1/servers/{server_id}/metadata/{key}", "POST /network/v2.0/floatingips",
+          "POST /compute/v2.1/servers/{server_id}/action"), (STATE_400,)),
     Rule(("POST /compute/v2.1/os-volumes", "POST /volume/v3/{project_id}/volumes",
           "POST /volume/v2/{project_id}/volumes"), (statuses("positive_data_acceptance", *POSITIVE, "413"),)),
 ]

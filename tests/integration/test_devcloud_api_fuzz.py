@@ -41,7 +41,8 @@ def operations(url: str) -> list[str]:
 
 @pytest.mark.timeout(1200)  # several minutes on a busy 2-core machine
 def test_schemathesis_finds_nothing_and_the_cloud_still_lists(tmp_path):
-    cloud = start_devcloud(tmp_path / "cloud", {"boot_delay": 0.1, "volume_delay": 0.05, "ssh": {"enabled": False}})
+    cloud = start_devcloud(tmp_path / "cloud", {"boot_delay": 0.1, "volume_delay": 0.05, "ssh": {"enabled": False},
+                                                "networks": [{"name": "public"}, {"name": "ext-net", "external": True}]})
     try:
         token = keystone_token(cloud.url)
         extra = f'[auth.openapi.keystoneToken]\napi_key = "{token}"\n'

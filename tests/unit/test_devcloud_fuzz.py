@@ -31,7 +31,16 @@ json_values = st.recursive(
 LEAF = None
 SHAPES = {
     "server": {"name": LEAF, "flavorRef": LEAF, "imageRef": LEAF, "user_data": LEAF, "metadata": LEAF,
-               "networks": [{"uuid": LEAF}], "security_groups": [{"name": LEAF}], "key_name": LEAF},
+               "networks": [{"uuid": LEAF}], "security_groups": [{"name": LEAF}], "key_name": LEAF,
+               "availability_zone": LEAF, "config_drive": LEAF,
+               "block_device_mapping_v2": [{"boot_index": LEAF, "uuid": LEAF, "source_type": LEAF,
+                                            "destination_type": LEAF, "volume_size": LEAF,
+                                            "delete_on_termination": LEAF}]},
+    "floatingip": {"floating_network_id": LEAF, "port_id": LEAF, "description": LEAF, "tags": [LEAF]},
+    "tags": [LEAF],
+    "addFloatingIp": {"address": LEAF, "fixed_address": LEAF},
+    "removeFloatingIp": {"address": LEAF},
+    "pool": LEAF,
     "volume": {"size": LEAF, "name": LEAF, "display_name": LEAF, "description": LEAF, "metadata": LEAF,
                "volume_type": LEAF},
     "keypair": {"name": LEAF, "public_key": LEAF},
@@ -72,8 +81,9 @@ bodies = st.one_of(
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    handle = start_devcloud(tmp_path_factory.mktemp("devcloud-fuzz"), {"boot_delay": 0, "volume_delay": 0,
-                                                                       "ssh": {"enabled": False}})
+    handle = start_devcloud(tmp_path_factory.mktemp("devcloud-fuzz"), {
+        "boot_delay": 0, "volume_delay": 0, "ssh": {"enabled": False},
+        "networks": [{"name": "public"}, {"name": "ext-net", "external": True}]})
     try:
         auth = {"auth": {"passwordCredentials": {"username": "demo", "password": "demo-password"}, "tenantName": "demo"}}
         access = httpx.post(f"{handle.url}/v2.0/tokens", json=auth).json()["access"]
@@ -87,6 +97,9 @@ def cloud(tmp_path_factory):
                "image_id": IMAGE}
         doc = client.get("/devcloud/openapi.json").json()
         ids.update({"network_id": client.get("/network/v2.0/networks").json()["networks"][0]["id"]})
+        external = client.get("/network/v2.0/networks", params={"name": "ext-net"}).json()["networks"][0]["id"]
+        fip = client.post("/network/v2.0/floatingips", json={"floatingip": {"floating_network_id": external}})
+        ids.update({"fip_id": fip.json()["floatingip"]["id"], "tag": "t"})
         paths = sorted({_concrete(path, ids) for path in doc["paths"]}
                        - {"/devcloud/admin/faults", "/devcloud/admin/tokens"})  # these would change the run
         client.paths = paths  # type: ignore[attr-defined]

@@ -74,6 +74,7 @@ def make_router(cloud: Cloud, life: Lifecycle) -> APIRouter:
                 raise CloudError(404, f"no server {server_id}", "keystone")
             return {"id": server.id, "status": server.status, "root": str(server.root),
                     "ssh_up": server.ssh_up, "addresses": [a for _, a in server.addresses],
+                    "ssh_due": server.ssh_due, "ssh_addresses": cloud.reachable_addresses(server),
                     "ssh_port": cloud.config.ssh.port if cloud.config.ssh.enabled else None}
 
     return router

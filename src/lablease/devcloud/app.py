@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lablease.devcloud import admin, compute, identity, images, keypairs, network, nova_proxies, volumes
+from lablease.devcloud import admin, compute, floating, identity, images, keypairs, network, nova_proxies, volumes
 from lablease.devcloud.config import DevcloudConfig
 from lablease.devcloud.edge import Edge
 from lablease.devcloud.openapi import document
@@ -60,6 +60,7 @@ def create_app(config: DevcloudConfig, workdir: Path) -> FastAPI:
         app.include_router(volumes.make_router(cloud, life, auth, version), dependencies=guarded)
     app.include_router(images.make_router(cloud, auth), dependencies=guarded)
     app.include_router(network.make_router(cloud, auth), dependencies=guarded)
+    app.include_router(floating.make_router(cloud, life, auth), dependencies=guarded)
     app.include_router(admin.make_router(cloud, life))
 
     app.add_middleware(Edge)

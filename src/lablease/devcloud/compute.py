@@ -8,17 +8,21 @@ import logging
 import re
 import secrets
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
+from lablease.devcloud.bootvolume import (
+    PREPPING_FAILED, attach_boot_volume, availability_zone, boolean, boot_device, check_disk, server_volumes_gone,
+)
 from lablease.devcloud.compute_views import (
     NOT_BLANK, PREFIX, VM_STATE, filtered_servers, flavor_view, get_server, image_view, resource_links, server_view,
 )
 from lablease.devcloud.errors import CloudError, json_body
 from lablease.devcloud.faults import resource_fault
+from lablease.devcloud.floating import server_action as floating_action, server_gone
 from lablease.devcloud.identity import base_url
 from lablease.devcloud.lifecycle import Lifecycle
+from lablease.devcloud.paging import next_links, page
 from lablease.devcloud.quotas import check_compute_quota
 from lablease.devcloud.state import Cloud, Server, Token, new_id, utcnow
 
@@ -35,14 +39,22 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
                             "updated": "2013-07-23T11:33:21Z",
                             "links": [{"rel": "self", "href": f"{base_url(request)}{PREFIX}/"}]}}
 
+    def paged(request: Request, items: list, path: str, key: str, view) -> dict[str, Any]:
+        chunk, marker = page(items, request, cloud.config.page_size, lambda i: i.id, "nova")
+        body: dict[str, Any] = {key: [view(i) for i in chunk]}
+        links = next_links(request, f"{base_url(request)}{PREFIX}/{path}", marker)
+        if links:
+            body[f"{key}_links"] = links
+        return body
+
     @router.get("/flavors")
     async def list_flavors(request: Request, token: Token = auth):
-        return {"flavors": [{"id": f.id, "name": f.name, "links": resource_links(request, "flavors", f.id)}
-                            for f in cloud.config.flavors]}
+        return paged(request, cloud.config.flavors, "flavors", "flavors", lambda f: {
+            "id": f.id, "name": f.name, "links": resource_links(request, "flavors", f.id)})
 
     @router.get("/flavors/detail")
     async def list_flavors_detail(request: Request, token: Token = auth):
-        return {"flavors": [flavor_view(request, f) for f in cloud.config.flavors]}
+        return paged(request, cloud.config.flavors, "flavors/detail", "flavors", lambda f: flavor_view(request, f))
 
     @router.get("/flavors/{flavor_id}")
     async def get_flavor(flavor_id: str, request: Request, token: Token = auth):
@@ -53,12 +65,12 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
 
     @router.get("/images")
     async def list_images(request: Request, token: Token = auth):
-        return {"images": [{"id": i.id, "name": i.name, "links": resource_links(request, "images", i.id)}
-                           for i in cloud.config.images]}
+        return paged(request, cloud.config.images, "images", "images", lambda i: {
+            "id": i.id, "name": i.name, "links": resource_links(request, "images", i.id)})
 
     @router.get("/images/detail")
     async def list_images_detail(request: Request, token: Token = auth):
-        return {"images": [image_view(request, i) for i in cloud.config.images]}
+        return paged(request, cloud.config.images, "images/detail", "images", lambda i: image_view(request, i))
 
     @router.get("/images/{image_id}")
     async def get_image(image_id: str, request: Request, token: Token = auth):
@@ -112,10 +124,8 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
                 for net in cloud.networks.values():
                     if net.name == net_name:
                         cloud.pools[net.id].release(addr)
-            for volume in cloud.volumes.values():
-                if any(a.server_id == server_id for a in volume.attachments):
-                    volume.attachments = [a for a in volume.attachments if a.server_id != server_id]
-                    volume.status = "available" if not volume.attachments else volume.status
+            server_gone(cloud, server_id)
+            server_volumes_gone(cloud, server)
         life.server_deleted(server)
         log.info("server deleted id=%s name=%s", server_id, server.name)
         return Response(status_code=204)
@@ -166,9 +176,12 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
     @router.post("/servers/{server_id}/action", status_code=202)
     async def server_action(server_id: str, request: Request, token: Token = auth):
         body = await json_body(request, "nova")
+        action = next(iter(body), None) if len(body) == 1 else None
+        if action in ("addFloatingIp", "removeFloatingIp"):
+            floating_action(cloud, life, token, server_id, action, body[action])
+            return Response(status_code=202)
         with cloud.lock:
             server = get_server(cloud, token, server_id)
-            action = next(iter(body), None) if len(body) == 1 else None
             allowed = {"reboot": ("ACTIVE", "ACTIVE"), "os-stop": ("ACTIVE", "SHUTOFF"),
                        "os-start": ("SHUTOFF", "ACTIVE")}
             if action not in allowed:
@@ -184,11 +197,9 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
 
 
 def _with_next(body: dict[str, Any], request: Request, path: str, marker: str | None) -> dict[str, Any]:
-    if marker:
-        params = dict(request.query_params)
-        params["marker"] = marker
-        body[f"{path.split('/')[0]}_links"] = [
-            {"rel": "next", "href": f"{base_url(request)}{PREFIX}/{path}?{urlencode(params)}"}]
+    links = next_links(request, f"{base_url(request)}{PREFIX}/{path}", marker)
+    if links:
+        body["servers_links"] = links
     return body
 
 
@@ -210,9 +221,13 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
     flavor = cloud.flavor(_ref(body["flavorRef"]))
     if flavor is None:
         raise CloudError(400, "Invalid flavorRef provided.", "nova")
+    boot = boot_device(cloud, token, body.get("block_device_mapping_v2"))
     image = cloud.image(_ref(body.get("imageRef")))
-    if image is None:
+    if image is None and (boot is None or body.get("imageRef") not in (None, "")):
         raise CloudError(400, "Can not find requested image", "nova")
+    check_disk(flavor, boot)
+    zone = availability_zone(cloud, body.get("availability_zone"))
+    config_drive = boolean(body.get("config_drive", False), "config_drive")
     user_data = None
     if body.get("user_data") is not None:
         try:
@@ -250,10 +265,17 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
     check_compute_quota(cloud, token.project.id, flavor)
     now = utcnow()
     server = Server(id=new_id(), name=name, project_id=token.project.id, user_id=token.user_id,
-                    flavor_id=flavor.id, image_id=image.id, key_name=key_name, metadata=metadata,
-                    user_data=user_data, security_groups=groups, addresses=[], created=now, updated=now)
+                    flavor_id=flavor.id, image_id=image.id if image and boot is None else "", key_name=key_name,
+                    metadata=metadata, user_data=user_data, security_groups=groups, addresses=[], created=now,
+                    updated=now, availability_zone=zone, config_drive=config_drive)
     fails = resource_fault(cloud, cloud.faults.server_error, name)
     message = cloud.faults.server_error.message
+    if boot is not None:
+        volume = attach_boot_volume(cloud, server, boot)
+        if volume is None:
+            fails, message = True, f"Build of instance {server.id} aborted: {PREPPING_FAILED}"
+        else:
+            life.boot_volume_attached(volume)
     for net in networks:
         addr = cloud.pools[net.id].allocate()
         if addr is None:
@@ -263,7 +285,8 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
     server.root = life.server_root(server.id)
     cloud.servers[server.id] = server
     life.server_created(server, fails, message)
-    log.info("server created id=%s name=%s flavor=%s image=%s", server.id, name, flavor.name, image.name)
+    log.info("server created id=%s name=%s flavor=%s image=%s zone=%s boot_volume=%s", server.id, name, flavor.name,
+             image.name if image else "-", zone, boot is not None)
     return server, secrets.token_urlsafe(9)
 
 
@@ -276,7 +299,7 @@ def _ref(value: Any) -> str:
 
 
 def _pick_networks(cloud: Cloud, requested: Any):
-    nets = list(cloud.networks.values())
+    nets = [n for n in cloud.networks.values() if not n.external]
     if requested in (None, "auto", []):
         if len(nets) > 1:
             raise CloudError(409, "Multiple possible networks found, use a Network ID to be more specific.", "nova")
@@ -291,5 +314,8 @@ def _pick_networks(cloud: Cloud, requested: Any):
         net = cloud.networks.get(str(ref))
         if net is None:
             raise CloudError(400, f"Network {ref} could not be found.", "nova")
+        if net.external:
+            raise CloudError(403, f"It is not allowed to create an interface on external network {ref}", "nova",
+                             kind="forbidden")
         picked.append(net)
     return picked

@@ -10,6 +10,7 @@ from fastapi import Request
 
 from lablease.devcloud.errors import CloudError
 from lablease.devcloud.identity import base_url
+from lablease.devcloud.paging import page
 from lablease.devcloud.state import Cloud, Server, Token, iso
 
 PREFIX = "/compute/v2.1"
@@ -35,25 +36,34 @@ def image_view(request: Request, i) -> dict[str, Any]:
             "OS-EXT-IMG-SIZE:size": 2361393152, "links": resource_links(request, "images", i.id)}
 
 
+def mac_of(addr: str) -> str:
+    """The MAC address of the port that holds ``addr`` (derived from it, as devcloud's ports are)."""
+    return "fa:16:3e:" + ":".join(f"{int(x):02x}" for x in addr.split(".")[1:]) if addr.count(".") == 3 else ""
+
+
 def server_view(cloud: Cloud, request: Request, s: Server) -> dict[str, Any]:
     nets = {n.name: n for n in cloud.networks.values()}
     addresses: dict[str, list[dict[str, Any]]] = {}
     for net_name, addr in s.addresses:
         public = nets[net_name].public if net_name in nets else False
-        mac = "fa:16:3e:" + ":".join(f"{int(x):02x}" for x in addr.split(".")[1:])
         addresses.setdefault(net_name, []).append(
             {"version": 4, "addr": addr, "OS-EXT-IPS:type": "floating" if public else "fixed",
-             "OS-EXT-IPS-MAC:mac_addr": mac})
+             "OS-EXT-IPS-MAC:mac_addr": mac_of(addr)})
+        # Nova lists a floating IP under the network of the port it points at, right after that port's address.
+        addresses[net_name] += [{"version": 4, "addr": f.address, "OS-EXT-IPS:type": "floating",
+                                 "OS-EXT-IPS-MAC:mac_addr": mac_of(addr)} for f in cloud.floating_ips.values()
+                                if f.server_id == s.id and f.fixed_address == addr]
     vol_ids = [v.id for v in cloud.volumes.values() if any(a.server_id == s.id for a in v.attachments)]
     view: dict[str, Any] = {
         "id": s.id, "name": s.name, "status": s.status, "tenant_id": s.project_id, "user_id": s.user_id,
         "metadata": dict(s.metadata), "hostId": "" if s.status == "BUILD" else f"devcloud-{s.project_id[:8]}",
-        "image": {"id": s.image_id, "links": resource_links(request, "images", s.image_id)[1:]},
+        # A server booted from a volume has no image: Nova shows an empty string.
+        "image": {"id": s.image_id, "links": resource_links(request, "images", s.image_id)[1:]} if s.image_id else "",
         "flavor": {"id": s.flavor_id, "links": resource_links(request, "flavors", s.flavor_id)[1:]},
         "created": iso(s.created), "updated": iso(s.updated), "addresses": addresses,
         "accessIPv4": "", "accessIPv6": "", "links": resource_links(request, "servers", s.id),
-        "key_name": s.key_name, "config_drive": "", "progress": 0 if s.status == "BUILD" else 100,
-        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": "nova",
+        "key_name": s.key_name, "config_drive": "True" if s.config_drive else "", "progress": 0 if s.status == "BUILD" else 100,
+        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": s.availability_zone,
         "OS-EXT-STS:task_state": s.task_state, "OS-EXT-STS:vm_state": VM_STATE.get(s.status, "active"),
         "OS-EXT-STS:power_state": 1 if s.status == "ACTIVE" else 0,
         "OS-SRV-USG:launched_at": None if s.status == "BUILD" else iso(s.updated).replace("Z", ".000000"),
@@ -85,29 +95,15 @@ def filtered_servers(cloud: Cloud, request: Request, token: Token) -> tuple[list
         servers = [s for s in servers if name.search(s.name)]
     if "ip" in q:
         ip = _filter_regex(q["ip"])
-        servers = [s for s in servers if any(ip.search(a) for _, a in s.addresses)]
+        floating = [(f.server_id, f.address) for f in cloud.floating_ips.values() if f.server_id]
+        servers = [s for s in servers if any(ip.search(a) for a in [a for _, a in s.addresses]
+                                             + [a for sid, a in floating if sid == s.id])]
     if "status" in q:
         servers = [s for s in servers if s.status == q["status"].upper()]
     for key, attr in (("image", "image_id"), ("flavor", "flavor_id")):
         if key in q:
             servers = [s for s in servers if getattr(s, attr) == q[key].rstrip("/").rsplit("/", 1)[-1]]
-    if "marker" in q:
-        ids = [s.id for s in servers]
-        if q["marker"] not in ids:
-            raise CloudError(400, f"marker [{q['marker']}] not found", "nova")
-        servers = servers[ids.index(q["marker"]) + 1:]
-    next_marker = None
-    if "limit" in q:
-        try:
-            limit = int(q["limit"])
-            if limit < 0:
-                raise ValueError
-        except ValueError:
-            raise CloudError(400, "Invalid input for query parameters limit.", "nova") from None
-        if len(servers) > limit:
-            servers = servers[:limit]
-            next_marker = servers[-1].id if servers else None
-    return servers, next_marker
+    return page(servers, request, cloud.config.page_size, lambda s: s.id, "nova")
 
 
 def _filter_regex(pattern: str) -> re.Pattern[str]:

@@ -40,9 +40,14 @@ class ImageConfig(_Strict):
 
 
 class NetworkConfig(_Strict):
+    """One network. Servers get an address on it, unless it is ``external`` (a floating IP pool)."""
+
     name: str
     cidr: str = "127.100.0.0/16"
     public: bool = True  # address type "floating" when true, "fixed" when false
+    reachable: bool = True  # whether a server's address here answers SSH (false: a private network)
+    external: bool = False  # a floating IP pool (Neutron router:external): no server boots on it; its range
+    #                         hands out floating IPs, which answer SSH while associated
 
     @field_validator("cidr")
     @classmethod
@@ -62,6 +67,19 @@ class QuotaConfig(_Strict):
     volumes: int = 10
     gigabytes: int = 1000
     key_pairs: int = 100
+    floating_ips: int = 10  # Neutron's floatingip quota per project: one more allocation answers 409 OverQuota
+
+
+class DomainConfig(_Strict):
+    """A Keystone v3 domain; users and projects live in one (the ``Default`` domain, id ``default``)."""
+
+    id: str
+    name: str
+
+
+class ProjectConfig(_Strict):
+    name: str
+    domain: str = "Default"  # a domain's name or id
 
 
 class SshConfig(_Strict):
@@ -116,6 +134,9 @@ class FaultConfig(_Strict):
     volume_error: ResourceFault = ResourceFault()
     attach_error: ResourceFault = ResourceFault()
     delete_error: ResourceFault = ResourceFault()
+    # match_name: the floating IP's description (allocate) or the server's name (associate)
+    floating_ip_error: ResourceFault = ResourceFault()  # allocation answers 409 IpAddressGenerationFailure
+    associate_error: ResourceFault = ResourceFault()  # association answers 200; the IP stays DOWN, never reachable
 
 
 def _default_flavors() -> list[FlavorConfig]:
@@ -143,7 +164,11 @@ class DevcloudConfig(_Strict):
     """Everything devcloud serves; with no file, the documented default cloud."""
 
     users: list[UserConfig] = [UserConfig(name="demo", password="demo-password", projects=["demo"])]
-    projects: list[str] = ["demo"]
+    projects: list[str | ProjectConfig] = ["demo"]  # a name (in the Default domain) or {name, domain}
+    domains: list[DomainConfig] = [DomainConfig(id="default", name="Default")]
+    availability_zones: list[str] = ["nova"]  # Nova's zones; a server without one is in the first
+    page_size: int | None = Field(None, ge=1, description="Nova's max_limit, Cinder's osapi_max_limit, Glance's "
+                                                          "api_limit_max: the most items one listing answers")
     regions: list[str] = ["RegionOne"]
     token_lifetime: float = Field(3600, gt=0, description="seconds")
     boot_delay: float = Field(2.0, ge=0)
@@ -162,17 +187,45 @@ class DevcloudConfig(_Strict):
     def _consistent(self) -> "DevcloudConfig":
         if not self.regions:
             raise ValueError("regions: at least one region is needed")
-        if not self.networks:
-            raise ValueError("networks: at least one network is needed")
+        if not any(not n.external for n in self.networks):
+            raise ValueError("networks: at least one network that is not external is needed")
+        if not self.availability_zones:
+            raise ValueError("availability_zones: at least one zone is needed")
+        domains = {d.name for d in self.domains} | {d.id for d in self.domains}
+        names = [p if isinstance(p, str) else p.name for p in self.projects]
+        if len(set(names)) != len(names):
+            raise ValueError("projects: names must be unique")
+        for project in self.projects:
+            if isinstance(project, str) and not domains & {"default", "Default"}:
+                raise ValueError(f"projects: project {project!r} names no domain and there is no Default domain")
+            if not isinstance(project, str) and project.domain not in domains:
+                raise ValueError(f"projects: domain {project.domain!r} of project {project.name!r} is not in domains")
         for user in self.users:
+            if user.domain not in domains:
+                raise ValueError(f"users: domain {user.domain!r} of user {user.name!r} is not in domains")
             for project in user.projects:
-                if project not in self.projects:
+                if project not in names:
                     raise ValueError(f"users: project {project!r} of user {user.name!r} is not in projects")
-        for kind, items in (("flavors", self.flavors), ("images", self.images), ("networks", self.networks)):
+        for kind, items in (("flavors", self.flavors), ("images", self.images), ("networks", self.networks),
+                            ("domains", self.domains)):
             ids = [getattr(i, "id", getattr(i, "name", None)) for i in items]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{kind}: ids must be unique")
+        for net in self.networks:
+            if net.external and not net.public:
+                raise ValueError(f"networks: external network {net.name!r} must be public")
         return self
+
+    def project_domain(self, name: str) -> str:
+        """The name of the domain project ``name`` lives in."""
+        for project in self.projects:
+            if not isinstance(project, str) and project.name == name:
+                return self.domain(project.domain).name
+        return self.domain("Default").name
+
+    def domain(self, ref: str) -> DomainConfig:
+        """The domain with this name or id (a validated config names only existing ones)."""
+        return next(d for d in self.domains if ref in (d.name, d.id))
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> DevcloudConfig:

@@ -61,21 +61,38 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _check_password(cloud: Cloud, username: Any, password: Any):
-    if not isinstance(username, str) or not isinstance(password, str):
+def _check_password(cloud: Cloud, username: Any, password: Any, domain: dict[str, Any] | None = None,
+                    user_id: Any = None):
+    """The user these credentials name (by name in a domain, by name in Default, or by id), or None."""
+    if not isinstance(password, str):
         return None
     for user in cloud.config.users:
-        if user.name == username and password is not None and hmac.compare_digest(
-                user.password.encode(), password.encode()):
+        home = cloud.config.domain(user.domain)
+        if isinstance(user_id, str):
+            if user_id != _user_id(user.name, home.id):
+                continue
+        elif user.name != username:
+            continue
+        elif domain is None and home.id != "default":
+            continue
+        elif domain is not None and domain.get("id", domain.get("name")) not in (home.id, home.name):
+            continue
+        if hmac.compare_digest(user.password.encode(), password.encode()):
             return user
     return None
 
 
-def _issue(cloud: Cloud, user, project: Project | None) -> Token:
+def _domain(cloud: Cloud, user) -> dict[str, str]:
+    home = cloud.config.domain(user.domain)
+    return {"id": home.id, "name": home.name}
+
+
+def _issue(cloud: Cloud, user, project: Project | None, domain_scope: tuple[str, str] | None = None) -> Token:
     now = datetime.now(timezone.utc)  # not truncated: a short lifetime must last its full length
-    token = Token(id="gAAAA" + secrets.token_urlsafe(48), user_id=_user_id(user.name), user_name=user.name,
-                  project=project, issued=now,
-                  expires=now + timedelta(seconds=cloud.config.token_lifetime))
+    home = cloud.config.domain(user.domain)
+    token = Token(id="gAAAA" + secrets.token_urlsafe(48), user_id=_user_id(user.name, home.id), user_name=user.name,
+                  project=project, issued=now, expires=now + timedelta(seconds=cloud.config.token_lifetime),
+                  user_domain=(home.id, home.name), domain_scope=domain_scope)
     with cloud.lock:
         for tid in [t for t, tok in cloud.tokens.items() if tok.expired()]:
             del cloud.tokens[tid]
@@ -84,8 +101,9 @@ def _issue(cloud: Cloud, user, project: Project | None) -> Token:
     return token
 
 
-def _user_id(name: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_DNS, f"user.{name}").hex
+def _user_id(name: str, domain_id: str = "default") -> str:
+    key = f"user.{name}" if domain_id == "default" else f"user.{domain_id}.{name}"
+    return uuid.uuid5(uuid.NAMESPACE_DNS, key).hex
 
 
 def authenticate(cloud: Cloud, request: Request) -> Token:
@@ -108,6 +126,38 @@ def versions_document(base: str) -> dict[str, Any]:
         version("v3.14", "stable", "/v3", "application/vnd.openstack.identity-v3+json"),
         version("v2.0", "deprecated", "/v2.0", "application/vnd.openstack.identity-v2.0+json"),
     ]}}
+
+
+def _project_ref(project: Project) -> dict[str, Any]:
+    return {"id": project.id, "name": project.name, "domain": {"id": project.domain_id, "name": project.domain_name}}
+
+
+def _scope(cloud: Cloud, user, scope: dict[str, Any]) -> tuple[Project | None, tuple[str, str] | None]:
+    """The project (or domain) a v3 token is scoped to, as Keystone checks it: a project named by name needs its
+    domain (400 without one), and a project or domain the user has no role on, or in another domain, is a 401."""
+    if "project" in scope:
+        want = _dict(scope["project"])
+        key = want.get("id") or want.get("name")
+        if not isinstance(key, str):
+            raise CloudError(400, "Expecting to find scope.project.name or scope.project.id in auth.", "keystone")
+        domain = _dict(want.get("domain"))
+        if "id" not in want and not domain:
+            raise CloudError(400, "Expecting to find domain in project. The server could not comply with the "
+                                  "request since it is either malformed or otherwise incorrect.", "keystone")
+        ref = domain.get("id", domain.get("name"))
+        project = next((p for p in cloud.projects.values() if p.name in user.projects and (
+            p.id == want.get("id") if "id" in want else p.name == key and ref in (p.domain_id, p.domain_name))), None)
+        if project is None:
+            raise CloudError(401, f"User {user.name} has no access to project {key}.", "keystone")
+        return project, None
+    if "domain" in scope:
+        want = _dict(scope["domain"])
+        ref = want.get("id", want.get("name"))
+        home = cloud.config.domain(user.domain)
+        if ref not in (home.id, home.name):
+            raise CloudError(401, f"User {user.name} has no access to domain {ref}.", "keystone")
+        return None, (home.id, home.name)
+    return None, None
 
 
 def make_router(cloud: Cloud) -> APIRouter:
@@ -139,8 +189,9 @@ def make_router(cloud: Cloud) -> APIRouter:
         if tenant is not None and not isinstance(tenant, str):
             raise CloudError(400, "Expecting tenantName or tenantId to be a string.", "keystone")
         if tenant:
-            project = next((p for p in cloud.projects.values()
-                            if tenant in (p.name, p.id) and p.name in user.projects), None)
+            project = next((p for p in cloud.projects.values()  # v2.0 sees the Default domain only
+                            if tenant in (p.name, p.id) and p.name in user.projects and p.domain_id == "default"),
+                           None)
             if project is None:
                 raise CloudError(401, f"The user is not authorized for tenant {tenant}.", "keystone")
         token = _issue(cloud, user, project)
@@ -164,34 +215,30 @@ def make_router(cloud: Cloud) -> APIRouter:
         if not isinstance(methods, list) or "password" not in methods or not pw_user:
             raise CloudError(400, "Expecting to find identity.methods with 'password' and identity.password.user "
                                   "in auth (only the password method is supported).", "keystone")
-        user = _check_password(cloud, pw_user.get("name"), pw_user.get("password"))
-        if user is None or _dict(pw_user.get("domain")).get("name", user.domain) not in (user.domain, "default"):
+        if "id" not in pw_user and not isinstance(pw_user.get("domain"), dict):
+            raise CloudError(400, "Expecting to find domain in user. The server could not comply with the request "
+                                  "since it is either malformed or otherwise incorrect.", "keystone")
+        user = _check_password(cloud, pw_user.get("name"), pw_user.get("password"),
+                               None if "id" in pw_user else pw_user["domain"], pw_user.get("id"))
+        if user is None:
             raise CloudError(401, "The request you have made requires authentication.", "keystone")
-        scope = _dict(auth.get("scope"))
-        project = None
-        if "project" in scope:
-            want = _dict(scope["project"])
-            key = want.get("name") or want.get("id")
-            if not isinstance(key, str):
-                raise CloudError(400, "Expecting to find scope.project.name or scope.project.id in auth.",
-                                 "keystone")
-            project = next((p for p in cloud.projects.values()
-                            if key in (p.name, p.id) and p.name in user.projects), None)
-            if project is None:
-                raise CloudError(401, f"User {user.name} has no access to project {key}.", "keystone")
-        token = _issue(cloud, user, project)
-        domain = {"id": "default", "name": user.domain}
+        project, domain_scope = _scope(cloud, user, _dict(auth.get("scope")))
+        token = _issue(cloud, user, project, domain_scope)
         body: dict[str, Any] = {"token": {
             "methods": ["password"], "audit_ids": [token.id[-22:]],
-            "user": {"id": token.user_id, "name": user.name, "domain": domain, "password_expires_at": None},
+            "user": {"id": token.user_id, "name": user.name, "domain": _domain(cloud, user),
+                     "password_expires_at": None},
             "issued_at": _v3_time(token.issued), "expires_at": _v3_time(token.expires),
         }}
-        if project:
+        if project or domain_scope:
             body["token"].update({
-                "project": {"id": project.id, "name": project.name, "domain": domain},
                 "roles": [{"id": "member-role", "name": "member"}, {"id": "reader-role", "name": "reader"}],
-                "catalog": catalog_v3(cloud, base_url(request), project), "is_domain": False,
+                "catalog": catalog_v3(cloud, base_url(request), project) if project else [],
             })
+        if project:
+            body["token"].update({"project": _project_ref(project), "is_domain": False})
+        if domain_scope:
+            body["token"]["domain"] = {"id": domain_scope[0], "name": domain_scope[1]}
         return JSONResponse(body, status_code=201, headers={"X-Subject-Token": token.id})
 
     # libcloud appends its own path to ex_force_auth_url, so a seed-style URL ending in
@@ -212,10 +259,9 @@ def make_router(cloud: Cloud) -> APIRouter:
         body = {"token": {"methods": ["password"], "expires_at": _v3_time(token.expires),
                           "issued_at": _v3_time(token.issued),
                           "user": {"id": token.user_id, "name": token.user_name,
-                                   "domain": {"id": "default", "name": "Default"}}}}
+                                   "domain": {"id": token.user_domain[0], "name": token.user_domain[1]}}}}
         if token.project:
-            body["token"]["project"] = {"id": token.project.id, "name": token.project.name,
-                                        "domain": {"id": "default", "name": "Default"}}
+            body["token"]["project"] = _project_ref(token.project)
             body["token"]["catalog"] = catalog_v3(cloud, base_url(request), token.project)
         return JSONResponse(body, headers={"X-Subject-Token": subject})
 

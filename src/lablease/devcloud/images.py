@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 
 from lablease.devcloud.errors import CloudError
 from lablease.devcloud.identity import base_url
+from lablease.devcloud.paging import page
 from lablease.devcloud.state import Cloud, Token
 
 
@@ -41,21 +42,12 @@ def make_router(cloud: Cloud, auth) -> APIRouter:
         q = request.query_params
         if "name" in q:
             images = [i for i in images if i.name == q["name"]]
-        if "marker" in q:
-            ids = [i.id for i in images]
-            if q["marker"] not in ids:
-                raise CloudError(400, f"Invalid marker. Image {q['marker']} could not be found.", "glance")
-            images = images[ids.index(q["marker"]) + 1:]
         body: dict[str, Any] = {"first": "/v2/images", "schema": "/v2/schemas/images"}
-        if "limit" in q:
-            if not re.fullmatch(r"[0-9]{1,9}", q["limit"]):
-                raise CloudError(400, f"Invalid limit value: {q['limit'][:20]!r}. It must be a non-negative integer.",
-                                 "glance")
-            limit = int(q["limit"])
-            if len(images) > limit:
-                images = images[:limit]
-                if images:
-                    body["next"] = f"/v2/images?marker={images[-1].id}&limit={limit}"
+        images, marker = page(images, request, cloud.config.page_size, lambda i: i.id, "glance")
+        if marker is not None:  # Glance's next: the request's own query with the new marker
+            params = dict(q)
+            params["marker"] = marker
+            body["next"] = f"/v2/images?{urlencode(params)}"
         body["images"] = [image_view(request, i, token.project.id) for i in images]
         return body
 

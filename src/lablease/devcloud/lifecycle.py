@@ -30,6 +30,8 @@ class Lifecycle:
         # for each other's fork and exec while volume transitions wait behind all of them. The
         # pool's threads live until stop(), as the parent-death signal of their sshds needs.
         self._starter = ThreadPoolExecutor(max_workers=4, thread_name_prefix="devcloud-sshd")
+        self._ssh_locks: dict[str, threading.Lock] = {}  # one (re)start of a server's sshd at a time
+        self._ssh_locks_guard = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -82,27 +84,61 @@ class Lifecycle:
             log.exception("devcloud sshd start failed server=%s", server_id)
 
     def _start_sshd(self, server_id: str) -> None:
+        """sshd on the server's reachable addresses (none: no sshd yet; cloud-init runs all the same)."""
         cloud = self.cloud
         with cloud.lock:
             server = cloud.servers.get(server_id)
             if server is None or server.status != "ACTIVE":
                 return
-            user_data = server.user_data
-            kp = cloud.keypairs.get((server.user_id, server.key_name)) if server.key_name else None
-            address = server.addresses[0][1]
-            root = server.root
-        ud = parse_user_data(user_data)  # outside the lock: every request waits on it
-        keys = list(ud.authorized_keys)
-        if kp and kp.public_key.strip() not in keys:
-            keys.append(kp.public_key.strip())
-        assert root is not None
-        self.sshd.start(server_id, address, root.parent / "ssh", keys, login_users(ud.users), root)
-        with cloud.lock:
-            if server_id not in cloud.servers:  # deleted while sshd was starting
-                self.sshd.stop(server_id)
-                return
-            cloud.servers[server_id].ssh_up = True
-        cloud.schedule(cloud.config.ssh.runcmd_delay, lambda: self._runcmd(server_id, ud.touch_paths))
+            server.ssh_due = True
+        ud = self._restart_sshd(server_id)
+        if ud is not None:
+            cloud.schedule(cloud.config.ssh.runcmd_delay, lambda: self._runcmd(server_id, ud.touch_paths))
+
+    def addresses_changed(self, server_id: str) -> None:
+        """A floating IP was associated or released: sshd moves to the server's reachable addresses now."""
+        if self.cloud.config.ssh.enabled:
+            self._starter.submit(self._restart_logged, server_id)
+
+    def _restart_logged(self, server_id: str) -> None:
+        try:
+            with self.cloud.lock:
+                server = self.cloud.servers.get(server_id)
+                due = server is not None and server.ssh_due
+            if due:  # before that, the pending start finds the new addresses itself
+                self._restart_sshd(server_id)
+        except Exception:
+            log.exception("devcloud sshd restart failed server=%s", server_id)
+
+    def _restart_sshd(self, server_id: str):
+        """Stop the server's sshd and start it on its reachable addresses; the parsed user data, or None."""
+        with self._ssh_locks_guard:
+            lock = self._ssh_locks.setdefault(server_id, threading.Lock())
+        with lock:
+            cloud = self.cloud
+            with cloud.lock:
+                server = cloud.servers.get(server_id)
+                if server is None or server.status != "ACTIVE":
+                    return None
+                user_data = server.user_data
+                kp = cloud.keypairs.get((server.user_id, server.key_name)) if server.key_name else None
+                addresses = cloud.reachable_addresses(server)
+                root = server.root
+            ud = parse_user_data(user_data)  # outside the lock: every request waits on it
+            keys = list(ud.authorized_keys)
+            if kp and kp.public_key.strip() not in keys:
+                keys.append(kp.public_key.strip())
+            assert root is not None
+            self.sshd.stop(server_id)
+            if addresses:
+                self.sshd.start(server_id, addresses, root.parent / "ssh", keys, login_users(ud.users), root)
+            with cloud.lock:
+                if server_id not in cloud.servers:  # deleted while sshd was starting
+                    self.sshd.stop(server_id)
+                    return None
+                cloud.servers[server_id].ssh_up = bool(addresses)
+            log.info("sshd addresses server=%s addresses=%s", server_id, ",".join(addresses) or "-")
+            return ud
 
     def _runcmd(self, server_id: str, paths: list[str] | None = None) -> None:
         """What cloud-init's runcmd would leave behind: the files that `touch` commands name.
@@ -126,6 +162,8 @@ class Lifecycle:
 
     def server_deleted(self, server: Server) -> None:
         self.sshd.stop(server.id)
+        with self._ssh_locks_guard:
+            self._ssh_locks.pop(server.id, None)
         if server.root is not None:
             shutil.rmtree(server.root.parent, ignore_errors=True)
 
@@ -137,6 +175,10 @@ class Lifecycle:
     # --- volumes ----------------------------------------------------------------------------
     def volume_created(self, volume: Volume, fails: bool) -> None:
         self._later(volume.id, "creating", "error" if fails else "available")
+
+    def boot_volume_attached(self, volume: Volume) -> None:
+        """A boot volume Nova made (creating) or took (attaching) is in-use once the volume delay passed."""
+        self._later(volume.id, volume.status, "in-use")
 
     def _later(self, volume_id: str, expect: str, status: str, clear_attachments: bool = False) -> None:
         def transition() -> None:

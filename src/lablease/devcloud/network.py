@@ -17,7 +17,7 @@ STAMP = "2024-01-01T00:00:00Z"
 
 def network_view(n: Network, project_id: str) -> dict[str, Any]:
     return {"id": n.id, "name": n.name, "status": "ACTIVE", "admin_state_up": True, "shared": True,
-            "subnets": [n.subnet_id], "router:external": n.public, "tenant_id": project_id,
+            "subnets": [n.subnet_id], "router:external": n.public or n.external, "tenant_id": project_id,
             "project_id": project_id, "mtu": 1500, "port_security_enabled": True, "is_default": False,
             "availability_zones": ["nova"], "description": "", "tags": [], "created_at": STAMP,
             "updated_at": STAMP, "revision_number": 1, "provider:network_type": "flat"}
@@ -54,10 +54,15 @@ def make_router(cloud: Cloud, auth) -> APIRouter:
 
     @router.get("/v2.0/networks")
     async def list_networks(request: Request, token: Token = auth):
-        nets = list(cloud.networks.values())
-        if "name" in request.query_params:
-            nets = [n for n in nets if n.name == request.query_params["name"]]
-        return {"networks": [network_view(n, token.project.id) for n in nets]}
+        q = request.query_params
+        views = [network_view(n, token.project.id) for n in cloud.networks.values()]
+        for key in ("name", "id", "router:external", "status", "shared"):
+            if key in q:  # Neutron compares booleans by their text (True, true)
+                views = [v for v in views if str(v[key]).lower() == q[key].lower()]
+        fields = q.getlist("fields")
+        if fields:  # Neutron answers only the fields asked for (libcloud's floating IP pools ask for id and name)
+            views = [{k: v for k, v in view.items() if k in fields} for view in views]
+        return {"networks": views}
 
     @router.get("/v2.0/networks/{network_id}")
     async def show_network(network_id: str, token: Token = auth):

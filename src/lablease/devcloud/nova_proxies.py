@@ -15,6 +15,21 @@ from lablease.devcloud.state import Attachment, Cloud, SecurityGroup, Token, Vol
 from lablease.devcloud import volumes as vols
 
 
+def limited(items: list, request: Request, page_size: int | None) -> list:
+    """Nova's common.limited: ``offset`` and ``limit`` (at most page_size), and no link to what is cut off."""
+    from lablease.devcloud.errors import CloudError
+
+    try:
+        offset = int(request.query_params.get("offset", 0))
+        limit = int(request.query_params.get("limit", page_size or len(items)))
+        if offset < 0 or limit < 0:
+            raise ValueError
+    except ValueError:
+        raise CloudError(400, "offset and limit param must be integers >= 0", "nova") from None
+    limit = min(limit, page_size) if page_size else limit
+    return items[offset:offset + limit]
+
+
 def volume_view(v: Volume) -> dict[str, Any]:
     return {"id": v.id, "displayName": v.name, "displayDescription": v.description, "size": v.size,
             "status": v.status, "availabilityZone": v.availability_zone, "createdAt": iso(v.created),
@@ -40,10 +55,10 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
 
     @router.get("/os-volumes")
     @router.get("/os-volumes/detail")
-    async def list_volumes(token: Token = auth):
+    async def list_volumes(request: Request, token: Token = auth):
         with cloud.lock:
-            return {"volumes": [volume_view(v) for v in cloud.volumes.values()
-                                if v.project_id == token.project.id]}
+            found = [volume_view(v) for v in cloud.volumes.values() if v.project_id == token.project.id]
+        return {"volumes": limited(found, request, cloud.config.page_size)}
 
     @router.post("/os-volumes")
     async def create_volume(request: Request, token: Token = auth):

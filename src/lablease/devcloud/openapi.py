@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from lablease.devcloud.bootvolume import FALSE, TRUE
 from lablease.devcloud.compute_views import NOT_BLANK
 from lablease.devcloud.errors import Style, style_for_path
 from lablease.devcloud.keypairs import PUBLIC_KEY
@@ -91,6 +92,18 @@ OPERATIONS: dict[str, tuple[int, str | None, tuple[int, ...]]] = {
     "GET /network/v2.0/ports/{port_id}": (200, "port", (404,)),
     "GET /network/v2.0/security-groups": (200, "security_groups", ()),
     "GET /network/v2.0/security-groups/{group_id}": (200, "security_group", (404,)),
+    "GET /network/v2.0/floatingips": (200, "floatingips", ()),
+    "POST /network/v2.0/floatingips": (201, "floatingip", (404, 409)),
+    "GET /network/v2.0/floatingips/{fip_id}": (200, "floatingip", (404,)),
+    "PUT /network/v2.0/floatingips/{fip_id}": (200, "floatingip", (404, 409)),
+    "DELETE /network/v2.0/floatingips/{fip_id}": (204, None, (404,)),
+    "PUT /network/v2.0/floatingips/{fip_id}/tags/{tag}": (201, None, (404,)),
+    "PUT /network/v2.0/floatingips/{fip_id}/tags": (200, "tags", (404,)),
+    "GET /compute/v2.1/os-floating-ip-pools": (200, "floating_ip_pools", ()),
+    "GET /compute/v2.1/os-floating-ips": (200, "floating_ips", ()),
+    "POST /compute/v2.1/os-floating-ips": (200, "floating_ip", (403, 404)),
+    "GET /compute/v2.1/os-floating-ips/{fip_id}": (200, "floating_ip", (404,)),
+    "DELETE /compute/v2.1/os-floating-ips/{fip_id}": (202, None, (404,)),
     "GET /devcloud/admin/health": (200, "status", ()),
     "GET /devcloud/admin/resources": (200, "servers", ()),
     "GET /devcloud/admin/requests": (200, "counts", ()),
@@ -117,7 +130,8 @@ for _version in ("v3", "v2"):
 # What the stateful phase follows from one answer to the next request: the ids (a keypair's name).
 _ID: Schema = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
 IDENTIFIED: dict[str, Schema] = {
-    **dict.fromkeys(["server", "volume", "flavor", "image", "network", "subnet", "port", "security_group"], _ID),
+    **dict.fromkeys(["server", "volume", "flavor", "image", "network", "subnet", "port", "security_group",
+                     "floatingip", "floating_ip"], _ID),
     "keypair": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
     "volumeAttachment": {"type": "object", "required": ["volumeId"], "properties": {"volumeId": {"type": "string"}}},
 }
@@ -128,9 +142,11 @@ MEANING = {
          "type or value, a name that is not there); and the edge's refusals: JSON nested deeper than 32 "
          "levels, text with NUL or an unpaired surrogate in the body, path or query, an encoded slash",
     401: "no token, an unknown or expired one (`X-Auth-Token`), or wrong credentials",
-    403: "a quota is used up, or the project in the path is not the token's",
+    403: "a quota is used up, the project in the path is not the token's, a zero-disk flavor without a boot "
+         "volume, or a server on an external network",
     404: "no such resource",
-    409: "the resource is in a state that does not allow it",
+    409: "the resource is in a state that does not allow it (a floating IP quota or pool used up, a fixed address "
+         "that has a floating IP already)",
     413: "the body is over 112 KiB (oslo.middleware's limit); a volume quota is used up; or a rate-limit fault",
     429: "a rate-limit fault (only when faults are configured)",
     500: "an injected error (only when faults are configured)",
@@ -209,11 +225,22 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
     metadata = {"type": "object", "propertyNames": {"minLength": 1, "maxLength": 255},
                 "additionalProperties": STRING_255}
     server = {
-        "type": "object", "required": ["name", "flavorRef", "imageRef"],
+        "type": "object", "required": ["name", "flavorRef"],
+        "anyOf": [{"required": ["imageRef"]}, {"required": ["block_device_mapping_v2"]}],
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK},
             "flavorRef": {"anyOf": [{"type": "string", "pattern": reference}, {"type": "integer", "enum": numeric}]},
-            "imageRef": {"type": "string", "pattern": image_ref},
+            "imageRef": {"anyOf": [{"type": "string", "pattern": image_ref}, {"const": ""}],
+                         "description": "an image; empty or absent when a block device mapping boots a volume"},
+            "block_device_mapping_v2": {"anyOf": [{"type": "null"}, {"type": "array", "items": {
+                "type": "object", "required": ["source_type"], "properties": {
+                    "source_type": {"enum": ["image", "volume", "blank"]},
+                    "destination_type": {"enum": ["volume", "local"]}},
+                "description": "boot_index 0 with destination_type volume boots from a volume: a new one of "
+                               "volume_size GB from the image uuid, or the available volume uuid (400 otherwise); "
+                               "other mappings only blank local disks"}}]},
+            "availability_zone": {"enum": [*cfg.availability_zones, None]},
+            "config_drive": {"anyOf": [{"type": "boolean"}, {"enum": sorted(TRUE | FALSE)}]},
             "user_data": {"anyOf": [{"type": "string", "maxLength": 65535, "pattern": BASE64}, {"type": "null"}]},
             "metadata": {"anyOf": [metadata, {"type": "null"}]},
             "key_name": {"anyOf": [{"type": "string", "description": "an existing keypair's name"},
@@ -227,6 +254,7 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
     volume = {"type": "object", "required": ["size"], "properties": {
         "size": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": f"^{SIZE_TEXT}$"}]},
         "name": named, "display_name": named, "description": ANY, "volume_type": ANY,
+        "availability_zone": {"enum": [*cfg.availability_zones, None]},
         "metadata": {"anyOf": [{"type": "object", "additionalProperties": {"type": "string"}}, {"type": "null"}]}}}
     keypair = {"type": "object", "required": ["name"], "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK},
@@ -235,8 +263,17 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
     attachment = {"type": "object", "required": ["volumeId"], "properties": {
         "volumeId": {"type": "string", "description": "an available volume's id"},
         "device": {"anyOf": [{"type": "string", "pattern": "^/dev/"}, {"type": "null"}]}}}
+    address = {"type": "object", "required": ["address"], "properties": {"address": {"type": "string"}}}
     action = {"type": "object", "minProperties": 1, "maxProperties": 1,
-              "propertyNames": {"enum": ["reboot", "os-stop", "os-start"]}}
+              "propertyNames": {"enum": ["reboot", "os-stop", "os-start", "addFloatingIp", "removeFloatingIp"]},
+              "properties": {"addFloatingIp": address, "removeFloatingIp": address}}
+    fip = {"type": "object", "properties": {
+        "port_id": {"type": ["string", "null"], "description": "a port of one of the project's servers (404 else)"},
+        "description": {"type": ["string", "null"], "maxLength": 255}}}
+    tags = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 255}}
+    new_fip = {"type": "object", "required": ["floating_network_id"], "properties": {
+        **fip["properties"], "description": {"type": "string", "maxLength": 255}, "tags": {"anyOf": [tags, {"type": "null"}]},
+        "floating_network_id": {"type": "string", "description": "an external network (400 for another network)"}}}
     v2_auth = {"type": "object", "required": ["auth"], "properties": {"auth": {
         "type": "object", "required": ["passwordCredentials"], "properties": {
             "passwordCredentials": {"type": "object", "required": ["username", "password"]},
@@ -264,6 +301,11 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
         "POST /v2.0/tokens": v2_auth, "POST /v2.0/tokens/v2.0/tokens": v2_auth,
         "POST /v3/auth/tokens": v3_auth, "POST /v3/auth/tokens/v3/auth/tokens": v3_auth,
         "PUT /devcloud/admin/faults": {"type": "object", "description": "devcloud's `faults:` config section"},
+        "POST /network/v2.0/floatingips": wrapped("floatingip", new_fip),
+        "PUT /network/v2.0/floatingips/{fip_id}": wrapped("floatingip", fip),
+        "PUT /network/v2.0/floatingips/{fip_id}/tags": wrapped("tags", tags),
+        "POST /compute/v2.1/os-floating-ips": {"type": "object", "properties": {
+            "pool": {"type": ["string", "null"], "description": "a pool's name (404 else); absent: the first"}}},
     }
     for version in ("v3", "v2"):
         bodies[f"POST /volume/{version}/{{project_id}}/volumes"] = wrapped("volume", volume)
@@ -308,6 +350,9 @@ def document(app: FastAPI, cloud: Cloud, authenticated: set[str]) -> dict[str, A
             operation.setdefault("parameters", []).extend(
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in re.findall(r"{(\w+)}", path) if name not in declared)  # routes that do not read it
+            for parameter in operation["parameters"]:
+                if parameter["name"] == "tag":  # Neutron's tags: 1 to 255 characters (400 else)
+                    parameter["schema"] = {"type": "string", "minLength": 1, "maxLength": 255}
             operation["operationId"] = re.sub(r"\W+", "_", label).strip("_").lower()
     schema["components"] = {"schemas": {"JsonText": JSON_TEXT}, "securitySchemes": {"keystoneToken": {
         "type": "apiKey", "in": "header", "name": "X-Auth-Token",

@@ -56,9 +56,10 @@ def nova_limits(cloud: Cloud, project_id: str, user_id: str) -> dict[str, Any]:
         "maxTotalInstances": q.instances, "maxTotalCores": q.cores, "maxTotalRAMSize": q.ram,
         "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
         "maxTotalKeypairs": q.key_pairs, "maxSecurityGroups": 10, "maxSecurityGroupRules": 20,
-        "maxServerGroups": 10, "maxServerGroupMembers": 10, "maxTotalFloatingIps": 10,
+        "maxServerGroups": 10, "maxServerGroupMembers": 10, "maxTotalFloatingIps": q.floating_ips,
         "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"], "totalRAMUsed": used["ram"],
-        "totalSecurityGroupsUsed": len(groups), "totalFloatingIpsUsed": 0, "totalServerGroupsUsed": 0,
+        "totalSecurityGroupsUsed": len(groups), "totalServerGroupsUsed": 0,
+        "totalFloatingIpsUsed": sum(1 for f in cloud.floating_ips.values() if f.project_id == project_id),
     }}}
 
 

@@ -79,8 +79,12 @@ class SshdManager:
         self._lock = threading.Lock()
         self._reexec_flag: list[str] | None = None
 
-    def start(self, server_id: str, address: str, directory: Path, authorized_keys: list[str],
+    def start(self, server_id: str, address: str | list[str], directory: Path, authorized_keys: list[str],
               users: list[str], root: Path) -> None:
+        """Start the server's sshd on ``address`` (one, or several: its fixed and floating addresses).
+
+        The host key is kept in ``directory``: a restart (a floating IP associated) keeps the server's identity."""
+        addresses = [address] if isinstance(address, str) else list(address)
         directory.mkdir(parents=True, exist_ok=True)
         host_key = directory / "ssh_host_ed25519_key"
         if not host_key.exists():
@@ -90,7 +94,7 @@ class SshdManager:
         keys_file.chmod(0o644)
         config = directory / "sshd_config"
         config.write_text("\n".join([
-            f"ListenAddress {address}:{self.port}",
+            *(f"ListenAddress {a}:{self.port}" for a in addresses),
             f"HostKey {host_key}",
             *self._key_lines(keys_file),
             f"PidFile {directory / 'sshd.pid'}",
@@ -121,7 +125,8 @@ class SshdManager:
         with self._lock:
             self._procs[server_id] = proc
             self._roots[server_id] = root
-        log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, address, self.port, proc.pid)
+        log.info("sshd started server=%s address=%s port=%d pid=%d", server_id, ",".join(addresses), self.port,
+                 proc.pid)
 
     def _no_reexec(self, config: Path) -> list[str]:
         """``["-r"]`` when this sshd takes it: no re-exec of sshd for every connection.

@@ -38,6 +38,8 @@ def new_id() -> str:
 class Project:
     id: str
     name: str
+    domain_id: str = "default"
+    domain_name: str = "Default"
 
 
 @dataclass
@@ -45,9 +47,11 @@ class Token:
     id: str = field(repr=False)
     user_id: str
     user_name: str
-    project: Project | None  # None: an unscoped token, refused by every service
+    project: Project | None  # None: an unscoped (or domain-scoped) token, refused by every service
     issued: datetime
     expires: datetime
+    user_domain: tuple[str, str] = ("default", "Default")  # (id, name)
+    domain_scope: tuple[str, str] | None = None  # a domain-scoped token's domain (id, name)
 
     def expired(self) -> bool:
         return datetime.now(timezone.utc) >= self.expires
@@ -82,6 +86,10 @@ class Server:
     fault: dict[str, Any] | None = None
     root: Path | None = None  # what the server's "/" is for readiness markers
     ssh_up: bool = False
+    ssh_due: bool = False  # ssh.delay after ACTIVE has passed: sshd runs while the server has a reachable address
+    availability_zone: str = "nova"
+    config_drive: bool = False
+    block_devices: list[tuple[str, bool]] = field(default_factory=list)  # (volume id, delete_on_termination)
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Volume:
     availability_zone: str = "nova"
     status: str = "creating"
     attachments: list[Attachment] = field(default_factory=list)
+    image_id: str | None = None  # made from this image (a boot volume): bootable, with volume_image_metadata
 
 
 @dataclass
@@ -127,6 +136,25 @@ class Network:
     cidr: str
     public: bool
     project_id: str
+    reachable: bool = True  # servers' addresses here answer SSH
+    external: bool = False  # a floating IP pool
+
+
+@dataclass
+class FloatingIp:
+    id: str
+    address: str
+    network_id: str
+    project_id: str
+    description: str
+    created: datetime
+    updated: datetime
+    tags: list[str] = field(default_factory=list)
+    port_id: str | None = None
+    server_id: str | None = None
+    fixed_address: str | None = None
+    status: str = "DOWN"  # ACTIVE while associated, unless an associate_error fault left it DOWN
+    revision: int = 0
 
 
 class AddressPool:
@@ -161,8 +189,13 @@ class Cloud:
         self.lock = threading.RLock()
         self.faults = config.faults  # replaced at run time through the admin API
         self.rng = random.Random(config.faults.seed)
-        self.projects = {name: Project(id=uuid.uuid5(uuid.NAMESPACE_DNS, f"project.{name}").hex, name=name)
-                         for name in config.projects}
+        self.projects: dict[str, Project] = {}
+        for item in config.projects:
+            name = item if isinstance(item, str) else item.name
+            domain = config.domain("Default" if isinstance(item, str) else item.domain)
+            key = f"project.{name}" if domain.id == "default" else f"project.{domain.id}.{name}"
+            self.projects[name] = Project(id=uuid.uuid5(uuid.NAMESPACE_DNS, key).hex, name=name,
+                                          domain_id=domain.id, domain_name=domain.name)
         self.tokens: dict[str, Token] = {}
         self.servers: dict[str, Server] = {}
         self.volumes: dict[str, Volume] = {}
@@ -170,6 +203,7 @@ class Cloud:
         self.security_groups: dict[str, SecurityGroup] = {}
         self.networks: dict[str, Network] = {}
         self.pools: dict[str, AddressPool] = {}
+        self.floating_ips: dict[str, FloatingIp] = {}
         self.request_counts: dict[str, int] = {}
         self.rate_windows: dict[int, list[float]] = {}
         self._events: list[tuple[float, int, Callable[[], None]]] = []
@@ -186,7 +220,8 @@ class Cloud:
             nid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"network.{net.name}"))
             sid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"subnet.{net.name}"))
             self.networks[nid] = Network(id=nid, subnet_id=sid, name=net.name, cidr=net.cidr,
-                                         public=net.public, project_id="")
+                                         public=net.public, project_id="", reachable=net.reachable,
+                                         external=net.external)
             self.pools[nid] = AddressPool(net.cidr)
 
     # --- timeline -------------------------------------------------------------------------
@@ -212,6 +247,13 @@ class Cloud:
         ref = ref.rstrip("/").rsplit("/", 1)[-1]
         return next((i for i in self.config.images if i.id == ref), None)
 
+    def reachable_addresses(self, server: Server) -> list[str]:
+        """Where the server answers SSH: its addresses on reachable networks and its ACTIVE floating IPs."""
+        reachable = {n.name for n in self.networks.values() if n.reachable}
+        fixed = [addr for net, addr in server.addresses if net in reachable]
+        return fixed + [f.address for f in self.floating_ips.values()
+                        if f.server_id == server.id and f.status == "ACTIVE"]
+
     def chance(self, probability: float) -> bool:
         """One seeded coin toss; deterministic for a given seed and request order."""
         return probability > 0 and self.rng.random() < probability
@@ -229,5 +271,8 @@ class Cloud:
                 "keypairs": [{"name": k.name} for k in self.keypairs.values()],
                 "security_groups": [{"id": g.id, "name": g.name} for g in self.security_groups.values()],
                 "networks": [{"id": n.id, "name": n.name} for n in self.networks.values()],
+                "floating_ips": [{"id": f.id, "address": f.address, "server_id": f.server_id,
+                                  "description": f.description, "status": f.status}
+                                 for f in self.floating_ips.values()],
                 "tokens": len(self.tokens),
             }

@@ -12,6 +12,7 @@ from lablease.devcloud.errors import CloudError, Style, json_body
 from lablease.devcloud.faults import resource_fault
 from lablease.devcloud.identity import base_url
 from lablease.devcloud.lifecycle import Lifecycle
+from lablease.devcloud.paging import next_links, page
 from lablease.devcloud.quotas import check_volume_quota, cinder_limits
 from lablease.devcloud.state import Attachment, Cloud, Token, Volume, iso, new_id, utcnow
 
@@ -45,6 +46,9 @@ def create_volume(cloud: Cloud, life: Lifecycle, token: Token, body: dict[str, A
             raise CloudError(400, f"Invalid input for field/attribute {key}: a string of at most 255 characters",
                              style)
     name = body.get("name", body.get("display_name"))
+    zone = body.get("availability_zone")
+    if zone is not None and zone not in cloud.config.availability_zones:
+        raise CloudError(400, f"Availability zone '{str(zone)[:255]}' is invalid.", style)
     metadata = body.get("metadata") or {}
     if not isinstance(body.get("metadata"), (dict, type(None))) or not all(isinstance(v, str) for v in metadata.values()):
         raise CloudError(400, "Invalid input for field/attribute metadata: string values only", style)
@@ -53,7 +57,8 @@ def create_volume(cloud: Cloud, life: Lifecycle, token: Token, body: dict[str, A
         volume = Volume(id=new_id(), name=name, size=size, project_id=token.project.id, user_id=token.user_id,
                         description=body.get("description", body.get("display_description")),
                         created=utcnow(), metadata=dict(metadata),
-                        volume_type=body.get("volume_type") or "lvmdriver-1")
+                        volume_type=body.get("volume_type") or "lvmdriver-1",
+                        availability_zone=zone or cloud.config.availability_zones[0])
         cloud.volumes[volume.id] = volume
         fails = resource_fault(cloud, cloud.faults.volume_error, name)
     life.volume_created(volume, fails)
@@ -124,11 +129,17 @@ def cinder_view(request: Request, v: Volume, project_id: str, version: str) -> d
         "attachments": [{"id": a.volume_id, "attachment_id": a.attachment_id, "volume_id": a.volume_id,
                          "server_id": a.server_id, "host_name": None, "device": a.device,
                          "attached_at": created} for a in v.attachments],
-        "bootable": "false", "encrypted": False, "multiattach": False, "metadata": dict(v.metadata),
+        "bootable": "true" if v.image_id else "false", "encrypted": False, "multiattach": False, "metadata": dict(v.metadata),
         "volume_type": v.volume_type, "snapshot_id": None, "source_volid": None, "user_id": v.user_id,
         "os-vol-tenant-attr:tenant_id": v.project_id, "replication_status": None, "consistencygroup_id": None,
         "links": [{"rel": "self", "href": f"{base_url(request)}/volume/{version}/{project_id}/volumes/{v.id}"}],
+        **({"volume_image_metadata": {"image_id": v.image_id, "image_name": image.name}}
+           if v.image_id and (image := cloud_image(request, v.image_id)) else {}),
     }
+
+
+def cloud_image(request: Request, image_id: str):
+    return request.app.state.cloud.image(image_id)
 
 
 def make_discovery_router() -> APIRouter:
@@ -179,18 +190,26 @@ def make_router(cloud: Cloud, life: Lifecycle, auth, version: str) -> APIRouter:
             vols = [v for v in vols if v.status == q["status"]]
         return sorted(vols, key=lambda v: (v.created, v.id), reverse=True)
 
+    def paged(request: Request, project_id: str, token: Token, path: str, view) -> dict[str, Any]:
+        chunk, marker = page(listing(request, project_id, token), request, cloud.config.page_size, lambda v: v.id,
+                             "cinder")
+        body: dict[str, Any] = {"volumes": [view(v) for v in chunk]}
+        links = next_links(request, f"{base_url(request)}/volume/{version}/{project_id}/{path}", marker)
+        if links:
+            body["volumes_links"] = links
+        return body
+
     @router.get("/volumes")
     async def list_volumes(project_id: str, request: Request, token: Token = auth):
         with cloud.lock:
-            return {"volumes": [{"id": v.id, "name": v.name, "links": cinder_view(request, v, project_id,
-                                                                                    version)["links"]}
-                                for v in listing(request, project_id, token)]}
+            return paged(request, project_id, token, "volumes", lambda v: {
+                "id": v.id, "name": v.name, "links": cinder_view(request, v, project_id, version)["links"]})
 
     @router.get("/volumes/detail")
     async def list_volumes_detail(project_id: str, request: Request, token: Token = auth):
         with cloud.lock:
-            return {"volumes": [cinder_view(request, v, project_id, version)
-                                for v in listing(request, project_id, token)]}
+            return paged(request, project_id, token, "volumes/detail",
+                         lambda v: cinder_view(request, v, project_id, version))
 
     @router.post("/volumes", status_code=202)
     async def post_volume(project_id: str, request: Request, token: Token = auth):

@@ -54,12 +54,13 @@ class DevcloudHandle:
             args["api_version"] = api_version
         return args
 
-    def driver(self, auth_version: str = "2.0_password", api_version: str | None = None):
-        """A libcloud OpenStack driver built from driver_args (username and password positional)."""
+    def driver(self, auth_version: str = "2.0_password", api_version: str | None = None, **extra: Any):
+        """A libcloud OpenStack driver built from driver_args (username and password positional); ``extra``
+        adds or replaces driver_args (``ex_domain_name``, ``ex_tenant_domain_id``, ``username``...)."""
         from libcloud.compute.providers import get_driver
         from libcloud.compute.types import Provider
 
-        args = self.driver_args(auth_version, api_version)
+        args = {**self.driver_args(auth_version, api_version), **extra}
         return get_driver(Provider.OPENSTACK)(args.pop("username"), args.pop("password"), **args)
 
     @property
@@ -116,11 +117,15 @@ def start_devcloud(workdir: Path, config: dict[str, Any] | None = None, timeout:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = _merge({"workdir": str(workdir / "state")}, config or {})
+    # Devclouds of parallel test runs must not hand out the same address: their sshd processes would fight over
+    # ADDRESS:PORT. A random /24 inside 127/8 keeps them apart: for the default network, and for each configured
+    # network that names no cidr (a private network and its floating IP pool, say).
+    rnd = random.SystemRandom()
+    second, third = rnd.randint(101, 254), rnd.randint(0, 250)
     if "networks" not in cfg:
-        # Devclouds of parallel test runs must not hand out the same address: their sshd
-        # processes would fight over ADDRESS:PORT. A random /24 inside 127/8 keeps them apart.
-        rnd = random.SystemRandom()
-        cfg["networks"] = [{"name": "public", "cidr": f"127.{rnd.randint(101, 254)}.{rnd.randint(0, 255)}.0/24"}]
+        cfg["networks"] = [{"name": "public"}]
+    cfg["networks"] = [net if "cidr" in net else {**net, "cidr": f"127.{second}.{third + i}.0/24"}
+                       for i, net in enumerate(cfg["networks"])]
     ssh = cfg.get("ssh") or {}
     if ssh.get("enabled"):  # else every server's sshd would fail in devcloud's log and the test time out
         require_file(ssh.get("sshd_path", "/usr/sbin/sshd"), package="openssh-server",
