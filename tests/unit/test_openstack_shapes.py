@@ -17,7 +17,7 @@ from lablease.provision.adapters.base import FloatingIP, Network, Size
 from lablease.provision.errors import ProvisionError
 from lablease.provision.floating import describe, tags_of
 from lablease.provision.hints import Resources
-from lablease.provision.models import TAG_ATTEMPT, TAG_NODE
+from lablease.provision.models import TAG_ATTEMPT, TAG_NODE, CreateRequest
 from lablease.provision.selection import select_networks, select_size, wants_boot_volume
 from tests.unit.test_provision_engine import FakeCloud, FakeDNS, FakeProbe, lab_key, make  # noqa: F401
 
@@ -107,6 +107,15 @@ def test_destroy_releases_the_nodes_floating_ip_and_no_other(lab_key):  # noqa: 
     prov.destroy("node1")
     assert [tags_of(f)[TAG_NODE] for f in cloud.fips.values()] == ["node2"]
     assert [s.name for s in cloud.servers.values()] == ["node2"]
+
+
+def test_a_batch_of_destroys_lists_the_floating_ips_once_and_releases_each_nodes(lab_key):  # noqa: F811
+    prov, cloud = private(lab_key)
+    names = ["node1", "node2", "node3"]
+    assert all(o.ok for o in prov.create_many([CreateRequest(n, "ubuntu", "22.04") for n in names]))
+    cloud.calls.clear()
+    assert all(o.ok for o in prov.destroy_many(names))
+    assert cloud.calls["list_floating_ips"] == 1 and cloud.calls["delete_floating_ip"] == 3 and not cloud.fips
 
 
 def test_the_floating_ip_id_is_reported_as_made_so_the_row_records_it(lab_key):  # noqa: F811

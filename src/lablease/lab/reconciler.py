@@ -42,14 +42,18 @@ TAKEN_OVER = (NodeState.PROVISIONING, NodeState.DESTROYING)
 RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
 
 
+def _by_kind() -> dict[str, list[str]]:
+    return {"servers": [], "volumes": [], "floating_ips": [], "dns": []}
+
+
 @dataclass
 class PassReport:
     """What one pass of one provider found and did; ``pending`` leaks are deleted next pass if still there."""
 
     machine_type: str
-    found: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "floating_ips": [], "dns": []})
-    pending: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "floating_ips": [], "dns": []})
-    deleted: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "floating_ips": [], "dns": []})
+    found: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
+    pending: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
+    deleted: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
     taken_over: list[str] = field(default_factory=list)
     destroys_retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)

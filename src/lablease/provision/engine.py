@@ -276,10 +276,11 @@ class Provisioner:
         timeout = self.provider.api_retry_time + self.provider.api_timeout
         return (self.servers.fresh(Stage.DESTROY, None, timeout), self.volumes.fresh(Stage.DESTROY, None, timeout))
 
-    def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True) -> None:
+    def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True,
+                 fips: list | None = None) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
         mine_servers, mine_volumes = self._mine(node, servers, volumes)
-        problems = release_floating(self.lifecycle, node)
+        problems = release_floating(self.lifecycle, node, fips)
         problems += self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=dns_written)
         if not dns_written:
             self._forget_name(node)
@@ -334,12 +335,13 @@ class Provisioner:
         try:
             self.prepare()
             servers, volumes = self._snapshot()
+            fips = self.lifecycle.floating.listed(None) if self.lifecycle.floating is not None else None
         except ProvisionError as exc:
             return [Outcome(n, False, error=exc) for n in names]
 
         def one(name: str) -> Outcome:
             try:
-                self._destroy(self.node_name(name, Stage.DESTROY), servers, volumes)
+                self._destroy(self.node_name(name, Stage.DESTROY), servers, volumes, fips=fips)
                 return Outcome(name, True)
             except ProvisionError as exc:
                 return Outcome(name, False, error=exc)

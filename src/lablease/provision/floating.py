@@ -117,16 +117,20 @@ class FloatingIPs:
 
     # -- release -------------------------------------------------------------------------------------
 
-    def release(self, node: str, ids: list[str], pick: Callable[[FloatingIP], bool] | None = None) -> list[str]:
-        """Release ``ids`` and every floating IP ``pick`` chooses from a listing; what could not be released.
+    def listed(self, node: str | None) -> list[FloatingIP]:
+        """Every floating IP of the project, listed now (ProvisionError when the cloud does not answer)."""
+        return self.caller.call(Stage.DESTROY, node, self.adapter.list_floating_ips, what="list floating IPs")
 
-        With ``pick`` the listing also confirms: a DELETE Neutron answered is done (it is not asynchronous).
+    def release(self, node: str, ids: list[str], pick: Callable[[FloatingIP], bool] | None = None,
+                listed: list[FloatingIP] | None = None) -> list[str]:
+        """Release ``ids`` and every floating IP ``pick`` chooses from ``listed`` (or a listing taken now); what
+        could not be released. No listing confirms it: a DELETE Neutron answered is done (it is not asynchronous).
         """
         problems: list[str] = []
         wanted = list(dict.fromkeys(ids))
         if pick is not None:
             try:
-                listed = self.caller.call(Stage.DESTROY, node, self.adapter.list_floating_ips, what="list floating IPs")
+                listed = self.listed(node) if listed is None else listed
             except ProvisionError as exc:
                 return [f"could not list the floating IPs of {node}: {exc.message}"]
             wanted += [f.id for f in listed if pick(f) and f.id not in wanted]

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lablease.provision.adapters.base import ErrorKind, Network, Server, ServerSpec, Volume
+from lablease.provision.adapters.base import ErrorKind, FloatingIP, Network, Server, ServerSpec, Volume
 from lablease.provision.adopt import Adopter
 from lablease.provision.context import ProviderContext
 from lablease.provision.errorkinds import dns_kind
@@ -358,8 +358,9 @@ def _of_attempt(resource: Server | Volume, track: Track) -> bool:
     return resource.metadata.get(TAG_ATTEMPT) == track.attempt_id
 
 
-def release_floating(lifecycle: Lifecycle, node: str) -> list[str]:
-    """Release every floating IP of ``node`` (a destroy's part; nothing when the provider has no pool)."""
+def release_floating(lifecycle: Lifecycle, node: str, listed: list[FloatingIP] | None = None) -> list[str]:
+    """Release every floating IP of ``node`` (a destroy's part; nothing when the provider has no pool), as
+    ``listed`` shows them (a listing taken for a whole batch of destroys) or a listing taken now."""
     if lifecycle.floating is None:
         return []
-    return lifecycle.floating.release(node, [], lifecycle.floating.of_node(node))
+    return lifecycle.floating.release(node, [], lifecycle.floating.of_node(node), listed)
