@@ -88,7 +88,7 @@ def test_planted_leaks_survive_the_first_pass_and_the_second_deletes_exactly_thi
 
     dry = lab.http.post("/lab/reconcile/", params={"dry_run": "true"}).json()[0]
     first = _reconcile(lab)
-    assert first["deleted"] == {"servers": [], "volumes": [], "dns": []}
+    assert first["deleted"] == {"servers": [], "volumes": [], "floating_ips": [], "dns": []}
     assert first["pending"]["servers"] == [planted["our_server"]] and first["pending"]["volumes"] == [
         planted["our_volume"]]
     assert first["pending"]["dns"] == ["node1"] and dry["pending"] == first["pending"]
@@ -96,7 +96,7 @@ def test_planted_leaks_survive_the_first_pass_and_the_second_deletes_exactly_thi
 
     second = _reconcile(lab)
     assert second["deleted"] == {"servers": [planted["our_server"]], "volumes": [planted["our_volume"]],
-                                 "dns": ["node1"]}
+                                 "floating_ips": [], "dns": ["node1"]}
     left = {s["id"] for s in lab.cloud.resources()["servers"]}
     assert left == {planted["other_labs_server"], planted["untagged_server"]}
     assert lab.cloud.resources()["volumes"] == [] and lab.bind.addresses("node1") == set()
@@ -115,7 +115,7 @@ def test_a_lock_in_flight_is_never_taken_for_a_leak(lab_factory):
             reports.append(_reconcile(lab))
     assert locking.result().status_code == 200
     reports += [_reconcile(lab), _reconcile(lab)]
-    assert all(r["deleted"] == {"servers": [], "volumes": [], "dns": []} for r in reports), reports
+    assert all(r["deleted"] == {"servers": [], "volumes": [], "floating_ips": [], "dns": []} for r in reports), reports
     assert len(lab.cloud.resources()["servers"]) == 2
 
 

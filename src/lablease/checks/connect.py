@@ -42,7 +42,8 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
     from lablease.provision.engine import Provisioner
     from lablease.provision.errors import ProvisionError, Stage
     from lablease.provision.hints import merge_hints
-    from lablease.provision.selection import select_image, select_size
+    from lablease.provision.floating import pool_network
+    from lablease.provision.selection import select_image, select_networks, select_size, wants_boot_volume
 
     provider = lab.provider(name)
     args = provider.driver_args
@@ -81,10 +82,19 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
     def size() -> str:
         need = merge_hints(lab.openstack)
         found = select_size(listing(Stage.SIZE, prov.adapter.list_sizes), need, provider.allow_sizes,
-                            provider.exclude_sizes)
+                            provider.exclude_sizes, boot_from_volume=provider.boot_from_volume)
         chosen.append(found)
-        return (f"{found.name!r} ({found.ram} MB, {found.disk} GB, {found.vcpus} cpus) fits the default hints "
+        root = f", root on a {need.disk} GB volume" if wants_boot_volume(found, provider.boot_from_volume) else ""
+        return (f"{found.name!r} ({found.ram} MB, {found.disk} GB, {found.vcpus} cpus{root}) fits the default hints "
                 f"(ram {need.ram} MB, disk {need.disk} GB, cpus {need.cpus})")
+
+    def network() -> str:
+        listed = listing(Stage.NETWORK, prov.adapter.list_networks)
+        pool = pool_network(listed, provider.floating_ip_pool, None) if provider.floating_ip_pool else None
+        nets = select_networks([n for n in listed if pool is None or n.id != pool.id], provider.allow_networks,
+                               exact=provider.networks)
+        names = ", ".join(n.name for n in nets) or "the cloud's default"
+        return f"servers on {names}" + (f"; floating IPs from {pool.name} ({pool.id})" if pool else "")
 
     with prov:
         auth = step("auth", authenticate)
@@ -93,6 +103,8 @@ def _provider(lab: LabConfig, name: str, token_cache_dir: str | None) -> Iterato
             return
         yield step("image", image)
         yield step("size", size)
+        if provider.floating_ip_pool or provider.networks:
+            yield step("network", network)
         if chosen:
             try:
                 limits = prov.caller.call(Stage.SIZE, None, prov.adapter.compute_limits, what="get limits")

@@ -24,6 +24,8 @@ DEFAULT_CONFIG_PATHS = ("~/.teuthology.yaml", "/etc/teuthology.yaml")
 
 DEFAULT_READY_COMMAND = "test -e /.teuth_provisioned"
 SUPPORTED_DRIVERS = ("openstack", "ec2")
+# libcloud's api_version values that pick its OpenStack 2.x driver (Neutron networks and floating IPs)
+NEUTRON_APIS = ("2.0", "2.1", "2.2")
 
 MACHINE_TYPE_NAME_LEN = 32  # the nodes table's machine_type column (store.models.MACHINE_TYPE_LEN)
 
@@ -117,6 +119,33 @@ class ProviderConfig(BaseModel):
     # seconds between SSH checks of every warm node (0: only when one is lent)
     warm_check_interval: float = Field(default=300.0, ge=0, le=86400)
 
+    # OpenStack clouds that are not OVH (docs/openstack-clouds.md); unset, each keeps today's behaviour
+    # the external network (name or id) floating IPs come from; set, every node gets one, named in DNS
+    floating_ip_pool: str | None = None
+    # boot from a new volume made from the image: for flavors with disk 0 (auto), for every flavor, or never
+    boot_from_volume: Literal["auto", "always", "never"] = "auto"
+    availability_zone: str | None = None
+    # the networks (each by exact name or id) servers are attached to, instead of allow_networks' patterns
+    networks: list[str] = Field(default_factory=list)
+    # a Nova key pair holding the lab's public key, instead of putting the lab's key in the user data
+    key_name: str | None = None
+    config_drive: bool = False
+
+    @field_validator("floating_ip_pool", "availability_zone", "key_name")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank; leave the key out instead")
+        return value
+
+    @field_validator("networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if isinstance(value, list) and any(not isinstance(v, str) or not v.strip() for v in value):
+            raise ValueError("must be a list of network names or ids")
+        return value
+
     @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
     @classmethod
     def _patterns(cls, value: Any) -> list[str]:
@@ -175,6 +204,14 @@ class ProviderConfig(BaseModel):
                 self.ec2 = EC2Options()
             if "allow_sizes" not in self.model_fields_set:
                 self.allow_sizes = list(DEFAULT_EC2_SIZES)
+        if self.floating_ip_pool is not None and str(self.driver_args.get("api_version", "1.1")) not in NEUTRON_APIS:
+            raise ValueError("floating_ip_pool needs libcloud's OpenStack 2.x driver, which speaks to Neutron: set "
+                             "driver_args.api_version to '2.0'")
+        if self.networks and self.allow_networks != [".*"]:
+            raise ValueError("give networks (names or ids) or allow_networks (patterns), not both")
+        if self.floating_ip_pool is not None and self.floating_ip_pool in self.networks:
+            raise ValueError(f"networks names the floating IP pool {self.floating_ip_pool!r}: servers are attached "
+                             "to the private network(s); the pool's addresses are associated to them afterwards")
         return self
 
     def public_key_lines(self) -> list[str]:

@@ -93,6 +93,8 @@ class NodeCollector(Collector):
     def _families(records: Sequence[NodeRecord] = ()) -> list[Metric]:
         lab = GaugeMetricFamily("lablease_nodes", "Nodes by machine type, provisioning state and lock",
                                 labels=["machine_type", "state", "locked"])
+        held = GaugeMetricFamily("lablease_floating_ips", "Floating IPs the node records hold (each released "
+                                 "when its node is destroyed)", labels=["machine_type"])
         teuthology = GaugeMetricFamily("teuthology_nodes", "Teuthology Nodes (teuthology-exporter compatible)",
                                        labels=["machine_type", "locked", "up"])
         by_state = Tally((n.machine_type or "", n.state, bool(n.locked)) for n in records)
@@ -106,12 +108,14 @@ class NodeCollector(Collector):
             for up in (True, False):
                 for locked in (True, False):
                     teuthology.add_metric([machine_type, str(locked), str(up)], by_up[machine_type, locked, up])
+            held.add_metric([machine_type], sum(len(n.floating_ip_ids) for n in records
+                                                if (n.machine_type or "") == machine_type))
         made = GaugeMetricFamily("lablease_nodes_by_provider", "Nodes holding cloud resources, by machine type, "
                                  "the provider that made them and state", labels=["machine_type", "provider", "state"])
         for (machine_type, provider, state), count in sorted(Tally(
                 (n.machine_type or "", n.provider, n.state) for n in records if n.provider).items()):
             made.add_metric([machine_type, provider, state], count)
-        return [lab, teuthology, made]
+        return [lab, teuthology, held, made]
 
 
 class LabMetrics:
@@ -147,6 +151,9 @@ class LabMetrics:
         self.reconciler_actions = Counter("lablease_reconciler_nodes_total",
                                           "Nodes the reconciler took over, retried or failed on, by action",
                                           ["machine_type", "action"], registry=registry)
+        self.floating_ips = Counter("lablease_floating_ips_associated_total", "Floating IPs associated with new "
+                                    "nodes, by source (new: allocated; reused: one of the lab's free ones)",
+                                    ["machine_type", "source"], registry=registry)
         self.health = Gauge("lablease_provider_health", "1 for a provider's current health (ok, quota, auth, "
                             "outage, other), 0 for the others", ["machine_type", "state"], registry=registry)
         self.fallbacks = Counter("lablease_provider_fallbacks_total", "Nodes a provider could not give (quota, "
@@ -184,6 +191,8 @@ class LabMetrics:
             self.retries.labels(machine_type, event.stage).inc()
         elif event.stage == "provider" and event.status == "fallback":  # lab.fallback: machine_type is the provider
             self.fallbacks.labels(machine_type, event.made.get("to", "")).inc()
+        elif event.status == "made" and "floating_ip_id" in event.made:
+            self.floating_ips.labels(machine_type, event.made.get("floating_ip_source", "new")).inc()
 
     def _on_destroy(self, event: LabEvent) -> None:
         """Count an ended destroy and time it: by ``elapsed`` or, lacking it, since its start event."""

@@ -42,14 +42,18 @@ TAKEN_OVER = (NodeState.PROVISIONING, NodeState.DESTROYING)
 RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
 
 
+def _by_kind() -> dict[str, list[str]]:
+    return {"servers": [], "volumes": [], "floating_ips": [], "dns": []}
+
+
 @dataclass
 class PassReport:
     """What one pass of one provider found and did; ``pending`` leaks are deleted next pass if still there."""
 
     machine_type: str
-    found: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
-    pending: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
-    deleted: dict[str, list[str]] = field(default_factory=lambda: {"servers": [], "volumes": [], "dns": []})
+    found: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
+    pending: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
+    deleted: dict[str, list[str]] = field(default_factory=lambda: _by_kind())
     taken_over: list[str] = field(default_factory=list)
     destroys_retried: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -245,12 +249,21 @@ class Reconciler:
                                   {s.id for s in owned.servers if leaked(s.node, s.attempt)}, report, seen)
         volumes = self._confirmed(worker.machine_type, "volumes",
                                   {v.id for v in owned.volumes if leaked(v.node, v.attempt)}, report, seen)
-        if not (servers or volumes):
+        # A floating IP is a leak when no record owns its attempt, as a server is, or, as Nodepool's
+        # clean-floating-ips has it, when it is free (its server was deleted under it): nothing uses it then.
+        fips = self._confirmed(worker.machine_type, "floating_ips",
+                               {f.id for f in owned.floating_ips if leaked(f.node, f.attempt) or f.port_id is None},
+                               report, seen)
+        if not (servers or volumes or fips):
             return
-        problems = [] if report.dry_run else prov.remove_leaks(sorted(servers), sorted(volumes))
-        for kind, ids, made in (("server", servers, owned.servers), ("volume", volumes, owned.volumes)):
+        described = {f.id: f.description for f in owned.floating_ips if f.id in fips}
+        problems = [] if report.dry_run else prov.remove_leaks(sorted(servers), sorted(volumes), described)
+        for kind, ids, made in (("server", servers, owned.servers), ("volume", volumes, owned.volumes),
+                                ("floating IP", fips, owned.floating_ips)):
             for item in sorted((m for m in made if m.id in ids), key=lambda m: m.id):
                 why = _leak_reason(kind, item.node, item.attempt)
+                if kind == "floating IP" and getattr(item, "port_id", "") is None:
+                    why = f"free floating IP {item.address} tagged for this lab as node {item.node}: nothing uses it"
                 failed = any(item.id in p for p in problems)
                 report.act("delete", kind, item.id, item.node, why, not report.dry_run and not failed)
         if report.dry_run:
@@ -258,8 +271,9 @@ class Reconciler:
         report.failed.extend(problems)
         report.deleted["servers"] = sorted(servers)
         report.deleted["volumes"] = sorted(volumes)
-        log.warning("reconciler: deleted leaked servers=%s volumes=%s%s", sorted(servers), sorted(volumes),
-                    f" problems={problems}" if problems else "")
+        report.deleted["floating_ips"] = sorted(fips)
+        log.warning("reconciler: deleted leaked servers=%s volumes=%s floating_ips=%s%s", sorted(servers),
+                    sorted(volumes), sorted(fips), f" problems={problems}" if problems else "")
 
     def _dns_leaks(self, worker: "ProviderWorker", records: list[NodeRecord], report: PassReport,
                    seen: dict[tuple[str, str], set[str]]) -> None:

@@ -34,6 +34,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     attempt_id: str | None = None
     volume_ids: list[str] = field(default_factory=list)
+    floating_ip_ids: list[str] = field(default_factory=list)
 
 
 class ProviderWorker:
@@ -166,15 +167,18 @@ class ProviderWorker:
         """Write what the attempt made on the row before the engine goes on (a restart can then undo it)."""
         fields: dict[str, Any] = {}
         if event.attempt_id and event.attempt_id != job.attempt_id:
-            job.attempt_id, job.volume_ids = event.attempt_id, []
-            fields.update(attempt_id=event.attempt_id, cloud_server_id=None, volume_ids=[], dns_written=False,
-                          provider=self.machine_type)  # this worker's provider makes what the attempt makes
+            job.attempt_id, job.volume_ids, job.floating_ip_ids = event.attempt_id, [], []
+            fields.update(attempt_id=event.attempt_id, cloud_server_id=None, volume_ids=[], floating_ip_ids=[],
+                          dns_written=False, provider=self.machine_type)  # this worker's provider makes what the attempt makes
         if event.status == "made":
             if "server_id" in event.made:
                 fields["cloud_server_id"] = event.made["server_id"]
             if "volume_id" in event.made:
                 job.volume_ids.append(event.made["volume_id"])
                 fields["volume_ids"] = list(job.volume_ids)
+            if "floating_ip_id" in event.made:  # recorded before it is associated: a crash can release it
+                job.floating_ip_ids.append(event.made["floating_ip_id"])
+                fields["floating_ip_ids"] = list(job.floating_ip_ids)
             if "dns" in event.made:
                 fields["dns_written"] = True
         if fields:

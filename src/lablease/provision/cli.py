@@ -184,14 +184,17 @@ def list_owned(
     machine_type: str = typer.Option(..., "--machine-type", "-m"),
     config: Optional[Path] = ConfigOpt, quiet: bool = QuietOpt, log_level: Optional[str] = LogLevelOpt,
 ) -> None:
-    """List the servers and volumes in the cloud tagged as this lab's."""
+    """List the servers, volumes and floating IPs in the cloud tagged as this lab's."""
     with _provisioner(config, machine_type, quiet, log_level) as prov:
         owned = prov.list_owned()
     for s in owned.servers:
         typer.echo(f"server {s.id} name={s.name} node={s.node} attempt={s.attempt} state={s.state}")
     for v in owned.volumes:
         typer.echo(f"volume {v.id} name={v.name} node={v.node} attempt={v.attempt} state={v.state}")
-    if not (owned.servers or owned.volumes or quiet):
+    for f in owned.floating_ips:
+        typer.echo(f"floating-ip {f.id} address={f.address} node={f.node} attempt={f.attempt} "
+                   f"port={f.port_id or 'none (free)'}")
+    if not (owned.servers or owned.volumes or owned.floating_ips or quiet):
         typer.echo(f"no servers or volumes of lab {prov.lab} in machine type {machine_type}'s cloud", err=True)
 
 

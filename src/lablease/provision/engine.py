@@ -20,7 +20,7 @@ from lablease.provision.context import ProvisionerOptions, build_context
 from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import HintsError, merge_hints
-from lablease.provision.lifecycle import Lifecycle, Track, volume_pattern
+from lablease.provision.lifecycle import Lifecycle, Track, release_floating, volume_pattern
 from lablease.provision.models import (
     TAG_ATTEMPT,
     TAG_LAB,
@@ -92,7 +92,6 @@ class Provisioner:
 
     def __enter__(self) -> "Provisioner":
         return self
-
     def __exit__(self, *_: object) -> None:
         self.close()
 
@@ -106,12 +105,10 @@ class Provisioner:
         self._cancel.set()
 
     @property
-    def cancelled(self) -> bool:
-        """Whether ``cancel()`` was called (and not ``reset()`` since)."""
+    def cancelled(self) -> bool:  # cancel() was called, and not reset() since
         return self._cancel.is_set()
 
-    def reset(self) -> None:
-        """Accept creates again after ``cancel()``; call it only when no create is running."""
+    def reset(self) -> None:  # accept creates again after cancel(); only when no create is running
         self._cancel.clear()
 
     def _check_cancel(self, node: str, attempt: int) -> None:
@@ -279,10 +276,12 @@ class Provisioner:
         timeout = self.provider.api_retry_time + self.provider.api_timeout
         return (self.servers.fresh(Stage.DESTROY, None, timeout), self.volumes.fresh(Stage.DESTROY, None, timeout))
 
-    def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True) -> None:
+    def _destroy(self, node: str, servers: list, volumes: list, dns_written: bool = True,
+                 fips: list | None = None) -> None:
         self._emit(ProgressEvent(node, Stage.DESTROY.value, "start"))
         mine_servers, mine_volumes = self._mine(node, servers, volumes)
-        problems = self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=dns_written)
+        problems = release_floating(self.lifecycle, node, fips)
+        problems += self.lifecycle.teardown(node, mine_servers, mine_volumes, dns=dns_written)
         if not dns_written:
             self._forget_name(node)
         if problems:
@@ -336,12 +335,13 @@ class Provisioner:
         try:
             self.prepare()
             servers, volumes = self._snapshot()
+            fips = self.lifecycle.floating.listed(None) if self.lifecycle.floating is not None else None
         except ProvisionError as exc:
             return [Outcome(n, False, error=exc) for n in names]
 
         def one(name: str) -> Outcome:
             try:
-                self._destroy(self.node_name(name, Stage.DESTROY), servers, volumes)
+                self._destroy(self.node_name(name, Stage.DESTROY), servers, volumes, fips=fips)
                 return Outcome(name, True)
             except ProvisionError as exc:
                 return Outcome(name, False, error=exc)
@@ -351,16 +351,17 @@ class Provisioner:
         return [Outcome(o.name, False, error=errors[node]) if (node := self.short_name(o.name).lower()) in errors else o
                 for o in outcomes]
 
-    def remove_leaks(self, server_ids: list[str], volume_ids: list[str]) -> list[str]:
-        """Delete these servers and volumes (detaching the volumes first); returns what could not be removed.
-
-        For the reconciler, which decided they are leaks; no DNS name is touched.
-        """
+    def remove_leaks(self, server_ids: list[str], volume_ids: list[str],
+                     floating_ips: dict[str, str] | None = None) -> list[str]:
+        """Delete these servers and volumes (detaching volumes first), release these floating IPs (id -> the description
+        they were judged by); what could not be removed. For the reconciler's leaks; no DNS name is touched."""
         self.prepare()
         wanted = set(volume_ids)
         volumes = [v for v in self.caller.call(Stage.DESTROY, None, self.adapter.list_volumes, what="list volumes")
-                   if v.id in wanted]
-        return self.lifecycle.teardown("(leaks)", list(server_ids), volumes, dns=False)
+                   if v.id in wanted] if wanted else []
+        fips = self.lifecycle.floating
+        problems = fips.remove(floating_ips) if fips is not None and floating_ips else []
+        return problems + self.lifecycle.teardown("(leaks)", list(server_ids), volumes, dns=False)
 
     # -- inventory ---------------------------------------------------------------------------------
 
@@ -374,7 +375,7 @@ class Provisioner:
             volumes=[OwnedVolume(v.id, v.name, v.metadata.get(TAG_NODE, ""), v.metadata.get(TAG_ATTEMPT, ""), v.state,
                                  list(v.attached_to))
                      for v in volumes if v.metadata.get(TAG_LAB) == self.lab],
-        )
+            floating_ips=self.lifecycle.floating.owned() if self.lifecycle.floating is not None else [])
 
 
 def provisioner_from_config(config: LabConfig, machine_type: str, dns_client: Any = None,

@@ -16,6 +16,7 @@ class Stage(str, Enum):
     NETWORK = "network"
     CREATE = "create"
     BOOT = "boot"
+    FLOATING_IP = "floating-ip"
     VOLUME = "volume"
     DNS = "dns"
     SSH = "ssh"

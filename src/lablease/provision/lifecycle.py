@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lablease.provision.adapters.base import ErrorKind, Server, ServerSpec, Volume
+from lablease.provision.adapters.base import ErrorKind, FloatingIP, Network, Server, ServerSpec, Volume
 from lablease.provision.adopt import Adopter
 from lablease.provision.context import ProviderContext
 from lablease.provision.errorkinds import dns_kind
 from lablease.provision.errors import ProvisionError, Stage
+from lablease.provision.floating import FloatingIPs, pool_network
 from lablease.provision.hints import Resources
 from lablease.provision.models import (
     TAG_ATTEMPT,
@@ -36,6 +37,7 @@ from lablease.provision.selection import (
     select_networks,
     select_security_groups,
     select_size,
+    wants_boot_volume,
 )
 from lablease.provision.teardown import Teardown
 from lablease.provision.userdata import build_userdata
@@ -55,6 +57,8 @@ class Track:
     volume_ids: list[str] = field(default_factory=list)
     server_unsure: bool = False   # a create call failed: a server may exist that we have no id for
     volume_unsure: bool = False
+    floating_ids: list[str] = field(default_factory=list)
+    floating_unsure: bool = False  # an allocation was asked for: a floating IP may exist that we have no id for
     dns: bool = False
     stage: Stage = Stage.IMAGE
     volume_mark: int = 0          # the volume listing's mark after the last volume action (create, attach)
@@ -93,6 +97,8 @@ class Lifecycle(Teardown):
         self.servers = ctx.cloud.servers
         self.volumes = ctx.cloud.volumes
         self.adopter = Adopter(self.adapter, self.caller, settle=self.p.api_timeout, cancel=self.cancel)
+        self.floating = FloatingIPs(self.p, self.lab, self.adapter, self.caller, self.adopter) \
+            if self.p.floating_ip_pool else None
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -118,21 +124,28 @@ class Lifecycle(Teardown):
                              self.p.exclude_image, node)
         self._stage(track, Stage.SIZE)
         size = select_size(self.listing("sizes", Stage.SIZE, a.list_sizes), need, self.p.allow_sizes,
-                           self.p.exclude_sizes, node)
+                           self.p.exclude_sizes, node, boot_from_volume=self.p.boot_from_volume)
         self._stage(track, Stage.NETWORK)
-        networks = select_networks(self.listing("networks", Stage.NETWORK, a.list_networks), self.p.allow_networks, node)
+        all_networks = self.listing("networks", Stage.NETWORK, a.list_networks)
+        pool = pool_network(all_networks, self.p.floating_ip_pool, node) if self.p.floating_ip_pool else None
+        networks = select_networks([n for n in all_networks if pool is None or n.id != pool.id],
+                                   self.p.allow_networks, node, exact=self.p.networks)
         groups = select_security_groups(
             self.listing("security_groups", Stage.NETWORK, a.list_security_groups) if self.p.security_groups else [],
             self.p.security_groups, node)
 
         self._stage(track, Stage.CREATE)
         tags = {**self.p.tags, TAG_LAB: self.lab, TAG_NODE: node, TAG_ATTEMPT: track.attempt_id}
+        # With a key pair (key_name) the lab's own key comes from it; the user data keeps the extra keys.
+        keys = self.public_keys[1:] if self.p.key_name else self.public_keys
         spec = ServerSpec(
             name=node, image=image, size=size, networks=networks, security_groups=groups, metadata=tags,
             root_disk=need.disk,
             userdata=build_userdata(hostname=node, fqdn=f"{node}.{self.lab_domain}", user=self.p.ssh_user,
-                                    authorized_keys=self.public_keys, os_type=os_type, os_version=os_version,
+                                    authorized_keys=keys, os_type=os_type, os_version=os_version,
                                     per_os=self.p.userdata),
+            boot_volume_size=need.disk if wants_boot_volume(size, self.p.boot_from_volume) else None,
+            availability_zone=self.p.availability_zone, key_name=self.p.key_name, config_drive=self.p.config_drive,
         )
         track.server_unsure = True
         server = self.adopter.create(Stage.CREATE, node, "create server", lambda: a.create_server(spec),
@@ -142,18 +155,20 @@ class Lifecycle(Teardown):
         track.server_unsure = False
         self._made(track, server_id=server.id)
 
-        # The SSH wait starts now, beside the boot poll, when the cloud already gave an address.
-        early_ips = getattr(server, self.p.ssh_interface)
+        # The SSH wait starts now, beside the boot poll, when the cloud already gave an address (never the
+        # private address of a server that gets a floating IP: SSH goes to the floating IP only).
+        early_ips = getattr(server, self.p.ssh_interface) if pool is None else []
         early = EarlyProbe(self.probe, early_ips[0], self.p.boot_timeout + self.p.ready_timeout, node) \
             if early_ips else None
         try:
-            return self._finish(track, server, server_mark, need, tags, early, image.name, size.name, started)
+            return self._finish(track, server, server_mark, need, tags, early, image.name, size.name, started, pool)
         finally:
             if early is not None:
                 early.cancel()
 
     def _finish(self, track: Track, server: Server, server_mark: int, need: Resources, tags: dict[str, str],
-                early: EarlyProbe | None, image: str, size: str, started: float) -> NodeInfo:
+                early: EarlyProbe | None, image: str, size: str, started: float,
+                pool: Network | None = None) -> NodeInfo:
         node = track.node
         # Volumes need no running server: they are built while it boots, attached once it runs,
         # and their attachments complete while DNS and SSH readiness go on.
@@ -163,7 +178,20 @@ class Lifecycle(Teardown):
 
         self._stage(track, Stage.BOOT)
         server = self._wait_running(node, server.id, server_mark)
-        address = getattr(server, self.p.ssh_interface)[0]
+        public_ips = list(server.public_ips)
+        if pool is not None and self.floating is not None:
+            self._stage(track, Stage.FLOATING_IP)
+            track.floating_unsure = True
+
+            def made(fip_id: str, source: str) -> None:
+                track.floating_ids.append(fip_id)
+                track.floating_unsure = False
+                self._made(track, floating_ip_id=fip_id, floating_ip_source=source)
+
+            address = self.floating.attach(node, track.attempt_id, server.id, pool, made).address
+            public_ips = [address] + [ip for ip in public_ips if ip != address]
+        else:
+            address = getattr(server, self.p.ssh_interface)[0]
 
         if need.volume_count:
             self._stage(track, Stage.VOLUME, f"attach {need.volume_count}")
@@ -196,7 +224,7 @@ class Lifecycle(Teardown):
                                server_id=server.id)
         return NodeInfo(
             name=node, fqdn=f"{node}.{self.lab_domain}", server_id=server.id, address=address,
-            public_ips=server.public_ips, private_ips=server.private_ips, host_key=ready.host_key,
+            public_ips=public_ips, private_ips=server.private_ips, host_key=ready.host_key,
             volume_ids=list(track.volume_ids), image=image, size=size, attempts=track.attempt,
             seconds=time.monotonic() - started,
         )
@@ -213,7 +241,8 @@ class Lifecycle(Teardown):
             if server.state == "error":
                 raise ProvisionError(Stage.BOOT, node, f"server {server_id} went to ERROR: "
                                      f"{server.fault or 'the cloud gave no reason'}", kind=ErrorKind.CLOUD_ERROR)
-            if server.state == "running" and getattr(server, self.p.ssh_interface):
+            # With a floating IP the address comes after the boot; the server needs only to run.
+            if server.state == "running" and (self.floating is not None or getattr(server, self.p.ssh_interface)):
                 return server
             return None
 
@@ -295,6 +324,9 @@ class Lifecycle(Teardown):
         done only when a listing begun after the deletes shows nothing of the attempt.
         """
         problems: list[str] = []
+        if self.floating is not None and (track.floating_ids or track.floating_unsure):
+            problems += self.floating.release(track.node, track.floating_ids,
+                                              self.floating.of_attempt(track.attempt_id))
         if track.stage not in (Stage.IMAGE, Stage.SIZE, Stage.NETWORK):  # before CREATE nothing was made
 
             def made(servers: list[Server], volumes: list[Volume]) -> tuple[list[str], list[Volume]]:
@@ -312,10 +344,9 @@ class Lifecycle(Teardown):
                     volumes = made([], self.volumes.fresh(Stage.DESTROY, track.node, timeout))[1]
                 except ProvisionError:
                     pass  # confirm_gone lists again, and says so if it cannot
-            problems = self.teardown(track.node, list(track.server_ids), volumes, dns=False)
+            left = self.teardown(track.node, list(track.server_ids), volumes, dns=False)
             # ...then whatever listings by its tag still show, until they show nothing.
-            if not problems:
-                problems = self.confirm_gone(track.node, made)
+            problems += left or self.confirm_gone(track.node, made)
         if track.dns and self.dns is not None:
             try:
                 self.dns.delete(track.node)
@@ -326,3 +357,11 @@ class Lifecycle(Teardown):
 
 def _of_attempt(resource: Server | Volume, track: Track) -> bool:
     return resource.metadata.get(TAG_ATTEMPT) == track.attempt_id
+
+
+def release_floating(lifecycle: Lifecycle, node: str, listed: list[FloatingIP] | None = None) -> list[str]:
+    """Release every floating IP of ``node`` (a destroy's part; nothing when the provider has no pool), as
+    ``listed`` shows them (a listing taken for a whole batch of destroys) or a listing taken now."""
+    if lifecycle.floating is None:
+        return []
+    return lifecycle.floating.release(node, [], lifecycle.floating.of_node(node), listed)

@@ -91,8 +91,19 @@ class OwnedVolume:
 
 
 @dataclass
+class OwnedFloatingIP:
+    id: str
+    address: str
+    node: str
+    attempt: str
+    port_id: str | None
+    description: str  # what it was judged by: a leak is released only while it still says this
+
+
+@dataclass
 class OwnedResources:
     """Everything in the cloud that carries this lab's tag (for the reconciler)."""
 
     servers: list[OwnedServer]
     volumes: list[OwnedVolume]
+    floating_ips: list[OwnedFloatingIP] = field(default_factory=list)

@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Nova's and Cinder's default `osapi_max_limit`: libcloud's Nova 1.1 driver does not follow "next"
-# links, so a listing this long may be one page of several and cannot say that something is gone.
+# Nova's and Cinder's default `osapi_max_limit`. The adapter follows "next" links (adapters/openstack_calls.py),
+# but a listing this long is still not taken to prove that something is gone: a cloud that truncates without a
+# link would otherwise make a missing resource look deleted. One GET tells, only for projects this big.
 PAGE_LIMIT = 1000
 
 

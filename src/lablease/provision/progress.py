@@ -18,7 +18,7 @@ from lablease.config.redact import redact_text
 from lablease.logs import logs_above
 from lablease.provision.models import Outcome, ProgressCallback, ProgressEvent
 
-_ORDER = ["image", "size", "network", "create", "boot", "volume", "dns", "ssh", "ready"]
+_ORDER = ["image", "size", "network", "create", "boot", "floating-ip", "volume", "dns", "ssh", "ready"]
 
 
 def event_text(event: ProgressEvent) -> str:

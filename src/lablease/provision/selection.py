@@ -47,11 +47,19 @@ def select_image(images: Sequence[Image], os_type: str, os_version: str, exclude
     )
 
 
+def wants_boot_volume(size: Size, boot_from_volume: str) -> bool:
+    """Whether a server of ``size`` boots from a volume made from the image: ``always``, or ``auto`` and the
+    flavor has no disk of its own (disk 0: the cloud refuses to boot it from the image)."""
+    return boot_from_volume == "always" or (boot_from_volume == "auto" and size.disk == 0)
+
+
 def select_size(sizes: Sequence[Size], need: Resources, allow: Sequence[str], exclude: Sequence[str],
-                node: str | None = None) -> Size:
-    """The smallest size (by ram, disk, vcpus) that satisfies ``need`` among the allowed ones."""
+                node: str | None = None, boot_from_volume: str = "never") -> Size:
+    """The smallest size (by ram, disk, vcpus) that satisfies ``need`` among the allowed ones. A size that
+    boots from a volume (``wants_boot_volume``) has any disk: its root volume is made ``need.disk`` GB."""
     allowed = [s for s in sizes if _matches(s.name, allow) and not _matches(s.name, exclude)]
-    fitting = [s for s in allowed if s.ram >= need.ram and s.disk >= need.disk and s.vcpus >= need.cpus]
+    fitting = [s for s in allowed if s.ram >= need.ram and s.vcpus >= need.cpus
+               and (s.disk >= need.disk or wants_boot_volume(s, boot_from_volume))]
     if fitting:
         return min(fitting, key=lambda s: (s.ram, s.disk, s.vcpus, s.name))
     names = ", ".join(f"{s.name}({s.ram}MB/{s.disk}GB/{s.vcpus}cpu)" for s in sorted(allowed, key=lambda s: s.name))
@@ -63,8 +71,12 @@ def select_size(sizes: Sequence[Size], need: Resources, allow: Sequence[str], ex
     )
 
 
-def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str | None = None) -> list[Network]:
-    """All networks matching ``allow_networks``; an empty listing lets the cloud pick its default."""
+def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str | None = None,
+                    exact: Sequence[str] = ()) -> list[Network]:
+    """The networks ``exact`` names (each by id or by a unique name, in its order) when it names any, else
+    all networks matching ``allow_networks``; an empty listing lets the cloud pick its default."""
+    if exact:
+        return [_one_network(networks, wanted, node) for wanted in exact]
     if not networks:
         return []
     chosen = [n for n in networks if _matches(n.name, allow)]
@@ -73,6 +85,16 @@ def select_networks(networks: Sequence[Network], allow: Sequence[str], node: str
         raise ProvisionError(Stage.NETWORK, node, f"no network matches allow_networks; the cloud has: {names}",
                              kind=ErrorKind.CONFIG)
     return chosen
+
+
+def _one_network(networks: Sequence[Network], wanted: str, node: str | None) -> Network:
+    found = [n for n in networks if n.id == wanted] or [n for n in networks if n.name == wanted]
+    if len(found) == 1:
+        return found[0]
+    problem = "does not exist" if not found else f"is ambiguous ({len(found)} networks have that name; give its id)"
+    names = ", ".join(sorted(n.name for n in networks)) or "none"
+    raise ProvisionError(Stage.NETWORK, node, f"network {wanted!r} of networks {problem}; the cloud has: {names}",
+                         kind=ErrorKind.CONFIG)
 
 
 def select_security_groups(groups: Sequence[SecurityGroup], wanted: Sequence[str] | None,

@@ -55,6 +55,7 @@ class Node(Base):
     # The running attempt, persisted as it happens (migration 0003), and who works on the node.
     attempt_id: Mapped[str | None] = mapped_column(String(64))
     volume_ids: Mapped[list | None] = mapped_column(JSON)
+    floating_ip_ids: Mapped[list | None] = mapped_column(JSON)
     dns_written: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     # The provider (a libcloud.providers key) whose attempt made the node's resources (migration 0006);

@@ -16,7 +16,7 @@ PADDLES_KEYS = (
 # lablease's extra keys; paddles clients ignore them.
 EXTRA_KEYS = ("state", "cloud_server_id", "addresses", "last_error", "created_at", "updated_at", "provider")
 # The running attempt and its lease: stored for the lab service, not part of the JSON answers.
-ATTEMPT_KEYS = ("attempt_id", "volume_ids", "dns_written", "lease_owner", "lease_expires", "state_since")
+ATTEMPT_KEYS = ("attempt_id", "volume_ids", "floating_ip_ids", "dns_written", "lease_owner", "lease_expires", "state_since")
 # Columns read for a record (vm_host is resolved to the host's record separately).
 COLUMNS = tuple(k for k in PADDLES_KEYS if k != "vm_host") + ("id", "vm_host_id") + EXTRA_KEYS + ATTEMPT_KEYS
 
@@ -74,6 +74,7 @@ class NodeRecord:
     updated_at: datetime | None = None
     attempt_id: str | None = None
     volume_ids: list[str] = field(default_factory=list)
+    floating_ip_ids: list[str] = field(default_factory=list)
     dns_written: bool = False
     lease_owner: str | None = None
     lease_expires: datetime | None = None
@@ -86,6 +87,7 @@ class NodeRecord:
         data = {k: getattr(row, k) for k in COLUMNS}
         data["addresses"] = list(data["addresses"] or [])
         data["volume_ids"] = list(data["volume_ids"] or [])
+        data["floating_ip_ids"] = list(data["floating_ip_ids"] or [])
         data["dns_written"] = bool(data["dns_written"])
         for key in ("up", "is_vm", "locked"):  # SQLite hands back ints in some paths
             if data[key] is not None:

@@ -86,7 +86,23 @@ class Volume:
 
 
 @dataclass
+class FloatingIP:
+    """A Neutron floating IP; ``port_id`` None means it is associated with nothing (free). ``description``
+    carries lablease's tags (``floating.describe``): Neutron floating IPs have no metadata."""
+
+    id: str
+    address: str
+    network_id: str
+    port_id: str | None = None
+    description: str = ""
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass
 class ServerSpec:
+    """What a server is created with. ``boot_volume_size`` (GB): boot from a new volume made from the image,
+    deleted with the server (block device mapping); None boots from the image on the flavor's disk."""
+
     name: str
     image: Image
     size: Size
@@ -95,6 +111,10 @@ class ServerSpec:
     userdata: str
     metadata: dict[str, str]
     root_disk: int = 0  # GB the root disk needs (clouds whose sizes fix it, as OpenStack's flavors do, ignore it)
+    boot_volume_size: int | None = None
+    availability_zone: str | None = None
+    key_name: str | None = None
+    config_drive: bool = False
 
 
 class CloudAdapter(ABC):
@@ -159,6 +179,28 @@ class CloudAdapter(ABC):
 
     @abstractmethod
     def delete_volume(self, volume_id: str) -> None: ...
+
+    # -- floating IPs (only clouds with a floating_ip_pool use them) ------------------------------
+
+    def list_floating_ips(self, network_id: str | None = None) -> list[FloatingIP]:
+        """Every floating IP of the project (of ``network_id``'s pool when given), every page."""
+        raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
+
+    def server_port(self, server_id: str) -> str | None:
+        """The id of the server's first port (what a floating IP is associated with), None while it has none."""
+        raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
+
+    def create_floating_ip(self, network_id: str, port_id: str, description: str) -> FloatingIP:
+        """Allocate a floating IP from ``network_id``'s pool, associated with ``port_id`` (one request)."""
+        raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
+
+    def associate_floating_ip(self, fip_id: str, port_id: str, description: str) -> FloatingIP:
+        """Associate a free floating IP with ``port_id`` and re-describe it (one request)."""
+        raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
+
+    def delete_floating_ip(self, fip_id: str) -> None:
+        """Release it (disassociating it first if it is associated); gone already is no error."""
+        raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
 
     @abstractmethod
     def classify(self, exc: BaseException) -> ErrorInfo:

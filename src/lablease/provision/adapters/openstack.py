@@ -29,10 +29,12 @@ from libcloud.compute.types import NodeState, Provider
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from lablease.config.lab import ProviderConfig
+from lablease.provision.adapters import openstack_calls as calls
 from lablease.provision.adapters.base import (
     CloudAdapter,
     ErrorInfo,
     ErrorKind,
+    FloatingIP,
     Image,
     Network,
     SecurityGroup,
@@ -54,7 +56,9 @@ _STATES = {
     NodeState.TERMINATED: "deleted",
 }
 _CODE_IN_BODY = re.compile(r"code:\s*(\d{3})")
-_QUOTA = re.compile(r"quota|limit exceeded|overlimit", re.IGNORECASE)
+# Neutron's 409s say "Quota exceeded for resources: ['floatingip']" and, for an exhausted floating IP pool,
+# "No more IP addresses available on network": both a shortage that retrying now does not cure.
+_QUOTA = re.compile(r"quota|limit exceeded|overlimit|no more ip addresses available", re.IGNORECASE)
 # libcloud errors that mean "the token has no usable catalog": usually the project (tenant) or the region.
 _NO_CATALOG = re.compile(r"could not find specified endpoint|must provide tenant_name", re.IGNORECASE)
 # The driver_args libcloud's OpenStack drivers take: the OpenStack mixin's and the base driver's keyword
@@ -109,7 +113,7 @@ def price_list_once(api_name: str) -> None:
         pricing.set_pricing("compute", api_name, {})
 
 
-class OpenStackAdapter(CloudAdapter):
+class OpenStackAdapter(calls.FloatingIPCalls, CloudAdapter):
     def __init__(self, provider: ProviderConfig, token_cache=None):
         price_list_once(get_driver(Provider.OPENSTACK).api_name)
         self.provider = provider
@@ -171,12 +175,12 @@ class OpenStackAdapter(CloudAdapter):
     # -- listings ---------------------------------------------------------------------------
 
     def list_images(self) -> list[Image]:
-        return [Image(i.id, i.name or "", raw=i) for i in self._driver().list_images()]
+        return [Image(i.id, i.name or "", raw=i) for i in calls.list_images(self._driver())]
 
     def list_sizes(self) -> list[Size]:
         return [
             Size(s.id, s.name or "", int(s.ram or 0), int(s.disk or 0), int(getattr(s, "vcpus", 0) or 0), raw=s)
-            for s in self._driver().list_sizes()
+            for s in calls.list_sizes(self._driver())
         ]
 
     def compute_limits(self) -> dict[str, int] | None:
@@ -186,10 +190,10 @@ class OpenStackAdapter(CloudAdapter):
         return {k: int(v) for k, v in absolute.items() if isinstance(v, (int, float))} or None
 
     def list_networks(self) -> list[Network]:
-        return [Network(n.id, n.name or "", raw=n) for n in self._driver().ex_list_networks()]
+        return [Network(n.id, n.name or "", raw=n) for n in calls.list_networks(self._driver())]
 
     def list_security_groups(self) -> list[SecurityGroup]:
-        return [SecurityGroup(g.id, g.name or "", raw=g) for g in self._driver().ex_list_security_groups()]
+        return [SecurityGroup(g.id, g.name or "", raw=g) for g in calls.list_security_groups(self._driver())]
 
     # -- servers ------------------------------------------------------------------------------
 
@@ -205,10 +209,16 @@ class OpenStackAdapter(CloudAdapter):
         )
 
     def create_server(self, spec: ServerSpec) -> Server:
+        # Boot from volume: no imageRef, a block device mapping that makes the root volume from the image.
+        bdm = None if spec.boot_volume_size is None else [{
+            "boot_index": 0, "uuid": spec.image.id, "source_type": "image", "destination_type": "volume",
+            "volume_size": spec.boot_volume_size, "delete_on_termination": True}]
         node = self._driver().create_node(
-            name=spec.name, size=spec.size.raw, image=spec.image.raw, ex_userdata=spec.userdata,
-            networks=[n.raw for n in spec.networks], ex_security_groups=[g.raw for g in spec.security_groups],
-            ex_metadata=spec.metadata,
+            name=spec.name, size=spec.size.raw, image=spec.image.raw if bdm is None else None,
+            ex_userdata=spec.userdata, networks=[n.raw for n in spec.networks],
+            ex_security_groups=[g.raw for g in spec.security_groups], ex_metadata=spec.metadata,
+            ex_blockdevicemappings=bdm, ex_availability_zone=spec.availability_zone, ex_keyname=spec.key_name,
+            ex_config_drive=spec.config_drive or None,
         )
         return self._server(node)
 
@@ -217,7 +227,7 @@ class OpenStackAdapter(CloudAdapter):
         return None if node is None else self._server(node)
 
     def list_servers(self) -> list[Server]:
-        return [self._server(n) for n in self._driver().list_nodes()]
+        return [self._server(n) for n in calls.list_servers(self._driver())]
 
     def delete_server(self, server_id: str) -> None:
         driver = self._driver()
@@ -258,7 +268,7 @@ class OpenStackAdapter(CloudAdapter):
             raise
 
     def list_volumes(self) -> list[Volume]:
-        return [self._volume(v) for v in self._driver().list_volumes()]
+        return [self._volume(v) for v in calls.list_volumes(self._driver())]
 
     def attach_volume(self, server_id: str, volume_id: str) -> None:
         driver = self._driver()
@@ -360,7 +370,7 @@ def _unreachable(exc: BaseException) -> str | None:
 def _classify_code(code: int, message: str, retry_after: float | None) -> ErrorInfo:
     if code == 429 or (code == 413 and retry_after is not None):
         return ErrorInfo(ErrorKind.RATE_LIMIT, message, retry_after)
-    if code in (413, 403) and _QUOTA.search(message):
+    if code in (413, 403, 409) and _QUOTA.search(message):
         return ErrorInfo(ErrorKind.QUOTA, message)
     if code == 413:  # Nova's overLimit without Retry-After: an absolute limit, i.e. a quota
         return ErrorInfo(ErrorKind.QUOTA, message)
