@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
 from lablease.config.patterns import check_regex
+from lablease.config.policy import LockPolicy, Quotas, check_quota_types
 from lablease.hostnames import check_lab_domain
 
 # Where teuthology looks for its config, in order.
@@ -112,6 +113,8 @@ class ProviderConfig(BaseModel):
     refill_backoff_max: float = Field(default=300.0, gt=0, le=86400)
     # seconds between SSH checks of every warm node (0: only when one is lent)
     warm_check_interval: float = Field(default=300.0, ge=0, le=86400)
+    # lock expiry and holds of this machine type (config/policy.py); none: locks last until unlocked
+    policy: LockPolicy | None = None
 
     @field_validator("exclude_image", "allow_sizes", "exclude_sizes", "allow_networks", mode="before")
     @classmethod
@@ -173,6 +176,7 @@ class ProviderConfig(BaseModel):
 class LibcloudSection(BaseModel):
     model_config = ConfigDict(extra="allow")
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    quotas: Quotas = Field(default_factory=Quotas)  # nodes an owner may hold (config/policy.py)
 
 
 class LabConfig(BaseModel):
@@ -224,6 +228,7 @@ def parse_lab_config(data: dict[str, Any], *, file: str | None = None) -> LabCon
     config = validate_section(LabConfig, data, file=file)
     for name, provider in config.libcloud.providers.items():
         _check_key_file(provider, file=file, key=f"libcloud.providers.{name}.ssh_key_file")
+    check_quota_types(config.libcloud.quotas, config.libcloud.providers, file=file)
     return config
 
 

@@ -40,6 +40,7 @@ OWNING = (NodeState.PROVISIONING, NodeState.READY)
 # States a process works through: a dead owner's node in one of them is taken over.
 TAKEN_OVER = (NodeState.PROVISIONING, NodeState.DESTROYING)
 RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
+Expiry = Callable[["ProviderWorker", list[NodeRecord], "PassReport"], None]
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Reconciler:
     """Runs passes for every provider of ``lab``, on a timer (``start``) or on demand (``run``)."""
 
     def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None,
-                 on_report: Callable[[PassReport], None] | None = None):
+                 on_report: Callable[[PassReport], None] | None = None, expiry: Expiry | None = None):
         self.lab = lab
         self.interval = interval
         self.dns = dns_client
@@ -85,6 +86,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.last: list[PassReport] = []
         self.on_report = on_report  # metrics hook: called with each PassReport (not of a dry run)
+        self.expiry = expiry  # lock expiry and holds (lab.expiry.ExpiryPass), applied in each pass
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class Reconciler:
                 self._take_over(worker, node, report)
             elif node.state == NodeState.DESTROY_FAILED:
                 self._retry_destroy(worker, node, report)
+        if self.expiry is not None:
+            self.expiry(worker, records, report)
         self._cloud_leaks(worker, records, report, seen)
         if self.dns is not None:
             self._dns_leaks(worker, records, report, seen)
