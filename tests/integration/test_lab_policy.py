@@ -107,8 +107,8 @@ def test_an_expired_lock_is_destroyed_and_unlocked_while_an_extended_and_a_held_
     assert out.returncode == 0 and "held until" in out.stdout, out.stderr
     refused = lablease(tmp_path, "extend", held, "--hours", "2", "--server", lab.url, "--owner", OWNER)
     assert refused.returncode == 1 and "lock_hours_max" in refused.stderr
-    refused = lablease(tmp_path, "release", held, "--server", lab.url, "--owner", "mallory@lab")
-    assert refused.returncode == 1 and f"locked by {OWNER}, not mallory@lab" in refused.stderr
+    refused = lab.http.post(f"/lab/nodes/{held}/release/", json={"locked_by": "mallory@lab"})
+    assert refused.status_code == 403 and f"locked by {OWNER}, not mallory@lab" in refused.json()["message"]
 
     wait_until(lambda: utcnow() > default_end, what="the default expiry to pass", timeout=30, interval=0.2)
     acts = {(a["action"], a["node"]): a for a in reconcile(lab)}
@@ -143,22 +143,25 @@ def test_an_expired_lock_is_destroyed_and_unlocked_while_an_extended_and_a_held_
 def test_a_lock_over_the_owners_quota_is_refused_before_anything_is_claimed_and_teuthology_lock_shows_why(
         lab_factory, tmp_path):
     venv = teuthology_venv()
-    lab = lab_factory(quotas={"default": {"machine_types": {"dev": 2}}}, min_ready={"ubuntu-22.04": 1})
+    lab = lab_factory({"lock_hours": 1}, quotas={"default": {"machine_types": {"dev": 2}}},
+                      min_ready={"ubuntu-22.04": 1})
     lab.add("node1", "node2", "node3")
     warm = wait_until(lambda: [n["name"] for n in lab.http.get("/nodes/").json()
                                if n["state"] == "ready" and not n["locked"]], what="a warm node", timeout=30)
-    first = lab.http.post("/nodes/lock_many/", json={"count": 1, "machine_type": "dev", "locked_by": "tester@lab",
-                                                     "description": "job 1"})
-    assert first.status_code == 200 and [n["name"] for n in first.json()] == warm, first.text
+    home = tmp_path / "home"
+    (home / ".cache").mkdir(parents=True)
+    (home / ".teuthology.yaml").write_text(yaml.safe_dump({"lock_server": lab.url, "lab_domain": DOMAIN}))
+    _, teuthology_lock = commands(home, venv)
+    first = teuthology_lock("--lock-many", "1", "-m", "dev", "--owner", "tester@lab", "--desc", "job 1")
+    assert first.returncode == 0 and list(yaml.safe_load(first.stdout)["targets"]) == warm, first.stderr
+    got = lab.node(warm[0])  # teuthology sends no expiry: its lock gets the type's default, 1 h
+    assert timedelta(hours=1) <= expiry(lab, warm[0]) - datetime.fromisoformat(got["locked_since"]) < timedelta(
+        hours=1, minutes=10)
     refill = wait_until(lambda: [n["name"] for n in lab.http.get("/nodes/").json()
                                  if n["state"] == "ready" and not n["locked"]], what="the pool's refill", timeout=30)
     servers = sorted(s["id"] for s in lab.cloud.resources()["servers"])
     trail = len(lab.http.get(f"/nodes/{refill[0]}/events/").json())
 
-    home = tmp_path / "home"
-    (home / ".cache").mkdir(parents=True)
-    (home / ".teuthology.yaml").write_text(yaml.safe_dump({"lock_server": lab.url, "lab_domain": DOMAIN}))
-    _, teuthology_lock = commands(home, venv)
     refused = teuthology_lock("--lock-many", "2", "-m", "dev", "--owner", "tester@lab", "--desc", "job 2")
     reason = ("over quota: tester@lab may hold at most 2 dev node(s) (libcloud.quotas.default.machine_types.dev) "
               "and holds 1, so 2 more would make 3")

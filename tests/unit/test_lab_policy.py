@@ -181,3 +181,53 @@ def test_the_expiring_warning_is_written_once(store):
     assert terms.warn("c1", lambda n, now: None, "expires soon") is not None
     assert terms.warn("c1", lambda n, now: None, "expires soon") is None
     assert [e.action for e in store.events("c1")].count("expiring") == 1
+
+
+def _lab_policy():  # noqa: ANN202
+    from lablease.lab.policy import LabPolicy
+
+    config = _config("""\
+        libcloud:
+          providers:
+            ovh:
+              driver: openstack
+              driver_args: {username: u, password: p, ex_force_auth_url: 'https://auth.example/v3'}
+              policy: {lock_hours: 2, lock_hours_max: 8}
+            aws:
+              driver: openstack
+              driver_args: {username: u, password: p, ex_force_auth_url: 'https://auth.example/v3'}
+        """)
+    return LabPolicy(None, config)  # type: ignore[arg-type] - these checks never read the store
+
+
+def test_a_lock_may_ask_for_less_than_the_maximum_but_not_more_nor_of_a_type_without_policy():
+    policy = _lab_policy()
+    policy.check_hours("ovh", 0.01)
+    policy.check_hours("ovh", None)
+    policy.check_hours("aws", None)
+    with pytest.raises(InvalidRequest, match=r"at most 8 for ovh \(libcloud.providers.ovh.policy.lock_hours_max\)"):
+        policy.check_hours("ovh", 9)
+    with pytest.raises(InvalidRequest, match="locks of aws do not expire"):
+        policy.check_hours("aws", 1)
+
+
+def test_a_client_sees_the_expiry_and_a_running_hold_but_not_an_ended_one():
+    policy = _lab_policy()
+    shown = policy.presented(_node(expires_at=datetime(2099, 1, 1), hold_until=datetime(2099, 1, 2),
+                                   hold_reason="gdb"))
+    assert shown == {"expires_at": "2099-01-01 00:00:00.000000", "hold_until": "2099-01-02 00:00:00.000000",
+                     "hold_reason": "gdb"}
+    ended = policy.presented(_node(expires_at=datetime(2099, 1, 1), hold_until=datetime(2000, 1, 1), hold_reason="gdb"))
+    assert (ended["hold_until"], ended["hold_reason"]) == (None, None)
+    assert policy.presented(_node(machine_type="aws"))["expires_at"] is None
+
+
+def test_lablease_list_shows_when_a_lock_expires_or_why_it_is_held():
+    from lablease.client.render import expires_text
+
+    now = datetime(2026, 12, 7, 12, 0, 0)
+    assert expires_text({"expires_at": "2026-12-07 14:05:00.000000"}, now) == "in 2 h 5 min"
+    assert expires_text({"expires_at": "2026-12-07 11:55:00.000000"}, now) == "5 min ago"
+    assert expires_text({"expires_at": "2026-12-07 11:55:00.000000", "hold_until": "2026-12-07 15:00:00.000000",
+                         "hold_reason": "gdb"}, now) == "held 3 h 0 min (gdb)"
+    assert expires_text({}, now) == ""
