@@ -102,6 +102,11 @@ def test_an_expired_lock_is_destroyed_and_unlocked_while_an_extended_and_a_held_
     out = lablease(tmp_path, "extend", kept, "--hours", "0.5", "--server", lab.url, "--owner", OWNER)
     assert out.returncode == 0 and f"{kept}: expires" in out.stdout, out.stderr
     assert expiry(lab, kept) >= default_end + timedelta(minutes=29)
+    before = expiry(lab, kept)
+    form = lab.http.post(f"/ui/nodes/{kept}/extend", data={"locked_by": OWNER, "hours": "0.1"})  # the node page's
+    assert form.status_code == 303 and expiry(lab, kept) >= before + timedelta(minutes=5), form.text
+    form = lab.http.post(f"/ui/nodes/{kept}/extend", data={"locked_by": "mallory@lab", "hours": "0.1"})
+    assert form.status_code == 403 and "only the lock&#39;s owner may" in form.text
     out = lablease(tmp_path, "hold", held, "--hours", "1", "--reason", "debugging an osd crash", "--server", lab.url,
                    "--owner", OWNER)
     assert out.returncode == 0 and "held until" in out.stdout, out.stderr

@@ -160,7 +160,8 @@ class LabPolicy:
                 continue
             if held(node, now):
                 out[node.machine_type or ""]["held"] += 1
-            elif node.state == NodeState.READY and (node.expiry_warned or verdict(node, policy, now) is not Verdict.KEEP):
+            elif node.state == NodeState.READY and (node.expiry_warned
+                                                    or verdict(node, policy, now) is not Verdict.KEEP):
                 out[node.machine_type or ""]["expiring"] += 1
         return out
 
