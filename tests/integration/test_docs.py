@@ -168,3 +168,18 @@ def test_the_postgresql_role_of_docs_lockserver_md_has_the_example_urls_password
     assert url and role and owner_db
     user, password, database = url.groups()
     assert role.groups() == (user, password) and owner_db.groups() == (user, database)
+
+
+def test_the_lab_policy_example_of_docs_lab_service_md_passes_config_check(tmp_path):
+    from lablease.provision.devlab import generate_lab_key
+
+    path, key = tmp_path / "teuthology.yaml", generate_lab_key(tmp_path / "lab_ed25519")
+    path.write_text(_moved(doc_blocks("lab-service.md")["lab-policy"], {"/etc/lablease/lab_ed25519": str(key)}))
+    out = subprocess.run([sys.executable, "-m", "lablease", "config", "check", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    broken = path.read_text().replace("lock_hours_max: 72", "lock_hours_max: 6")
+    path.write_text(broken)
+    out = subprocess.run([sys.executable, "-m", "lablease", "config", "check", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "libcloud.providers.ovh.policy" in out.stderr + out.stdout

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 
 from lablease.client.force import force_unlock
+from lablease.client.policy import register as register_policy
 from lablease.client.render import (
     LiveProgress,
     PlainProgress,
@@ -250,3 +251,4 @@ def register(app: typer.Typer) -> None:
     for name, command in (("lock-many", lock_many), ("lock", lock), ("unlock", unlock), ("list", list_nodes),
                           ("summary", summary), ("status", status)):
         app.command(name, epilog=EXIT_CODES)(command)
+    register_policy(app)  # extend, hold, release (client/policy.py)

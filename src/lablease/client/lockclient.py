@@ -140,6 +140,10 @@ class LockClient:
         """Destroy and free a cloud node in any state, whoever holds it (admin); ``by`` is named in its events."""
         return self._call("POST", f"/lab/nodes/{name}/force-unlock/", params={"by": by}, **self._waiting(wait))
 
+    def lock_terms(self, name: str, change: str, locked_by: str, **fields: Any) -> dict[str, Any]:
+        """An owner's ``change`` (extend, hold, release) of a cloud lock's terms; the node with its new terms."""
+        return self._call("POST", f"/lab/nodes/{name}/{change}/", json={"locked_by": locked_by, **fields})
+
     def events(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
         """The node's event trail, oldest first (a lablease extension: 404 on paddles)."""
         params = {"count": count} if count is not None else {}

@@ -104,12 +104,27 @@ def type_of(node: Node) -> str:
 
 
 def list_table(console: Console, nodes: list[Node], now: datetime | None = None) -> Table:
-    """``lablease list``: one row a node."""
-    table = new_table(console, "name", "type", "state", "locked by", "locked since", "description", "os", "address")
+    """``lablease list``: one row a node; an ``expires`` column when some lock has an expiry or a hold."""
+    terms = any(n.get("expires_at") or n.get("hold_until") for n in nodes)
+    table = new_table(console, "name", "type", "state", "locked by", "locked since", "description", "os", "address",
+                      *(["expires"] if terms else []))
     for n in sorted(nodes, key=lambda n: n["name"]):
         table.add_row(n["name"], type_of(n), n.get("state") or "", n.get("locked_by") or "",
-                      since(n.get("locked_since"), now), n.get("description") or "", os_of(n), addresses_of(n))
+                      since(n.get("locked_since"), now), n.get("description") or "", os_of(n), addresses_of(n),
+                      *([expires_text(n, now)] if terms else []))
     return table
+
+
+def expires_text(node: Node, now: datetime | None = None) -> str:
+    """``in 2 h 5 min``, ``5 min ago``, ``held 3 h (why)``: a lock's expiry and hold, at a glance."""
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    hold, end = _utc(node.get("hold_until")), _utc(node.get("expires_at"))
+    if hold is not None:
+        return f"held {duration((hold - now).total_seconds())} ({node.get('hold_reason') or ''})"
+    if end is None:
+        return ""
+    left = (end - now).total_seconds()
+    return f"in {duration(left)}" if left >= 0 else f"{duration(-left)} ago"
 
 
 def summary_rows(nodes: list[Node]) -> list[dict[str, Any]]:
@@ -137,7 +152,7 @@ def summary_table(console: Console, rows: list[dict[str, Any]]) -> Table:
 
 RECORD_KEYS = ("name", "machine_type", "provider", "state", "up", "locked", "locked_by", "locked_since", "description",
                "os_type", "os_version", "arch", "is_vm", "addresses", "cloud_server_id", "mac_address",
-               "last_error", "created_at", "updated_at")
+               "last_error", "expires_at", "hold_until", "hold_reason", "created_at", "updated_at")
 
 
 def record_grid(node: Node) -> Table:

@@ -17,6 +17,7 @@ from lablease.config.ec2 import DEFAULT_EC2_SIZES, EC2Options, check_ec2_driver_
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
 from lablease.config.patterns import check_regex
+from lablease.config.policy import LockPolicy, Quotas, check_quota_types
 from lablease.hostnames import check_lab_domain
 
 # Where teuthology looks for its config, in order.
@@ -118,6 +119,8 @@ class ProviderConfig(BaseModel):
     refill_backoff_max: float = Field(default=300.0, gt=0, le=86400)
     # seconds between SSH checks of every warm node (0: only when one is lent)
     warm_check_interval: float = Field(default=300.0, ge=0, le=86400)
+    # lock expiry and holds of this machine type (config/policy.py); none: locks last until unlocked
+    policy: LockPolicy | None = None
 
     # OpenStack clouds that are not OVH (docs/openstack-clouds.md); unset, each keeps today's behaviour
     # the external network (name or id) floating IPs come from; set, every node gets one, named in DNS
@@ -234,6 +237,7 @@ class LibcloudSection(BaseModel):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     # lablease's key: machine types served by several of the providers above (none: every type is one provider)
     machine_types: dict[str, MachineTypeConfig] = Field(default_factory=dict)
+    quotas: Quotas = Field(default_factory=Quotas)  # nodes an owner may hold (config/policy.py)
 
     @model_validator(mode="after")
     def _routes(self) -> "LibcloudSection":
@@ -321,6 +325,7 @@ def parse_lab_config(data: dict[str, Any], *, file: str | None = None) -> LabCon
     config = validate_section(LabConfig, data, file=file)
     for name, provider in config.libcloud.providers.items():
         _check_key_file(provider, file=file, key=f"libcloud.providers.{name}.ssh_key_file")
+    check_quota_types(config.libcloud.quotas, config.libcloud.providers, file=file)
     return config
 
 

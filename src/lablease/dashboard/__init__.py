@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lablease.dashboard.routes import HERE, router
 from lablease.dashboard.stages import StageTracker
+from lablease.dashboard.terms import router as terms_router
 
 
 def install(app: FastAPI) -> None:
@@ -23,6 +24,7 @@ def install(app: FastAPI) -> None:
         lab.bus.subscribe(tracker)
         app.state.dashboard_stages = tracker
     app.include_router(router)
+    app.include_router(terms_router)  # the node page's extend form
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
 
 

@@ -24,6 +24,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 NO_OWNER = "Give your name as the lock's owner (locked_by)."
+DONE = {"unlocked": "Unlocked.", "extended": "Extended."}
 
 
 def base(request: Request) -> str:
@@ -80,7 +81,7 @@ def _node_response(request: Request, name: str, status: int = 200, **extra: Any)
 @router.get("/ui/nodes/{name}", response_class=HTMLResponse)
 def node(request: Request, name: str, done: str = "") -> HTMLResponse:
     """A node's record, cloud parts and history; ``done=unlocked`` after a successful unlock."""
-    return _node_response(request, name, notice="Unlocked." if done == "unlocked" else "")
+    return _node_response(request, name, notice=DONE.get(done, ""))
 
 
 @router.get("/ui/nodes/{name}/unlock", response_class=HTMLResponse)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from lablease.lab.bus import LabEvent
 from lablease.lab.health import Health
+from lablease.lab.policy_http import router as policy_router
 from lablease.lab.service import LabService
 from lablease.lockapi.errors import error_docs
 from lablease.lockapi.routes import ADMIN, NodeName, require_admin
@@ -21,6 +22,7 @@ from lablease.lockapi.schemas import NO_NUL, Node
 from lablease.store import NodeStore
 
 router = APIRouter()
+router.include_router(policy_router)  # extend, hold, release (lab.policy_http)
 KEEPALIVE_SECONDS = 15.0
 
 

@@ -40,6 +40,7 @@ OWNING = (NodeState.PROVISIONING, NodeState.READY)
 # States a process works through: a dead owner's node in one of them is taken over.
 TAKEN_OVER = (NodeState.PROVISIONING, NodeState.DESTROYING)
 RETRY_FIRST, RETRY_CAP = 30.0, 3600.0
+Expiry = Callable[["ProviderWorker", list[NodeRecord], "PassReport"], None]
 
 
 def _by_kind() -> dict[str, list[str]]:
@@ -80,7 +81,7 @@ class Reconciler:
     covers the records it looks after (lab.routing: its own type's, and those of multi-provider types it made)."""
 
     def __init__(self, lab: "LabHost", interval: float, *, dns_client: Any = None,
-                 on_report: Callable[[PassReport], None] | None = None):
+                 on_report: Callable[[PassReport], None] | None = None, expiry: Expiry | None = None):
         self.lab = lab
         self.interval = interval
         self.dns = dns_client
@@ -90,6 +91,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.last: list[PassReport] = []
         self.on_report = on_report  # metrics hook: called with each PassReport (not of a dry run)
+        self.expiry = expiry  # lock expiry and holds (lab.expiry.ExpiryPass), applied in each pass
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -163,6 +165,8 @@ class Reconciler:
                 self._take_over(worker, node, report)
             elif node.state == NodeState.DESTROY_FAILED:
                 self._retry_destroy(worker, node, report)
+        if self.expiry is not None:
+            self.expiry(worker, records, report)
         self._cloud_leaks(worker, records, report, seen)
         if self.dns is not None:
             self._dns_leaks(worker, records, report, seen)

@@ -27,6 +27,7 @@ from lablease.lab.host import LabObserver
 from lablease.lab.heartbeat import Heartbeat
 from lablease.lab.leases import new_owner
 from lablease.lab.messages import explain_refusal
+from lablease.lab.policy import LabPolicy
 from lablease.lab.pool import WarmPool
 from lablease.lab.preflight import RECHECK, Preflight
 from lablease.lab.reconciler import Reconciler
@@ -83,6 +84,7 @@ class LabService:
         self.preflights = {t: Preflight(t, w.prov) for t, w in self.workers.items()}
         self._heartbeat = Heartbeat(store, self.owner, lease_seconds, self.workers)
         self._heartbeat.start()
+        self.policy = LabPolicy(store, config)  # quotas, lock expiry and holds (lab.policy)
         self.health = {t: ProviderHealth(t, RefillBackoff(w.prov.provider.refill_backoff,
                                                           w.prov.provider.refill_backoff_max),
                                          on_change=observer.on_health if observer is not None else None)
@@ -93,7 +95,8 @@ class LabService:
             pool.start()
         dns = next((w.prov.dns_client for w in self.workers.values() if w.prov.dns_client is not None), None)
         self.reconciler = Reconciler(self, reconcile_interval, dns_client=dns,
-                                     on_report=observer.on_reconcile if observer is not None else None)
+                                     on_report=observer.on_reconcile if observer is not None else None,
+                                     expiry=self.policy.expiry_pass(self))
         self.reconciler.start()
 
     def _build_provisioner(self, machine_type: str, options: ProvisionerOptions, on_progress):  # noqa: ANN001, ANN202
@@ -122,7 +125,7 @@ class LabService:
         destroy_if_vm hand them to downburst or its own libcloud), which would fail or create a second
         server. The service creates and destroys these nodes, so to clients they are plain machines.
         """
-        return {"is_vm": False}
+        return {"is_vm": False, **self.policy.presented(node)}
 
     def owns_any(self, names: Sequence[str]) -> bool:
         for name in names:
@@ -148,14 +151,15 @@ class LabService:
         req = replace(req, os_type=os_type, os_version=os_version)
         self._check_hints(req.hints)
         with self._working():
+            await self.policy.admit(req)  # over quota: 503 before any warm node is claimed or record moves
             if self.routes.is_multi(types[0]):  # no warm pool of its own: lab.fallback
-                return await self.fallback.lock_many(req, abandoned)
+                return await self.policy.begin(await self.fallback.lock_many(req, abandoned), req.lock_hours)
             pool = self.pools.get(types[0])
             if pool is None or not pool.wants(os_type, os_version):
-                return await self._lock_cold(worker, [], req, abandoned)
+                return await self.policy.begin(await self._lock_cold(worker, [], req, abandoned), req.lock_hours)
             with pool.claiming():
                 warm = await self._claim_warm(pool, req)
-                return await self._lock_cold(worker, warm, req, abandoned)
+                return await self.policy.begin(await self._lock_cold(worker, warm, req, abandoned), req.lock_hours)
 
     async def _lock_cold(self, worker: ProviderWorker, warm: list[NodeRecord], req: LockRequest,
                          abandoned: asyncio.Event | None) -> list[NodeRecord]:
@@ -231,7 +235,7 @@ class LabService:
             else:
                 got = await self._provision(worker, [locked], os_type, os_version, hints, values.get("request_id"),
                                             values.get("locked_by"))
-            return got[0]
+            return (await self.policy.begin(got))[0]
 
     async def _preflight(self, machine_type: str) -> None:
         """503 before any record moves when the cloud refuses the credentials or the DNS service is down."""

@@ -36,12 +36,13 @@ class LockRequest:
     arch: str | None = None
     hints: Any = None
     request_id: str | None = None
+    lock_hours: float | None = None  # less than the machine type's default expiry (lab/policy.py)
 
     @classmethod
     def of(cls, body: LockMany) -> "LockRequest":
         return cls(count=body.count, machine_type=body.machine_type, locked_by=body.locked_by,
                    description=body.description, os_type=body.os_type, os_version=body.os_version,
-                   arch=body.arch, hints=body.openstack, request_id=body.request_id)
+                   arch=body.arch, hints=body.openstack, request_id=body.request_id, lock_hours=body.lock_hours)
 
 
 class CloudLab(Protocol):

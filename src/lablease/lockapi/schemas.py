@@ -143,6 +143,11 @@ Time = Annotated[str, AfterValidator(_time), WithJsonSchema(
     {"type": "string", "pattern": TIME_TEXT, "description": f"a time like {TIME_EXAMPLE}"})]
 
 
+MAX_LOCK_HOURS = 24 * 366
+LockHours = Annotated[float, Strict(), Field(gt=0, le=MAX_LOCK_HOURS, allow_inf_nan=False,
+                                             description="hours until the lock expires (a cloud type with a policy)")]
+
+
 class _Body(BaseModel):
     """A request body: a JSON object whose unknown keys are ignored (and, as all its text, keep the text rule)."""
 
@@ -202,6 +207,8 @@ class LockMany(_Body):
     # hints for a cloud type, as teuthology's job config carries them.
     request_id: RequestId | None = None
     openstack: Annotated[dict[str, Hint], _KeyRule] | list[Hint] | None = None
+    # lablease's: a cloud lock that should expire sooner than its machine type's default (docs/lab-service.md)
+    lock_hours: LockHours | None = None
 
 
 class UnlockMany(_Body):
@@ -240,6 +247,9 @@ class Node(BaseModel):
     updated_at: str | None
     provider: str | None = Field(None, description="the provider (a libcloud.providers key) that made the node's "
                                  "resources while it is held; null for a free node or a plain machine")
+    expires_at: str | None = Field(None, description="a cloud lock's expiry (UTC), when its type has a policy")
+    hold_until: str | None = Field(None, description="the end (UTC) of a hold keeping it past its expiry")
+    hold_reason: str | None = Field(None, description="why it is held")
 
 
 class ShortNode(BaseModel):

@@ -100,6 +100,7 @@ def create_app(settings: LockSettings, store: NodeStore | None = None, *, run_mi
         from lablease.lab.http import router as lab_router
 
         app.state.lab_metrics = lab_observer
+        lab_observer.registry.register(lab.policy.collector())  # lablease_locks_expiring, lablease_locks_held
         app.include_router(lab_router)
     from lablease.dashboard import install as install_dashboard
 

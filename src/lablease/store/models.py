@@ -63,6 +63,12 @@ class Node(Base):
     provider: Mapped[str | None] = mapped_column(String(PROVIDER_LEN))
     lease_expires: Mapped[datetime | None] = mapped_column(DateTime)
     state_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # The lock's end and its hold (migration 0008; rules: lab/expiry.py): when the lab destroys it, whether its
+    # "expiring" warning was written, and until when and why its owner keeps it past that end.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expiry_warned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    hold_until: Mapped[datetime | None] = mapped_column(DateTime)
+    hold_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 

@@ -16,9 +16,13 @@ PADDLES_KEYS = (
 # lablease's extra keys; paddles clients ignore them.
 EXTRA_KEYS = ("state", "cloud_server_id", "addresses", "last_error", "created_at", "updated_at", "provider")
 # The running attempt and its lease: stored for the lab service, not part of the JSON answers.
-ATTEMPT_KEYS = ("attempt_id", "volume_ids", "floating_ip_ids", "dns_written", "lease_owner", "lease_expires", "state_since")
+ATTEMPT_KEYS = ("attempt_id", "volume_ids", "floating_ip_ids", "dns_written", "lease_owner", "lease_expires",
+                "state_since")
+# The lock's expiry and hold (lab/expiry.py): the lab service shows them for its own nodes (``presented``).
+POLICY_KEYS = ("expires_at", "expiry_warned", "hold_until", "hold_reason")
 # Columns read for a record (vm_host is resolved to the host's record separately).
-COLUMNS = tuple(k for k in PADDLES_KEYS if k != "vm_host") + ("id", "vm_host_id") + EXTRA_KEYS + ATTEMPT_KEYS
+COLUMNS = (tuple(k for k in PADDLES_KEYS if k != "vm_host") + ("id", "vm_host_id") + EXTRA_KEYS + ATTEMPT_KEYS
+           + POLICY_KEYS)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -80,6 +84,10 @@ class NodeRecord:
     lease_expires: datetime | None = None
     state_since: datetime | None = None
     provider: str | None = None
+    expires_at: datetime | None = None
+    expiry_warned: bool = False
+    hold_until: datetime | None = None
+    hold_reason: str | None = None
     vm_host: "NodeRecord | None" = None
 
     @classmethod
@@ -89,6 +97,7 @@ class NodeRecord:
         data["volume_ids"] = list(data["volume_ids"] or [])
         data["floating_ip_ids"] = list(data["floating_ip_ids"] or [])
         data["dns_written"] = bool(data["dns_written"])
+        data["expiry_warned"] = bool(data["expiry_warned"])
         for key in ("up", "is_vm", "locked"):  # SQLite hands back ints in some paths
             if data[key] is not None:
                 data[key] = bool(data[key])

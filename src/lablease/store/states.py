@@ -26,7 +26,8 @@ from lablease.store.rules import check_destroyable, check_lock_change, plan_chan
 STATE_FIELDS = frozenset({
     "locked", "locked_by", "locked_since", "description", "os_type", "os_version", "arch", "ssh_pub_key",
     "cloud_server_id", "addresses", "last_error", "attempt_id", "volume_ids", "floating_ip_ids",
-    "dns_written", "lease_owner", "lease_expires", "provider",
+    "dns_written", "lease_owner", "lease_expires", "provider", "expires_at", "expiry_warned", "hold_until",
+    "hold_reason",
 })
 # What a cloud node forgets when it is free again: the lock's own fields (its description, the OS it
 # was made with) and the attempt's; what the inventory says of it (arch, vm_host, mac_address...) stays.
@@ -34,7 +35,8 @@ CLEARED_ON_FREE: dict[str, Any] = {
     "locked": False, "locked_by": None, "locked_since": None, "description": None, "os_type": None,
     "os_version": None, "ssh_pub_key": None, "cloud_server_id": None,
     "addresses": [], "attempt_id": None, "volume_ids": [], "floating_ip_ids": [], "dns_written": False,
-    "lease_owner": None, "lease_expires": None, "last_error": None, "provider": None,
+    "lease_owner": None, "lease_expires": None, "last_error": None, "provider": None, "expires_at": None,
+    "expiry_warned": False, "hold_until": None, "hold_reason": None,
 }
 
 
