@@ -18,7 +18,6 @@ import threading
 from typing import Any
 
 import requests
-from libcloud import pricing
 from libcloud.common.base import BaseDriver
 from libcloud.common.exceptions import BaseHTTPError, RateLimitReachedError
 from libcloud.common.openstack import OpenStackDriverMixin
@@ -95,27 +94,9 @@ def _usable(expires: dt.datetime) -> bool:
     return dt.datetime.now(dt.timezone.utc) < expires - _EXPIRY_MARGIN
 
 
-def price_list_once(api_name: str) -> None:
-    """Make libcloud read its price list (a 4.5 MB JSON file) for ``api_name`` at most once per process.
-
-    libcloud caches a driver's prices only when its file has them, and it has none for OpenStack: so
-    every size of every ``list_sizes`` re-read and re-parsed the whole file (~0.1 s and ~10 MB for a
-    moment, per size), the ~10 MB RSS steps every ``listing_ttl`` seen in the soak (docs/performance.md,
-    "Growth"). Looked up once here; when the file has no prices for the driver, an empty list is cached
-    in their place: a size's price is then None, libcloud's "not available", with no read (it was 0.0,
-    from the KeyError; lablease reads no price).
-    """
-    if api_name in pricing.PRICING_DATA["compute"]:
-        return
-    try:
-        pricing.get_pricing("compute", api_name)  # caches what it finds (a custom file may have prices)
-    except (KeyError, OSError, ValueError):  # none for this driver, or no readable file: no prices
-        pricing.set_pricing("compute", api_name, {})
-
-
 class OpenStackAdapter(calls.FloatingIPCalls, CloudAdapter):
     def __init__(self, provider: ProviderConfig, token_cache=None):
-        price_list_once(get_driver(Provider.OPENSTACK).api_name)
+        calls.price_list_once(get_driver(Provider.OPENSTACK).api_name)
         self.provider = provider
         args = dict(provider.driver_args)
         self._username = args.pop("username")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from libcloud import pricing
 from libcloud.common.exceptions import BaseHTTPError
 from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver
 
@@ -29,6 +30,24 @@ def _v2(driver: Any) -> OpenStack_2_NodeDriver:
         raise NotImplementedError("floating IPs need the OpenStack 2.x driver (Neutron); this provider uses "
                                   "libcloud's 1.1 driver")
     return driver
+
+
+def price_list_once(api_name: str) -> None:
+    """Make libcloud read its price list (a 4.5 MB JSON file) for ``api_name`` at most once per process.
+
+    libcloud caches a driver's prices only when its file has them, and it has none for OpenStack: so
+    every size of every ``list_sizes`` re-read and re-parsed the whole file (~0.1 s and ~10 MB for a
+    moment, per size), the ~10 MB RSS steps every ``listing_ttl`` seen in the soak (docs/performance.md,
+    "Growth"). Looked up once here; when the file has no prices for the driver, an empty list is cached
+    in their place: a size's price is then None, libcloud's "not available", with no read (it was 0.0,
+    from the KeyError; lablease reads no price).
+    """
+    if api_name in pricing.PRICING_DATA["compute"]:
+        return
+    try:
+        pricing.get_pricing("compute", api_name)  # caches what it finds (a custom file may have prices)
+    except (KeyError, OSError, ValueError):  # none for this driver, or no readable file: no prices
+        pricing.set_pricing("compute", api_name, {})
 
 
 def paged(driver: Any, url: str, key: str, connection: Any = None, params: dict[str, Any] | None = None) -> dict:

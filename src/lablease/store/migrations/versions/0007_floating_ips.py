@@ -4,7 +4,7 @@ Written as each is allocated (or taken from this lab's free ones), before it is 
 ``volume_ids``: a restarted process or the reconciler can then release what a dead one allocated.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 from __future__ import annotations
@@ -19,8 +19,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("nodes") as batch:
-        batch.add_column(sa.Column("floating_ip_ids", sa.JSON))
+    # Skipped when present: a database rewound to an older revision (as a test of 0004 does) has it.
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("nodes")}
+    if "floating_ip_ids" not in present:
+        with op.batch_alter_table("nodes") as batch:
+            batch.add_column(sa.Column("floating_ip_ids", sa.JSON))
 
 
 def downgrade() -> None:

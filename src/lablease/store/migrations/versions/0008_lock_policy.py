@@ -3,7 +3,7 @@ that keeps it past that end for debugging, with its reason. Kept in the row, so 
 applies the same rules (lab/expiry.py).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07
 """
 from __future__ import annotations
