@@ -112,7 +112,7 @@ def test_images_are_selectable_by_owner_and_name_pattern_newest_last_build_wins(
 
 def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_and_goes_at_terminate(moto_ec2):
     driver = moto_ec2.driver()
-    moto_ec2.admin.set_delays(pending=1.0)
+    moto_ec2.admin.set_delays(pending=600)  # pending until the test ends it
     key = paramiko.RSAKey.generate(2048)
     other = paramiko.RSAKey.generate(2048)
     image, size = pick(driver)
@@ -126,6 +126,7 @@ def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_
     assert driver.list_nodes()[0].state == "pending"
     assert refused(address, moto_ec2.ssh_port)
 
+    moto_ec2.admin.set_delays(pending=0.3)
     wait_until(lambda: driver.list_nodes()[0].state == "running", what="the instance to run", timeout=20)
     info = wait_until(lambda: next((i for i in moto_ec2.instances() if i["id"] == node.id and i["ssh_up"]), None),
                       what="the instance's sshd", timeout=20)
@@ -177,19 +178,22 @@ def test_the_imported_key_pair_logs_in_too(moto_ec2):
 
 def test_volume_is_created_tagged_attached_detached_without_instance_id_and_deleted(moto_ec2):
     driver = moto_ec2.driver()
-    moto_ec2.admin.set_delays(volume_creating=1.0)
     image, size = pick(driver)
     node = driver.create_node(name="v1", size=size, image=image)
+    moto_ec2.admin.set_delays(volume_creating=600)  # creating until the test ends it
     volume = driver.create_volume(2, "v1_0")
-    assert volume.state == "creating" or volume.extra["state"] == "creating"
+    assert volume.extra["state"] == "creating"
     assert driver.ex_create_tags(volume, {"lab": "t", "attempt": "a1"})  # libcloud's 0-based Tag.0 numbering
+    assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "creating"
     with pytest.raises(Exception, match="IncorrectState"):
         driver.attach_volume(node, volume, "/dev/sdf")
-    wait_until(lambda: next(v for v in moto_ec2.volumes() if v["id"] == volume.id)["status"] == "available",
-               what="the volume to be available", timeout=20)
+    moto_ec2.admin.set_delays(volume_creating=0)
+    assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "available"
     assert driver.attach_volume(node, volume, "/dev/sdf")
     seen = next(v for v in moto_ec2.volumes() if v["id"] == volume.id)
     assert seen["attached_to"] == node.id and seen["tags"] == {"Name": "v1_0", "lab": "t", "attempt": "a1"}
+    with pytest.raises(Exception, match="VolumeInUse"):
+        driver.destroy_volume(volume)  # attached: EC2 refuses
     assert driver.detach_volume(volume)  # no InstanceId: EC2 finds the attachment
     assert next(v for v in moto_ec2.volumes() if v["id"] == volume.id)["attached_to"] is None
     with pytest.raises(Exception, match="IncorrectState"):

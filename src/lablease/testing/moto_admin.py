@@ -6,6 +6,7 @@
     GET    /faults              {"seed": n, "rules": [FaultRule fields + "fired"]}
     PUT    /faults              {"rules": [...], "seed": n}  replace    POST: add one rule    DELETE: none
     GET    /delays              {"pending_seconds": s, "volume_creating_seconds": s}   PUT: change either
+                                (counted from each launch/creation: applies to those still waiting)
     GET    /instances           moto's instances (terminated too) + sshd state, root dir, host key
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
     POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,

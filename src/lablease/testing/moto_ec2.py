@@ -58,7 +58,11 @@ class MotoAdmin:
         return self._call("GET", "/health")
 
     def set_delays(self, pending: float | None = None, volume_creating: float | None = None) -> dict[str, float]:
-        """Seconds a new instance answers ``pending`` / a new volume ``creating`` (from now on)."""
+        """Seconds after its launch / creation an instance answers ``pending`` / a volume ``creating``.
+
+        Applies to those still pending or creating too: a test can hold them there with a long delay,
+        look, then end it with 0.
+        """
         body: dict[str, float] = {}
         if pending is not None:
             body["pending_seconds"] = pending
