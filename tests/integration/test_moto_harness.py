@@ -126,7 +126,7 @@ def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_
     assert driver.list_nodes()[0].state == "pending"
     assert refused(address, moto_ec2.ssh_port)
 
-    moto_ec2.admin.set_delays(pending=0.3)
+    moto_ec2.admin.finish_waits()
     wait_until(lambda: driver.list_nodes()[0].state == "running", what="the instance to run", timeout=20)
     info = wait_until(lambda: next((i for i in moto_ec2.instances() if i["id"] == node.id and i["ssh_up"]), None),
                       what="the instance's sshd", timeout=20)
@@ -187,7 +187,7 @@ def test_volume_is_created_tagged_attached_detached_without_instance_id_and_dele
     assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "creating"
     with pytest.raises(Exception, match="IncorrectState"):
         driver.attach_volume(node, volume, "/dev/sdf")
-    moto_ec2.admin.set_delays(volume_creating=0)
+    moto_ec2.admin.finish_waits()
     assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "available"
     assert driver.attach_volume(node, volume, "/dev/sdf")
     seen = next(v for v in moto_ec2.volumes() if v["id"] == volume.id)

@@ -211,7 +211,7 @@ class Ec2AsEc2:
             match = re.search(rb"<volumeId>([^<]+)</volumeId>", answer.body)
             if match:
                 self.world.volume_created(match.group(1).decode())
-        if req.action in ("CreateVolume", "DescribeVolumes") and self.world.creating_since:
+        if req.action in ("CreateVolume", "DescribeVolumes") and self.world.creating_until:
             answer.body = self._creating(answer.body)
         elif req.action == "DescribeAccountAttributes":
             asked = {v for k, v in req.params.items() if re.fullmatch(r"AttributeName\.\d+", k)}

@@ -62,9 +62,7 @@ class Nodes:
         self.ssh = settings.ssh
         self.sshd = SshdManager(settings.sshd_path, settings.ssh_port)
         self.sshd_public = SshdManager(settings.sshd_path, settings.ssh_port)
-        # instance id -> monotonic launch time while pending: it runs pending_seconds after it (a
-        # changed delay applies to it too)
-        self.pending_since: dict[str, float] = {}
+        self.due: dict[str, float] = {}  # instance id -> monotonic time it runs (the delay at its launch)
         self.errors: dict[str, str] = {}  # instance id -> why its sshd did not start (admin /instances)
         self.known: set[str] = set()  # launched through the harness (moto makes them running before that)
         self.ssh_up: dict[str, bool] = {}  # instance id -> sshd started (False: starting)
@@ -88,7 +86,7 @@ class Nodes:
     def reset(self) -> None:
         """Stop every sshd and forget every instance (the world is reset with it)."""
         with self.lock:
-            self.pending_since.clear()
+            self.due.clear()
             self.known.clear()
             self.ssh_up.clear()
             self.errors.clear()
@@ -104,8 +102,14 @@ class Nodes:
             with self.lock:
                 if delay > 0 and inst._state.name == "running":
                     inst._state.name, inst._state.code = "pending", 0
-                    self.pending_since[instance_id] = time.monotonic()
+                    self.due[instance_id] = time.monotonic() + delay
                 self.known.add(instance_id)
+
+    def finish_pending(self) -> None:
+        """Every instance still pending runs at the next tick."""
+        with self.lock:
+            for instance_id in self.due:
+                self.due[instance_id] = 0.0
 
     def directory(self, instance_id: str) -> Path:
         return self.workdir / "instances" / instance_id
@@ -135,9 +139,9 @@ class Nodes:
                 with self.lock:
                     if inst.id not in self.known:
                         continue
-                    since = self.pending_since.get(inst.id)
-                    if since is not None and now >= since + self.world.pending_seconds:
-                        del self.pending_since[inst.id]
+                    due = self.due.get(inst.id)
+                    if due is not None and now >= due:
+                        del self.due[inst.id]
                         if state == "pending":
                             inst._state.name, inst._state.code = "running", 16
                             state = "running"

@@ -68,9 +68,8 @@ class World:
         self.tokens = ClientTokens()
         self.pending_seconds = settings.pending_seconds
         self.volume_creating_seconds = settings.volume_creating_seconds
-        # volume id -> monotonic time of its creation, while it may still be creating: it answers
-        # ``creating`` until volume_creating_seconds after it (a changed delay applies to it too)
-        self.creating_since: dict[str, float] = {}
+        # volume id -> monotonic time it becomes available (the delay when it was created)
+        self.creating_until: dict[str, float] = {}
         self._public = self._public_pool()
 
     def _public_pool(self) -> Iterator[ipaddress.IPv4Address]:
@@ -94,7 +93,7 @@ class World:
             self.network = make_network(self.backend, self.settings)
         self.tokens.clear()
         with self.lock:
-            self.creating_since.clear()
+            self.creating_until.clear()
             self._public = self._public_pool()
             self.pending_seconds = self.settings.pending_seconds
             self.volume_creating_seconds = self.settings.volume_creating_seconds
@@ -108,11 +107,16 @@ class World:
 
     def volume_creating(self, volume_id: str) -> bool:
         with self.lock:
-            since = self.creating_since.get(volume_id)
-            if since is not None and time.monotonic() >= since + self.volume_creating_seconds:
-                del self.creating_since[volume_id]
-                since = None
-        return since is not None
+            until = self.creating_until.get(volume_id)
+            if until is not None and time.monotonic() >= until:
+                del self.creating_until[volume_id]
+                until = None
+        return until is not None
+
+    def finish_creating(self) -> None:
+        """Every volume still creating is available now."""
+        with self.lock:
+            self.creating_until.clear()
 
     def instance(self, instance_id: str) -> Any:
         return self.backend.get_instance(instance_id)
@@ -121,7 +125,7 @@ class World:
     def volume_created(self, volume_id: str) -> None:
         if self.volume_creating_seconds > 0:
             with self.lock:
-                self.creating_since[volume_id] = time.monotonic()
+                self.creating_until[volume_id] = time.monotonic() + self.volume_creating_seconds
 
     def next_public_address(self) -> str:
         """The next address of the harness's public 127.x block (moto's generators are pointed here)."""
