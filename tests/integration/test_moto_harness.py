@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+import re
 import socket
 import xml.etree.ElementTree as ET
 
@@ -25,6 +26,8 @@ from lablease.testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
+AUTH = ("AWS4-HMAC-SHA256 Credential=AKIAMOTOHARNESS00001/20260101/us-east-1/ec2/aws4_request, "
+        "SignedHeaders=host, Signature=0")  # moto checks no signature; the scope says EC2 in us-east-1
 JAMMY = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
 
 
@@ -109,7 +112,7 @@ def test_images_are_selectable_by_owner_and_name_pattern_newest_last_build_wins(
 
 def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_and_goes_at_terminate(moto_ec2):
     driver = moto_ec2.driver()
-    moto_ec2.admin.set_delays(pending=1.0)
+    moto_ec2.admin.set_delays(pending=600)  # pending until the test ends it
     key = paramiko.RSAKey.generate(2048)
     other = paramiko.RSAKey.generate(2048)
     image, size = pick(driver)
@@ -123,6 +126,7 @@ def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_
     assert driver.list_nodes()[0].state == "pending"
     assert refused(address, moto_ec2.ssh_port)
 
+    moto_ec2.admin.finish_waits()
     wait_until(lambda: driver.list_nodes()[0].state == "running", what="the instance to run", timeout=20)
     info = wait_until(lambda: next((i for i in moto_ec2.instances() if i["id"] == node.id and i["ssh_up"]), None),
                       what="the instance's sshd", timeout=20)
@@ -140,6 +144,26 @@ def test_node_is_pending_then_running_with_an_sshd_that_takes_the_user_data_key_
     assert [i["state"] for i in moto_ec2.instances()] == ["terminated"]
 
 
+def test_parallel_launches_get_distinct_loopback_addresses_and_each_its_own_sshd(moto_ec2):
+    from concurrent.futures import ThreadPoolExecutor
+
+    moto_ec2.reset(pending_seconds=0.2)
+    image, size = pick(moto_ec2.driver())
+
+    def launch(i: int):
+        return moto_ec2.driver().create_node(name=f"p{i}", size=size, image=image, ex_metadata={"lab": "par"})
+
+    with ThreadPoolExecutor(8) as pool:
+        nodes = list(pool.map(launch, range(8)))
+    addresses = [n.private_ips[0] for n in nodes]
+    assert len(set(addresses)) == 8
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(moto_ec2.network["cidr"]) for a in addresses)
+    up = wait_until(lambda: [i for i in moto_ec2.instances() if i["ssh_up"]] if all(
+        i["ssh_up"] for i in moto_ec2.instances()) else None, what="8 sshds", timeout=30)
+    assert len({i["host_key"] for i in up}) == 8
+    assert not any(refused(a, moto_ec2.ssh_port) for a in addresses)
+
+
 def test_the_imported_key_pair_logs_in_too(moto_ec2):
     moto_ec2.reset(pending_seconds=0)
     driver = moto_ec2.driver()
@@ -154,19 +178,22 @@ def test_the_imported_key_pair_logs_in_too(moto_ec2):
 
 def test_volume_is_created_tagged_attached_detached_without_instance_id_and_deleted(moto_ec2):
     driver = moto_ec2.driver()
-    moto_ec2.admin.set_delays(volume_creating=1.0)
     image, size = pick(driver)
     node = driver.create_node(name="v1", size=size, image=image)
+    moto_ec2.admin.set_delays(volume_creating=600)  # creating until the test ends it
     volume = driver.create_volume(2, "v1_0")
-    assert volume.state == "creating" or volume.extra["state"] == "creating"
+    assert volume.extra["state"] == "creating"
     assert driver.ex_create_tags(volume, {"lab": "t", "attempt": "a1"})  # libcloud's 0-based Tag.0 numbering
+    assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "creating"
     with pytest.raises(Exception, match="IncorrectState"):
         driver.attach_volume(node, volume, "/dev/sdf")
-    wait_until(lambda: next(v for v in moto_ec2.volumes() if v["id"] == volume.id)["status"] == "available",
-               what="the volume to be available", timeout=20)
+    moto_ec2.admin.finish_waits()
+    assert {v.id: v.extra["state"] for v in driver.list_volumes()}[volume.id] == "available"
     assert driver.attach_volume(node, volume, "/dev/sdf")
     seen = next(v for v in moto_ec2.volumes() if v["id"] == volume.id)
     assert seen["attached_to"] == node.id and seen["tags"] == {"Name": "v1_0", "lab": "t", "attempt": "a1"}
+    with pytest.raises(Exception, match="VolumeInUse"):
+        driver.destroy_volume(volume)  # attached: EC2 refuses
     assert driver.detach_volume(volume)  # no InstanceId: EC2 finds the attachment
     assert next(v for v in moto_ec2.volumes() if v["id"] == volume.id)["attached_to"] is None
     with pytest.raises(Exception, match="IncorrectState"):
@@ -188,6 +215,10 @@ def test_every_address_in_describe_instances_is_loopback_and_a_public_one_reache
     addresses = [a for n in nodes for a in n.private_ips + n.public_ips]
     assert len(addresses) == 3
     assert all(ipaddress.ip_address(a) in ipaddress.ip_network("127.0.0.0/8") for a in addresses), addresses
+    raw = httpx.get(ec2.endpoint, params={"Action": "DescribeInstances", "Version": "2016-11-15"},
+                    headers={"Authorization": AUTH}).text
+    quads = re.findall(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])", raw)
+    assert len(quads) >= 3 and all(ipaddress.ip_address(q) in ipaddress.ip_network("127.0.0.0/8") for q in quads)
     public = next(n for n in nodes if n.id == node.id).public_ips[0]
     assert ipaddress.ip_address(public) in ipaddress.ip_network(ec2.network["public_cidr"])
     info = wait_until(lambda: next((i for i in ec2.instances() if i["id"] == node.id and i["ssh_up"]), None),
@@ -258,10 +289,8 @@ def test_each_fault_kind_answers_as_ec2_does_once_and_creates_nothing(moto_ec2, 
 
 def test_a_fault_answer_is_ec2s_error_document(moto_ec2):
     moto_ec2.admin.add_fault("Describe*", "throttle")
-    auth = ("AWS4-HMAC-SHA256 Credential=AKIAMOTOHARNESS00001/20260101/us-east-1/ec2/aws4_request, "
-            "SignedHeaders=host, Signature=0")
     resp = httpx.get(moto_ec2.endpoint, params={"Action": "DescribeVolumes", "Version": "2016-11-15"},
-                     headers={"Authorization": auth})
+                     headers={"Authorization": AUTH})
     root = ET.fromstring(resp.content)
     assert resp.status_code == 503 and root.tag == "Response"  # no namespace, as EC2's
     assert root.findtext("Errors/Error/Code") == "RequestLimitExceeded"

@@ -128,3 +128,11 @@ def test_the_public_block_is_the_next_one_and_stays_in_loopback():
     assert MotoSettings(cidr="127.5.6.0/24").public_cidr == "127.5.7.0/24"
     assert MotoSettings(cidr="127.255.255.0/24").public_cidr == "127.255.254.0/24"
     assert MotoSettings(cidr="127.5.6.0/24").vpc_cidr == "127.5.0.0/16"
+
+
+def test_a_missing_sshd_fails_the_harness_start_naming_the_package(tmp_path):
+    from lablease.testing.components import MissingComponent
+    from lablease.testing.moto_ec2 import start_moto_ec2
+
+    with pytest.raises(MissingComponent, match="openssh-server"):
+        start_moto_ec2(tmp_path, MotoSettings(sshd_path=str(tmp_path / "no-sshd")))

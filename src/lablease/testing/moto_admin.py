@@ -6,6 +6,8 @@
     GET    /faults              {"seed": n, "rules": [FaultRule fields + "fired"]}
     PUT    /faults              {"rules": [...], "seed": n}  replace    POST: add one rule    DELETE: none
     GET    /delays              {"pending_seconds": s, "volume_creating_seconds": s}   PUT: change either
+                                (for instances and volumes made from now on)
+    POST   /delays/finish       every instance still pending runs now, every volume creating is available
     GET    /instances           moto's instances (terminated too) + sshd state, root dir, host key
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
     POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,
@@ -69,6 +71,7 @@ class Admin:
             ("DELETE", "/faults"): lambda _: (self.faults.replace([]), self.faults.snapshot())[1],
             ("GET", "/delays"): lambda _: self._delays(),
             ("PUT", "/delays"): self._put_delays,
+            ("POST", "/delays/finish"): self._finish,
             ("GET", "/instances"): lambda _: [{**i, **self.nodes.details(i["id"])} for i in self.world.instances()],
             ("GET", "/volumes"): lambda _: self.world.volumes(),
             ("POST", "/reset"): self._reset,
@@ -105,6 +108,11 @@ class Admin:
     def _delays(self) -> dict[str, float]:
         return {"pending_seconds": self.world.pending_seconds,
                 "volume_creating_seconds": self.world.volume_creating_seconds}
+
+    def _finish(self, _: Any) -> dict[str, float]:
+        self.nodes.finish_pending()
+        self.world.finish_creating()
+        return self._delays()
 
     def _put_delays(self, body: Any) -> dict[str, float]:
         if not isinstance(body, dict) or set(body) - {"pending_seconds", "volume_creating_seconds"}:

@@ -58,13 +58,21 @@ class MotoAdmin:
         return self._call("GET", "/health")
 
     def set_delays(self, pending: float | None = None, volume_creating: float | None = None) -> dict[str, float]:
-        """Seconds a new instance answers ``pending`` / a new volume ``creating`` (from now on)."""
+        """Seconds a new instance answers ``pending`` / a new volume ``creating`` (from now on: those
+        already waiting keep the delay they were made with; ``finish_waits`` ends theirs)."""
         body: dict[str, float] = {}
         if pending is not None:
             body["pending_seconds"] = pending
         if volume_creating is not None:
             body["volume_creating_seconds"] = volume_creating
         return self._call("PUT", "/delays", body)
+
+    def finish_waits(self) -> None:
+        """Every instance still pending runs now (its sshd follows), every volume still creating is available.
+
+        With a long delay, a test holds them there, looks, then lets them go: no timed assertion.
+        """
+        self._call("POST", "/delays/finish")
 
     def add_fault(self, action: str, kind: str, *, count: int | None = None, probability: float = 1.0,
                   mode: str = "reset", message: str | None = None) -> dict[str, Any]:

@@ -222,16 +222,19 @@ class Ec2AsEc2:
             answer.body = match.group(1) + b"<return>true</return>" + match.group(3)
 
     def _creating(self, body: bytes) -> bytes:
-        def item(m: re.Match) -> bytes:
-            text = m.group(0)
-            vid = re.search(rb"<volumeId>([^<]+)</volumeId>", text)
-            if vid and self.world.volume_creating(vid.group(1).decode()):
-                text = re.sub(rb"<status>available</status>", b"<status>creating</status>", text, count=1)
-            return text
-
-        if b"<volumeSet>" not in body:  # CreateVolume: the answer is the one volume
-            return item(re.match(rb"(?s).*", body))  # type: ignore[arg-type]
-        return re.sub(rb"(?s)<item>.*?</item>(?=\s*(?:<item>|</volumeSet>))", item, body)
+        """``creating`` for the volumes still in their creating delay (CreateVolume's one, DescribeVolumes' set)."""
+        root = ET.fromstring(body)
+        ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+        q = f"{{{ns}}}" if ns else ""
+        volume_set = root.find(f"{q}volumeSet")
+        changed = False
+        for volume in ([root] if volume_set is None else list(volume_set)):
+            status = volume.find(f"{q}status")
+            if status is not None and self.world.volume_creating(volume.findtext(f"{q}volumeId") or ""):
+                status.text, changed = "creating", True
+        if not changed:
+            return body
+        return ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=ns or None)
 
     def _check_addresses(self, req: Ec2Request, answer: Answer) -> Answer:
         """Never hand out an address outside 127.0.0.0/8: answer InternalError instead, and log it loudly."""

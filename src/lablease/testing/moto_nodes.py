@@ -62,7 +62,7 @@ class Nodes:
         self.ssh = settings.ssh
         self.sshd = SshdManager(settings.sshd_path, settings.ssh_port)
         self.sshd_public = SshdManager(settings.sshd_path, settings.ssh_port)
-        self.due: dict[str, float] = {}  # instance id -> monotonic time it becomes running
+        self.due: dict[str, float] = {}  # instance id -> monotonic time it runs (the delay at its launch)
         self.errors: dict[str, str] = {}  # instance id -> why its sshd did not start (admin /instances)
         self.known: set[str] = set()  # launched through the harness (moto makes them running before that)
         self.ssh_up: dict[str, bool] = {}  # instance id -> sshd started (False: starting)
@@ -104,6 +104,12 @@ class Nodes:
                     inst._state.name, inst._state.code = "pending", 0
                     self.due[instance_id] = time.monotonic() + delay
                 self.known.add(instance_id)
+
+    def finish_pending(self) -> None:
+        """Every instance still pending runs at the next tick."""
+        with self.lock:
+            for instance_id in self.due:
+                self.due[instance_id] = 0.0
 
     def directory(self, instance_id: str) -> Path:
         return self.workdir / "instances" / instance_id

@@ -68,7 +68,8 @@ class World:
         self.tokens = ClientTokens()
         self.pending_seconds = settings.pending_seconds
         self.volume_creating_seconds = settings.volume_creating_seconds
-        self.creating_until: dict[str, float] = {}  # volume id -> monotonic time it becomes available
+        # volume id -> monotonic time it becomes available (the delay when it was created)
+        self.creating_until: dict[str, float] = {}
         self._public = self._public_pool()
 
     def _public_pool(self) -> Iterator[ipaddress.IPv4Address]:
@@ -111,6 +112,11 @@ class World:
                 del self.creating_until[volume_id]
                 until = None
         return until is not None
+
+    def finish_creating(self) -> None:
+        """Every volume still creating is available now."""
+        with self.lock:
+            self.creating_until.clear()
 
     def instance(self, instance_id: str) -> Any:
         return self.backend.get_instance(instance_id)
