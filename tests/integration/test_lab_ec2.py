@@ -131,7 +131,7 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         listed = {n["name"]: n for n in json.loads(ok(tl("--list", "--owner", OWNER)))}
         assert sorted(listed) == sorted([*aws, *ovh])
         assert all(n["locked"] and n["state"] == "ready" for n in listed.values())
-        assert {listed[n]["machine_type"] for n in aws} == {"aws"} and {listed[n]["machine_type"] for n in ovh} == {"ovh"}
+        assert {n: listed[n]["machine_type"] for n in listed} == {**{n: "aws" for n in aws}, **{n: "ovh" for n in ovh}}
 
         # teuthology's --unlock of one EC2 node (it spends ~25 s trying to SSH to a name only this test's BIND
         # knows), lablease's CLI for the rest.
