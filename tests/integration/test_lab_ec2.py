@@ -4,7 +4,8 @@ with SIGKILL in the middle of provisioning EC2 nodes is healed by the next one's
 
 Real parts only: a real moto server behind the moto harness (a real sshd per running instance on 127.x),
 devcloud with SSH, the DNS service in front of a real BIND, libcloud's stock drivers over HTTP. One of each
-serves the whole module; each test checks that it leaves nothing behind in any of them.
+serves the whole module (moto: the test worker's shared harness, the ``moto_ec2`` fixture, reset around each
+test); each test checks that it leaves nothing behind in any of them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import yaml
 from lablease.provision.devlab import devcloud_lab_data, ec2_lab_data, generate_lab_key
 from lablease.provision.models import TAG_LAB
 from lablease.testing.lockserver import start_lock_server
-from lablease.testing.moto_ec2 import READY_COMMAND, start_moto_ec2
-from lablease.testing.moto_settings import MotoSettings
+from lablease.testing.moto_ec2 import READY_COMMAND
 from lablease.testing.waiting import wait_until
 from tests.integration.test_teuthology_client import commands, teuthology_venv
 
@@ -37,27 +37,25 @@ TIMEOUTS = {"boot_timeout": 30, "ready_timeout": 30, "volume_timeout": 20, "dele
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """moto (EC2), devcloud (OpenStack), BIND and the DNS service for the module."""
+    """devcloud (OpenStack), BIND and the DNS service for the module."""
     from lablease.testing.bind import start_bind
     from lablease.testing.devcloud import _merge, start_devcloud
     from lablease.testing.dns import start_dns_service
     from tests.fixtures.devcloud import TEST_DEFAULTS
 
     work = tmp_path_factory.mktemp("ec2-lab")
-    ec2 = start_moto_ec2(work / "moto", MotoSettings(pending_seconds=0.5, volume_creating_seconds=0.2))
     cloud = start_devcloud(work / "devcloud", _merge(TEST_DEFAULTS, CLOUD))
     bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
     dns = start_dns_service(work / "dns", bind, allow_pattern=r"(aws|ovh)[0-9]+")
-    yield ec2, cloud, bind, dns
+    yield cloud, bind, dns
     dns.stop()
     bind.stop()
     cloud.stop()
-    ec2.stop()
 
 
-def lab_config(stack, key) -> dict:  # noqa: ANN001
+def lab_config(ec2, stack, key) -> dict:  # noqa: ANN001
     """Machine type ``aws`` on moto and ``ovh`` on devcloud, one 1 GB volume per node (the lab's hints)."""
-    ec2, cloud, _, dns = stack
+    cloud, _, dns = stack
     top = ec2_lab_data(ec2, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, ready_command=READY_COMMAND,
                        api_timeout=5, **TIMEOUTS)
     ovh = devcloud_lab_data(cloud, key, lab_domain=DOMAIN, machine_type="ovh", **TIMEOUTS)
@@ -74,8 +72,8 @@ def lablease_volumes(ec2) -> list[dict]:  # noqa: ANN001
     return [v for v in ec2.volumes() if TAG_LAB in v["tags"]]
 
 
-def assert_nothing_left(stack, shorts: list[str]) -> None:  # noqa: ANN001
-    ec2, cloud, bind, _ = stack
+def assert_nothing_left(ec2, stack, shorts: list[str]) -> None:  # noqa: ANN001
+    cloud, bind, _ = stack
     assert live_instances(ec2) == [] and ec2.volumes() == [], (live_instances(ec2), ec2.volumes())
     assert cloud.resources()["servers"] == [] and cloud.resources()["volumes"] == []
     assert {s: bind.addresses(s) for s in shorts} == {s: set() for s in shorts}
@@ -93,13 +91,13 @@ def venv():
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service_and_unlock_leaves_nothing(
-        stack, venv, tmp_path, database, request):
-    ec2, cloud, bind, _ = stack
+        stack, moto_ec2, venv, tmp_path, database, request):
+    ec2, (cloud, bind, _) = moto_ec2, stack
     db_url = request.getfixturevalue("postgres_url") if database == "postgresql" else \
         f"sqlite:///{tmp_path / 'lab.db'}"
     key = generate_lab_key(tmp_path / "lab_key")
     server = start_lock_server(tmp_path / "server", database_url=db_url, lab_domain=DOMAIN,
-                               top=lab_config(stack, key))
+                               top=lab_config(ec2, stack, key))
     home = tmp_path / "home"
     (home / ".cache").mkdir(parents=True)
     (home / ".teuthology.yaml").write_text(yaml.safe_dump({"lock_server": server.url, "lab_domain": DOMAIN}))
@@ -131,7 +129,7 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         listed = {n["name"]: n for n in json.loads(ok(tl("--list", "--owner", OWNER)))}
         assert sorted(listed) == sorted([*aws, *ovh])
         assert all(n["locked"] and n["state"] == "ready" for n in listed.values())
-        assert {listed[n]["machine_type"] for n in aws} == {"aws"} and {listed[n]["machine_type"] for n in ovh} == {"ovh"}
+        assert {n: listed[n]["machine_type"] for n in listed} == {**{n: "aws" for n in aws}, **{n: "ovh" for n in ovh}}
 
         # teuthology's --unlock of one EC2 node (it spends ~25 s trying to SSH to a name only this test's BIND
         # knows), lablease's CLI for the rest.
@@ -140,7 +138,7 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         assert [i["tags"]["Name"] for i in live_instances(ec2)] == ["aws002"]
         assert bind.addresses("aws001") == set()
         ok(lablease("unlock", "--server", server.url, "--owner", OWNER, second, *sorted(ovh)))
-        assert_nothing_left(stack, ["aws001", "aws002", "ovh001", "ovh002"])
+        assert_nothing_left(ec2, stack, ["aws001", "aws002", "ovh001", "ovh002"])
         after = {n["name"]: n for n in httpx.get(f"{server.url}/nodes/", timeout=30).json()}
         assert all(not after[n]["locked"] and after[n]["state"] == "idle" for n in [*aws, *ovh])
         shown = httpx.get(f"{server.url}/lab/status/", timeout=30).text + server.process.log_tail(10 ** 7)
@@ -150,10 +148,10 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
 
 
 def test_a_service_killed_mid_provision_on_ec2_is_healed_and_its_reconciler_deletes_only_this_labs_leaks(
-        stack, tmp_path):
-    ec2, _, bind, _ = stack
+        stack, moto_ec2, tmp_path):
+    ec2 = moto_ec2
     key = generate_lab_key(tmp_path / "lab_key")
-    top = lab_config(stack, key)
+    top = lab_config(ec2, stack, key)
     db_url = f"sqlite:///{tmp_path / 'lab.db'}"
     first = start_lock_server(tmp_path / "first", database_url=db_url, lab_domain=DOMAIN, top=top,
                               extra={"reconcile_interval": 0})
@@ -187,7 +185,7 @@ def test_a_service_killed_mid_provision_on_ec2_is_healed_and_its_reconciler_dele
                        interval=0.5)
             events = again.get(f"/nodes/{names[0]}/events/").json()
         assert any(e["who"] == "reconciler" for e in events), events
-        assert_nothing_left(stack, ["aws001", "aws002"])
+        assert_nothing_left(ec2, stack, ["aws001", "aws002"])
 
         planted = _plant_leaks(ec2, top)
         with httpx.Client(base_url=second.url, timeout=60) as again:

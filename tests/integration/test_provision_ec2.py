@@ -2,8 +2,8 @@
 (the moto harness: a real sshd per running instance, on 127.x), the DNS service in front of a real BIND, readiness
 over real SSH. Each fault leaves no leak, no wrong report and never a second instance for one node.
 
-One harness, BIND and DNS service serve the whole module (starting moto costs seconds); each test resets the
-harness's faults and delays and checks that it leaves nothing behind.
+The test worker's shared harness (the ``moto_ec2`` fixture: reset before and after each test) and one BIND and
+DNS service for the module; each test checks that it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from lablease.provision.engine import Provisioner
 from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError
 from lablease.provision.models import TAG_ATTEMPT, TAG_LAB, CreateRequest
-from lablease.testing.moto_ec2 import READY_COMMAND, MotoEc2Handle, start_moto_ec2
-from lablease.testing.moto_settings import MotoSettings
+from lablease.testing.moto_ec2 import READY_COMMAND, MotoEc2Handle
 
 pytestmark = pytest.mark.integration
 
 DOMAIN = "lab.example"
-DELAYS = {"pending": 0.5, "volume_creating": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +31,18 @@ def stack(tmp_path_factory):
     from lablease.testing.dns import start_dns_service
 
     work = tmp_path_factory.mktemp("ec2-stack")
-    ec2 = start_moto_ec2(work / "moto", MotoSettings(pending_seconds=DELAYS["pending"],
-                                                       volume_creating_seconds=DELAYS["volume_creating"]))
     bind = start_bind(work / "bind", DOMAIN, f"*.{DOMAIN}.")
     dns = start_dns_service(work / "dns", bind, allow_pattern=r"node[0-9]+")
-    yield ec2, bind, dns
+    yield bind, dns
     dns.stop()
     bind.stop()
-    ec2.stop()
 
 
 @pytest.fixture
-def lab(stack, tmp_path):
-    """``make(**provider)``: a Provisioner of machine type ``aws`` on the module's harness, with DNS."""
-    ec2, bind, dns = stack
-    ec2.admin.clear_faults()
-    ec2.admin.set_delays(**DELAYS)
-    ec2.admin.reset_counts()
+def lab(stack, moto_ec2, tmp_path):
+    """``make(**provider)``: a Provisioner of machine type ``aws`` on the worker's harness, with DNS."""
+    bind, dns = stack
+    ec2 = moto_ec2
     key = generate_lab_key(tmp_path / "lab_key")
     client = DNSClient(dns.update_url)
     made: list[Provisioner] = []
@@ -196,14 +189,13 @@ def test_a_node_whose_ssh_is_never_ready_fails_after_ready_timeout_and_leaves_no
     assert_nothing_left(ec2, bind, ("node1",))
 
 
-def test_config_check_connect_signs_in_to_ec2_and_names_the_ami_and_instance_type_it_would_use(stack, tmp_path):
+def test_config_check_connect_signs_in_to_ec2_and_names_the_ami_and_instance_type_it_would_use(moto_ec2, tmp_path):
     import yaml
     from typer.testing import CliRunner
 
     from lablease.cli import app
 
-    ec2, _, _ = stack
-    ec2.admin.clear_faults()
+    ec2 = moto_ec2
     data = ec2_lab_data(ec2, generate_lab_key(tmp_path / "lab_key"), lab_domain=DOMAIN)
     path = tmp_path / "teuthology.yaml"
     path.write_text(yaml.safe_dump(data))
