@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -216,6 +217,7 @@ def main() -> None:
         result = run(stack, args)
     finally:
         stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result = {"benchmark": "engine-growth", "label": args.label,
               "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"), "fresh_engine": args.fresh_engine,
