@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_soak.py"
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
