@@ -347,3 +347,10 @@ def test_neutrons_409_for_floating_ip_quota_or_an_exhausted_pool_is_a_quota_erro
 
     info = classify_error(BaseHTTPError(409, f"409 Conflict {words}"))
     assert info.kind.value == "quota"
+
+
+def test_a_batch_looks_for_free_floating_ips_once_when_there_are_none(lab_key):  # noqa: F811
+    prov, cloud = private(lab_key)
+    names = [f"node{i}" for i in range(5)]
+    assert all(o.ok for o in prov.create_many([CreateRequest(n, "ubuntu", "22.04") for n in names]))
+    assert cloud.calls["list_floating_ips"] == 1 and cloud.fip_posts == 5

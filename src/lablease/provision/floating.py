@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from lablease.config.lab import ProviderConfig
@@ -32,6 +33,11 @@ from lablease.provision.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# After a listing showed no free floating IP of this lab, new nodes allocate without looking again for this
+# long: free ones only appear after a crash or a server deleted under its address, and the reconciler
+# releases those anyway. A batch of N nodes so costs one listing, not N (docs/performance.md).
+NONE_FREE_FOR = 30.0
 
 
 def describe(lab: str, node: str, attempt_id: str) -> str:
@@ -68,6 +74,8 @@ class FloatingIPs:
         self.adopter = adopter
         self._claimed: set[str] = set()  # free ones a thread of this process is associating now
         self._lock = threading.Lock()
+        self._listing = threading.Lock()  # one look for free ones at a time: the others use its answer
+        self._none_free_until = 0.0
 
     # -- create ------------------------------------------------------------------------------------
 
@@ -99,14 +107,19 @@ class FloatingIPs:
         return fip
 
     def _claim(self, node: str, pool_id: str) -> FloatingIP | None:
-        """One of this lab's free floating IPs of the pool, kept from the other threads of this process."""
-        listed = self.caller.call(Stage.FLOATING_IP, node, lambda: self.adapter.list_floating_ips(pool_id),
-                                  what="list floating IPs")
-        with self._lock:
-            for fip in sorted(listed, key=lambda f: f.id):
-                if fip.port_id is None and tags_of(fip).get(TAG_LAB) == self.lab and fip.id not in self._claimed:
-                    self._claimed.add(fip.id)
-                    return fip
+        """One of this lab's free floating IPs of the pool, kept from the other threads of this process; None
+        without a look when the last look, less than ``NONE_FREE_FOR`` seconds ago, found none."""
+        with self._listing:
+            if time.monotonic() < self._none_free_until:
+                return None
+            listed = self.caller.call(Stage.FLOATING_IP, node, lambda: self.adapter.list_floating_ips(pool_id),
+                                      what="list floating IPs")
+            with self._lock:
+                for fip in sorted(listed, key=lambda f: f.id):
+                    if fip.port_id is None and tags_of(fip).get(TAG_LAB) == self.lab and fip.id not in self._claimed:
+                        self._claimed.add(fip.id)
+                        return fip
+            self._none_free_until = time.monotonic() + NONE_FREE_FOR
         return None
 
     def _find(self, pick: Callable[[FloatingIP], bool]) -> Callable[[], FloatingIP | None]:
