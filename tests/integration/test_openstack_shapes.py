@@ -174,6 +174,14 @@ def test_keystone_v3_scopes_the_token_to_the_users_and_the_projects_domain(stack
         with pytest.raises(ProvisionError) as err:
             prov.check_access()
         assert err.value.kind.value == "auth" and ROBOT_PASSWORD not in str(err.value)
+    # `lablease config check --connect` on the same provider: it authenticates and finds the pool and the network.
+    from lablease.checks.connect import connect_probes
+
+    key = stack[3]
+    lab = devcloud_lab_config(cloud, key, driver_args=v3_args(cloud), floating_ip_pool="public", networks=["lab-net"])
+    probes = {p.what: p for p in connect_probes(lab, token_cache_dir=None)}
+    assert all(p.ok for p in probes.values()), [p.line() for p in probes.values()]
+    assert "servers on lab-net; floating IPs from public" in probes["dev: network"].text
     with provisioner(stack, tmp_path / "right") as prov:
         prov.check_access()
         prov.create("node4", "ubuntu", "22.04")
