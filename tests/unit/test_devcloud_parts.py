@@ -86,3 +86,29 @@ def test_serve_refuses_to_listen_outside_loopback():
     result = CliRunner().invoke(app, ["devcloud", "serve", "--host", "0.0.0.0"])
     assert result.exit_code == 2
     assert "loopback only" in result.output
+
+
+def test_the_cloud_shapes_in_docs_devcloud_md_are_valid_configs():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "devcloud.md").read_text()
+    shapes = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+              if block.startswith(("networks:", "domains:"))]
+    assert len(shapes) == 2
+    for shape in shapes:
+        DevcloudConfig.model_validate(shape)
+
+
+@pytest.mark.parametrize("change,key", [
+    ({"networks": [{"name": "ext", "external": True}]}, "networks"),
+    ({"availability_zones": []}, "availability_zones"),
+    ({"projects": [{"name": "lab", "domain": "nowhere"}], "users": []}, "projects"),
+    ({"users": [{"name": "u", "password": "p", "domain": "nowhere"}]}, "users"),
+    ({"page_size": 0}, "page_size"),
+])
+def test_cloud_shape_settings_that_cannot_work_are_refused_naming_the_key(change, key):
+    with pytest.raises(ValueError, match=key):
+        DevcloudConfig.model_validate(change)

@@ -128,6 +128,9 @@ def versions_document(base: str) -> dict[str, Any]:
     ]}}
 
 
+ROLES = [{"id": "member-role", "name": "member"}, {"id": "reader-role", "name": "reader"}]
+
+
 def _project_ref(project: Project) -> dict[str, Any]:
     return {"id": project.id, "name": project.name, "domain": {"id": project.domain_id, "name": project.domain_name}}
 
@@ -232,8 +235,7 @@ def make_router(cloud: Cloud) -> APIRouter:
         }}
         if project or domain_scope:
             body["token"].update({
-                "roles": [{"id": "member-role", "name": "member"}, {"id": "reader-role", "name": "reader"}],
-                "catalog": catalog_v3(cloud, base_url(request), project) if project else [],
+                "roles": ROLES, "catalog": catalog_v3(cloud, base_url(request), project) if project else [],
             })
         if project:
             body["token"].update({"project": _project_ref(project), "is_domain": False})
@@ -256,13 +258,19 @@ def make_router(cloud: Cloud) -> APIRouter:
             token = cloud.tokens.get(subject)
         if token is None or token.expired():
             raise CloudError(404, "Could not find token.", "keystone")
-        body = {"token": {"methods": ["password"], "expires_at": _v3_time(token.expires),
-                          "issued_at": _v3_time(token.issued),
-                          "user": {"id": token.user_id, "name": token.user_name,
-                                   "domain": {"id": token.user_domain[0], "name": token.user_domain[1]}}}}
+        # Keystone answers a validation with the token as it issued it.
+        body: dict[str, Any] = {"token": {
+            "methods": ["password"], "audit_ids": [token.id[-22:]], "expires_at": _v3_time(token.expires),
+            "issued_at": _v3_time(token.issued),
+            "user": {"id": token.user_id, "name": token.user_name, "password_expires_at": None,
+                     "domain": {"id": token.user_domain[0], "name": token.user_domain[1]}}}}
+        if token.project or token.domain_scope:
+            body["token"]["roles"] = ROLES
+            body["token"]["catalog"] = catalog_v3(cloud, base_url(request), token.project) if token.project else []
         if token.project:
-            body["token"]["project"] = _project_ref(token.project)
-            body["token"]["catalog"] = catalog_v3(cloud, base_url(request), token.project)
+            body["token"].update({"project": _project_ref(token.project), "is_domain": False})
+        if token.domain_scope:
+            body["token"]["domain"] = {"id": token.domain_scope[0], "name": token.domain_scope[1]}
         return JSONResponse(body, headers={"X-Subject-Token": subject})
 
     return router

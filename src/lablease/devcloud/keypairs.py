@@ -44,7 +44,8 @@ def _generate() -> tuple[str, str]:
 
 
 def _view(kp: Keypair, detail: bool = False) -> dict[str, Any]:
-    view = {"name": kp.name, "public_key": kp.public_key, "fingerprint": kp.fingerprint, "type": kp.type}
+    # (no "type": Nova shows it from microversion 2.2 on, and devcloud answers 2.1)
+    view = {"name": kp.name, "public_key": kp.public_key, "fingerprint": kp.fingerprint}
     if detail:
         view.update({"user_id": kp.user_id, "created_at": iso(kp.created), "deleted": False})
     return view

@@ -20,7 +20,7 @@ def network_view(n: Network, project_id: str) -> dict[str, Any]:
             "subnets": [n.subnet_id], "router:external": n.public or n.external, "tenant_id": project_id,
             "project_id": project_id, "mtu": 1500, "port_security_enabled": True, "is_default": False,
             "availability_zones": ["nova"], "description": "", "tags": [], "created_at": STAMP,
-            "updated_at": STAMP, "revision_number": 1, "provider:network_type": "flat"}
+            "updated_at": STAMP, "revision_number": 1}  # (provider:* attributes: only admins see them)
 
 
 def subnet_view(n: Network, project_id: str) -> dict[str, Any]:

@@ -43,11 +43,17 @@ def attachment_view(a: Attachment) -> dict[str, Any]:
 
 
 def sg_view(g: SecurityGroup) -> dict[str, Any]:
+    """Nova's view of a Neutron group: its ingress rules (Nova's proxy shows no egress), a rule from a group with
+    ``group`` {name, tenant_id} and an empty ``ip_range``, a rule from an address range the other way round."""
+    from lablease.devcloud.network import sg_view as neutron_view
+
+    rules = [r for r in neutron_view(g)["security_group_rules"] if r.get("direction") == "ingress"]
     return {"id": g.id, "name": g.name, "description": g.description, "tenant_id": g.project_id,
             "rules": [{"id": r["id"], "parent_group_id": g.id, "ip_protocol": r.get("protocol"),
                        "from_port": r.get("port_range_min"), "to_port": r.get("port_range_max"),
-                       "group": {}, "ip_range": {"cidr": r.get("remote_ip_prefix") or "0.0.0.0/0"}}
-                      for r in g.rules if r.get("direction") == "ingress"]}
+                       "group": {"name": g.name, "tenant_id": g.project_id} if r.get("remote_group_id") else {},
+                       "ip_range": {"cidr": r["remote_ip_prefix"]} if r.get("remote_ip_prefix") else {}}
+                      for r in rules]}
 
 
 def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
@@ -133,6 +139,12 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
     async def list_networks(token: Token = auth):
         with cloud.lock:
             return {"networks": [{"id": n.id, "label": n.name, "cidr": n.cidr} for n in cloud.networks.values()]}
+
+    @router.get("/os-availability-zone")
+    async def availability_zones(token: Token = auth):
+        # What a non-admin sees: the zones, no hosts.
+        return {"availabilityZoneInfo": [{"zoneName": zone, "zoneState": {"available": True}, "hosts": None}
+                                         for zone in cloud.config.availability_zones]}
 
     @router.get("/limits")
     async def limits(token: Token = auth):

@@ -76,6 +76,7 @@ OPERATIONS: dict[str, tuple[int, str | None, tuple[int, ...]]] = {
     "GET /compute/v2.1/servers/{server_id}/os-security-groups": (200, "security_groups", (404,)),
     "GET /compute/v2.1/servers/{server_id}/os-interface": (200, "interfaceAttachments", (404,)),
     "GET /compute/v2.1/os-networks": (200, "networks", ()),
+    "GET /compute/v2.1/os-availability-zone": (200, "availabilityZoneInfo", ()),
     "GET /compute/v2.1/limits": (200, "limits", ()),
     "GET /volume/": (300, "versions", ()),
     "GET /image/": (200, "versions", ()),
@@ -278,12 +279,19 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
         "type": "object", "required": ["passwordCredentials"], "properties": {
             "passwordCredentials": {"type": "object", "required": ["username", "password"]},
             "tenantName": {"type": ["string", "null"]}, "tenantId": {"type": ["string", "null"]}}}}}
+    # Keystone: a user named by name needs its domain, a project named by name too (400 without; a wrong one 401)
+    named_in_domain = {"required": ["domain"], "properties": {"domain": {"type": "object", "minProperties": 1}}}
+    v3_user = {"type": "object", "anyOf": [{"required": ["id"]}, named_in_domain]}
+    v3_project = {"type": "object", "anyOf": [
+        {"required": ["id"], "properties": {"id": {"type": "string", "minLength": 1}}},
+        {"required": ["name", "domain"], "properties": {"name": {"type": "string", "minLength": 1},
+                                                        "domain": {"type": "object", "minProperties": 1}}}]}
     v3_auth = {"type": "object", "required": ["auth"], "properties": {"auth": {
-        "type": "object", "required": ["identity"], "properties": {"identity": {
-            "type": "object", "required": ["methods", "password"], "properties": {
+        "type": "object", "required": ["identity"], "properties": {
+            "identity": {"type": "object", "required": ["methods", "password"], "properties": {
                 "methods": {"type": "array", "contains": {"const": "password"}},
-                "password": {"type": "object", "required": ["user"],
-                             "properties": {"user": {"type": "object", "minProperties": 1}}}}}}}}}
+                "password": {"type": "object", "required": ["user"], "properties": {"user": v3_user}}}},
+            "scope": {"type": "object", "properties": {"project": v3_project, "domain": {"type": "object"}}}}}}}
 
     def wrapped(key: str, inner: Schema) -> Schema:
         return {"type": "object", "required": [key], "properties": {key: inner}}
