@@ -2,8 +2,9 @@
 
 After the server is ACTIVE its port is looked up and a floating IP from the pool is associated with it:
 one of this lab's own free ones when the pool has one (re-described for the new node in the same
-request), else a new one allocated already associated (one POST). Its id is reported ("made") before
-anything else can fail, so the node's row names it and another process can release it after a crash.
+request, conditional on its revision so two processes never take the same one), else a new one
+allocated already associated (one POST). Its id is reported ("made") as soon as it is this node's,
+so the node's row names it and another process can release it after a crash.
 
 Neutron floating IPs carry no metadata, so lablease's tags go in the description
 (``lablease-lab=… lablease-node=… lablease-attempt=…``); that is how a destroy finds a node's floating
@@ -91,15 +92,20 @@ class FloatingIPs:
         description = describe(self.lab, node, attempt_id)
         free = self._claim(node, pool.id)
         if free is not None:
-            made(free.id, "reused")
             try:
-                fip = self.caller.call(st, node, lambda: a.associate_floating_ip(free.id, port, description),
-                                       what="associate floating IP")
+                taken = self.caller.call(st, node, lambda: a.associate_floating_ip(free.id, port, description,
+                                                                                   free.revision),
+                                         what="associate floating IP")
             finally:
                 with self._lock:
                     self._claimed.discard(free.id)
-            log.info("floating IP reused node=%s address=%s", node, fip.address)
-            return fip
+            if taken is not None:
+                # Recorded once it is ours: from the PUT on, its description names this node and attempt, which
+                # is how a destroy or the reconciler finds it should this process die before the row says so.
+                made(taken.id, "reused")
+                log.info("floating IP reused node=%s address=%s", node, taken.address)
+                return taken
+            log.info("free floating IP %s was taken or released meanwhile; allocating node=%s", free.id, node)
         fip = self.adopter.create(st, node, "allocate floating IP",
                                   lambda: a.create_floating_ip(pool.id, port, description),
                                   self._find(lambda f: f.description == description))
