@@ -10,15 +10,14 @@ import paramiko
 import pytest
 from libcloud.common.exceptions import BaseHTTPError
 
+from lablease.testing.devcloud import PRIVATE_NETWORK
 from lablease.testing.waiting import wait_until
 from tests.integration.test_devcloud_ssh import login, run
 
 pytestmark = pytest.mark.integration
 
 # No cidr: the harness gives each network its own random 127.x.y.0/24 (parallel workers never collide).
-PRIVATE = {"networks": [{"name": "private", "public": False, "reachable": False},
-                        {"name": "ext-net", "external": True}],
-           "quotas": {"floating_ips": 2}, "boot_delay": 0.2,
+PRIVATE = {**PRIVATE_NETWORK, "quotas": {"floating_ips": 2}, "boot_delay": 0.2,
            "ssh": {"enabled": True, "delay": 0.1, "runcmd_delay": 0.1}}
 
 

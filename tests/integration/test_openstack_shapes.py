@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import getpass
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +174,14 @@ def test_keystone_v3_scopes_the_token_to_the_users_and_the_projects_domain(stack
         with pytest.raises(ProvisionError) as err:
             prov.check_access()
         assert err.value.kind.value == "auth" and ROBOT_PASSWORD not in str(err.value)
+    # `lablease config check --connect` on the same provider: it authenticates and finds the pool and the network.
+    from lablease.checks.connect import connect_probes
+
+    key = stack[3]
+    lab = devcloud_lab_config(cloud, key, driver_args=v3_args(cloud), floating_ip_pool="public", networks=["lab-net"])
+    probes = {p.what: p for p in connect_probes(lab, token_cache_dir=None)}
+    assert all(p.ok for p in probes.values()), [p.line() for p in probes.values()]
+    assert "servers on lab-net; floating IPs from public" in probes["dev: network"].text
     with provisioner(stack, tmp_path / "right") as prov:
         prov.check_access()
         prov.create("node4", "ubuntu", "22.04")
@@ -188,8 +195,10 @@ def test_25_nodes_with_listings_in_pages_of_10_all_come_up_are_all_seen_and_all_
     cloud, bind, _, _ = stack
     names = [f"node{i}" for i in range(10, 35)]
     with provisioner(stack, tmp_path) as prov:
+        cloud.reset_counts()
         outcomes = prov.create_many([CreateRequest(n, "ubuntu", "22.04") for n in names])
         assert [str(o.error) for o in outcomes if not o.ok] == []
+        created = cloud.request_counts()
         assert all(bind.addresses(o.name) == {o.node.address} for o in outcomes)
         owned = prov.list_owned()  # the reconciler's inventory: every page of servers, volumes and floating IPs
         assert sorted(s.node for s in owned.servers) == sorted(names)
@@ -198,8 +207,18 @@ def test_25_nodes_with_listings_in_pages_of_10_all_come_up_are_all_seen_and_all_
         seed = OpenStackAdapter(prov.provider.model_copy(
             update={"driver_args": {**prov.provider.driver_args, "api_version": "1.1"}}))
         assert sorted(s.name for s in seed.list_servers()) == sorted(names)
-        assert all(o.ok for o in prov.destroy_many(names))
+        cloud.reset_counts()
+        assert [str(o.error) for o in prov.destroy_many(names) if not o.ok] == []
+        destroyed = cloud.request_counts()
     nothing_left(cloud, bind, names)
+    # The floating IP budget per node (docs/performance.md): its port and its allocation on create, its release
+    # on destroy; the batch looks for free ones once and lists them once to destroy (Neutron, as devcloud, answers
+    # a listing whole unless asked for a limit; the pages of those that do not are in the unit tests).
+    assert {k: created[k] for k in ("GET /network/v2.0/ports", "POST /network/v2.0/floatingips",
+                                    "GET /network/v2.0/floatingips")} == {
+        "GET /network/v2.0/ports": 25, "POST /network/v2.0/floatingips": 25, "GET /network/v2.0/floatingips": 1}
+    assert destroyed["DELETE /network/v2.0/floatingips/{fip_id}"] == 25
+    assert destroyed["GET /network/v2.0/floatingips"] == 1
 
 
 # -- lablease serve -----------------------------------------------------------------------------------
@@ -245,8 +264,9 @@ def test_teuthology_lock_many_3_gets_ssh_ready_nodes_named_with_their_floating_i
         home = tmp_path / "home"
         (home / ".cache").mkdir(parents=True)
         (home / ".teuthology.yaml").write_text(yaml.safe_dump({"lock_server": server.url, "lab_domain": DOMAIN}))
-        lablease, teuthology_lock = commands(home, venv)
-        ok(lablease("nodes", "add", "--server", server.url, "--machine-type", "ovh", "--vm", "--count", "3"))
+        _, teuthology_lock = commands(home, venv)
+        lab = Lab(server.url, cloud, bind, key, None, server)
+        lab.add("ovh001", "ovh002", "ovh003", machine_type="ovh")
         out = ok(teuthology_lock("--lock-many", "3", "-m", "ovh", "--os-type", "ubuntu", "--os-version", "22.04",
                                  "--owner", OWNER, "--desc", "a job on a private cloud"))
         targets = yaml.safe_load(out)["targets"]
@@ -259,7 +279,10 @@ def test_teuthology_lock_many_3_gets_ssh_ready_nodes_named_with_their_floating_i
             address = fips[servers[short]]
             assert bind.addresses(short) == {address}  # named with its floating IP
             assert host_key_at(address, cloud.ssh_port, key) == host_key  # SSH-ready there, the key it reported
-        ok(lablease("unlock", "--server", server.url, "--owner", OWNER, *sorted(targets)))
+        # teuthology's --unlock would first try SSH by a name only this test's BIND knows (~25 s a node, see
+        # test_teuthology_lab.py): the lock API's unlock_many, as `lablease unlock` sends it, frees them.
+        assert lab.unlock_many(sorted(targets), owner=OWNER).status_code == 200
+        lab.http.close()
     finally:
         server.stop()
     nothing_left(cloud, bind, ["ovh001", "ovh002", "ovh003"])
@@ -310,11 +333,11 @@ def test_kill_9_after_the_floating_ips_were_allocated_leaves_nothing_once_the_ne
             answer = robot.network_connection.request("/v2.0/floatingips", method="POST", data={
                 "floatingip": {"floating_network_id": pool.id, "description": text}}).object
             planted[what] = answer["floatingip"]["id"]
-        swept = subprocess.run([sys.executable, "-m", "lablease", "reconcile", "--server", again.url, "--settle",
-                                "0.5"], capture_output=True, text=True, timeout=120)
-        assert swept.returncode == 0, swept.stderr
-        left = {f["id"] for f in cloud.resources()["floating_ips"]}
-        assert left == {planted["theirs"], planted["hand"]}, swept.stdout
+        swept = healed.http.post("/lab/reconcile/", params={"settle": 0.5})  # `lablease reconcile --settle 0.5`
+        assert swept.status_code == 200, swept.text
+        [report] = swept.json()
+        assert report["deleted"]["floating_ips"] == [planted["ours"]], report
+        assert {f["id"] for f in cloud.resources()["floating_ips"]} == {planted["theirs"], planted["hand"]}
         for fip in robot.ex_list_floating_ips():
             robot.ex_delete_floating_ip(fip)
     finally:

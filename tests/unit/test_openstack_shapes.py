@@ -49,8 +49,8 @@ class FloatingCloud(FakeCloud):
     def list_floating_ips(self, network_id=None):
         self._maybe_fail("list_floating_ips")
         with self.lock:
-            return [FloatingIP(f.id, f.address, f.network_id, f.port_id, f.description) for f in self.fips.values()
-                    if network_id in (None, f.network_id)]
+            return [FloatingIP(f.id, f.address, f.network_id, f.port_id, f.description, f.revision)
+                    for f in self.fips.values() if network_id in (None, f.network_id)]
 
     def server_port(self, server_id):
         self._maybe_fail("server_port")
@@ -61,16 +61,18 @@ class FloatingCloud(FakeCloud):
         with self.lock:
             self.fip_posts += 1
             n = next(self.ids)
-            fip = FloatingIP(f"fip-{n}", f"127.77.0.{n}", network_id, port_id, description)
+            fip = FloatingIP(f"fip-{n}", f"127.77.0.{n}", network_id, port_id, description, 1)
             self.fips[fip.id] = fip
             self.events.append(f"allocate {fip.id}")
             return FloatingIP(fip.id, fip.address, fip.network_id, fip.port_id, fip.description)
 
-    def associate_floating_ip(self, fip_id, port_id, description):
+    def associate_floating_ip(self, fip_id, port_id, description, revision=None):
         self._maybe_fail("associate_floating_ip")
         with self.lock:
-            fip = self.fips[fip_id]
-            fip.port_id, fip.description = port_id, description
+            fip = self.fips.get(fip_id)
+            if fip is None or (revision is not None and revision != fip.revision):
+                return None  # Neutron's 404 or 412, as the adapter answers them
+            fip.port_id, fip.description, fip.revision = port_id, description, (fip.revision or 0) + 1
             self.events.append(f"associate {fip_id}")
             return FloatingIP(fip.id, fip.address, fip.network_id, fip.port_id, fip.description)
 
@@ -126,9 +128,9 @@ def test_the_floating_ip_id_is_reported_as_made_so_the_row_records_it(lab_key): 
     assert made == [{"floating_ip_id": next(iter(cloud.fips)), "floating_ip_source": "new"}]
 
 
-def test_a_free_floating_ip_of_this_lab_is_reused_and_recorded_before_it_is_associated(lab_key):  # noqa: F811
+def test_a_free_floating_ip_of_this_lab_is_reused_and_recorded_once_it_is_this_nodes(lab_key):  # noqa: F811
     cloud = FloatingCloud()
-    cloud.fips["fip-old"] = FloatingIP("fip-old", "127.77.1.1", "n-ext", None, describe(LAB, "gone", "1-x"))
+    cloud.fips["fip-old"] = FloatingIP("fip-old", "127.77.1.1", "n-ext", None, describe(LAB, "gone", "1-x"), 3)
     cloud.fips["fip-other"] = FloatingIP("fip-other", "127.77.1.2", "n-ext", None, describe("other.lab", "n", "1-y"))
     order = []
     cloud.events = order
@@ -136,9 +138,31 @@ def test_a_free_floating_ip_of_this_lab_is_reused_and_recorded_before_it_is_asso
                    on_progress=lambda e: order.append("recorded") if "floating_ip_id" in e.made else None)
     node = prov.create("node1", "ubuntu", "22.04")
     assert node.address == "127.77.1.1" and cloud.fip_posts == 0
-    assert order == ["recorded", "associate fip-old"]
+    assert order == ["associate fip-old", "recorded"]
     assert tags_of(cloud.fips["fip-old"])[TAG_NODE] == "node1"
     assert cloud.fips["fip-other"].port_id is None  # another lab's free address is never taken
+
+
+def test_a_free_floating_ip_another_process_took_meanwhile_is_left_to_it_and_a_new_one_allocated(lab_key):  # noqa: F811
+    cloud = FloatingCloud()
+    cloud.fips["fip-old"] = FloatingIP("fip-old", "127.77.1.1", "n-ext", None, describe(LAB, "gone", "1-x"), 3)
+    listed = cloud.list_floating_ips
+
+    def then_taken(network_id=None):
+        answer = listed(network_id)
+        theirs = cloud.fips["fip-old"]  # another lablease process associates it right after this listing
+        theirs.port_id, theirs.description, theirs.revision = "their-port", describe(LAB, "other", "1-y"), 4
+        return answer
+
+    cloud.list_floating_ips = then_taken
+    events = []
+    prov, _ = make(lab_key, cloud=cloud, on_progress=events.append, **POOL)
+    node = prov.create("node1", "ubuntu", "22.04")
+    assert node.address != "127.77.1.1" and cloud.fip_posts == 1
+    assert cloud.fips["fip-old"].port_id == "their-port"  # never moved, never recorded as ours
+    assert "fip-old" not in [e.made.get("floating_ip_id") for e in events]
+    prov.destroy("node1")
+    assert list(cloud.fips) == ["fip-old"]
 
 
 def test_a_node_failing_after_its_floating_ip_was_allocated_releases_it(lab_key):  # noqa: F811
@@ -347,3 +371,33 @@ def test_neutrons_409_for_floating_ip_quota_or_an_exhausted_pool_is_a_quota_erro
 
     info = classify_error(BaseHTTPError(409, f"409 Conflict {words}"))
     assert info.kind.value == "quota"
+
+
+def test_a_batch_looks_for_free_floating_ips_once_when_there_are_none(lab_key):  # noqa: F811
+    prov, cloud = private(lab_key)
+    names = [f"node{i}" for i in range(5)]
+    assert all(o.ok for o in prov.create_many([CreateRequest(n, "ubuntu", "22.04") for n in names]))
+    assert cloud.calls["list_floating_ips"] == 1 and cloud.fip_posts == 5
+
+
+def test_reusing_a_floating_ip_is_a_put_conditional_on_the_revision_listed_and_a_412_means_not_ours():
+    from lablease.config.lab import ProviderConfig
+    from lablease.provision.adapters.openstack import OpenStackAdapter
+
+    sent = []
+
+    class Neutron:
+        def request(self, action, params=None, data=None, headers=None, method="GET"):
+            sent.append((method, action, headers))
+            if headers and headers.get("If-Match") != "revision_number=7":
+                raise BaseHTTPError(412, "412 Precondition Failed: revision_number=7 does not match")
+            return type("Answer", (), {"object": {"floatingip": {"id": "f", "floating_ip_address": "127.77.0.1",
+                                                                 "port_id": "p", "revision_number": 8}}})()
+
+    adapter = OpenStackAdapter(ProviderConfig.model_validate({"driver": "openstack", "driver_args": POOL["driver_args"]}))
+    driver = _driver()
+    driver.network_connection = Neutron()
+    adapter._driver = lambda: driver  # the driver above, without authenticating
+    assert adapter.associate_floating_ip("f", "p", "d", 7).revision == 8
+    assert adapter.associate_floating_ip("f", "p", "d", 6) is None
+    assert [h for _, _, h in sent] == [{"If-Match": "revision_number=7"}, {"If-Match": "revision_number=6"}]

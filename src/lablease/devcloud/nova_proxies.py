@@ -140,6 +140,12 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
         with cloud.lock:
             return {"networks": [{"id": n.id, "label": n.name, "cidr": n.cidr} for n in cloud.networks.values()]}
 
+    @router.get("/os-availability-zone")
+    async def availability_zones(token: Token = auth):
+        # What a non-admin sees: the zones, no hosts.
+        return {"availabilityZoneInfo": [{"zoneName": zone, "zoneState": {"available": True}, "hosts": None}
+                                         for zone in cloud.config.availability_zones]}
+
     @router.get("/limits")
     async def limits(token: Token = auth):
         with cloud.lock:

@@ -76,6 +76,7 @@ OPERATIONS: dict[str, tuple[int, str | None, tuple[int, ...]]] = {
     "GET /compute/v2.1/servers/{server_id}/os-security-groups": (200, "security_groups", (404,)),
     "GET /compute/v2.1/servers/{server_id}/os-interface": (200, "interfaceAttachments", (404,)),
     "GET /compute/v2.1/os-networks": (200, "networks", ()),
+    "GET /compute/v2.1/os-availability-zone": (200, "availabilityZoneInfo", ()),
     "GET /compute/v2.1/limits": (200, "limits", ()),
     "GET /volume/": (300, "versions", ()),
     "GET /image/": (200, "versions", ()),

@@ -2,8 +2,9 @@
 
 After the server is ACTIVE its port is looked up and a floating IP from the pool is associated with it:
 one of this lab's own free ones when the pool has one (re-described for the new node in the same
-request), else a new one allocated already associated (one POST). Its id is reported ("made") before
-anything else can fail, so the node's row names it and another process can release it after a crash.
+request, conditional on its revision so two processes never take the same one), else a new one
+allocated already associated (one POST). Its id is reported ("made") as soon as it is this node's,
+so the node's row names it and another process can release it after a crash.
 
 Neutron floating IPs carry no metadata, so lablease's tags go in the description
 (``lablease-lab=… lablease-node=… lablease-attempt=…``); that is how a destroy finds a node's floating
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from lablease.config.lab import ProviderConfig
@@ -32,6 +34,11 @@ from lablease.provision.models import (
 )
 
 log = logging.getLogger(__name__)
+
+# After a listing showed no free floating IP of this lab, new nodes allocate without looking again for this
+# long: free ones only appear after a crash or a server deleted under its address, and the reconciler
+# releases those anyway. A batch of N nodes so costs one listing, not N (docs/performance.md).
+NONE_FREE_FOR = 30.0
 
 
 def describe(lab: str, node: str, attempt_id: str) -> str:
@@ -68,6 +75,8 @@ class FloatingIPs:
         self.adopter = adopter
         self._claimed: set[str] = set()  # free ones a thread of this process is associating now
         self._lock = threading.Lock()
+        self._listing = threading.Lock()  # one look for free ones at a time: the others use its answer
+        self._none_free_until = 0.0
 
     # -- create ------------------------------------------------------------------------------------
 
@@ -83,15 +92,20 @@ class FloatingIPs:
         description = describe(self.lab, node, attempt_id)
         free = self._claim(node, pool.id)
         if free is not None:
-            made(free.id, "reused")
             try:
-                fip = self.caller.call(st, node, lambda: a.associate_floating_ip(free.id, port, description),
-                                       what="associate floating IP")
+                taken = self.caller.call(st, node, lambda: a.associate_floating_ip(free.id, port, description,
+                                                                                   free.revision),
+                                         what="associate floating IP")
             finally:
                 with self._lock:
                     self._claimed.discard(free.id)
-            log.info("floating IP reused node=%s address=%s", node, fip.address)
-            return fip
+            if taken is not None:
+                # Recorded once it is ours: from the PUT on, its description names this node and attempt, which
+                # is how a destroy or the reconciler finds it should this process die before the row says so.
+                made(taken.id, "reused")
+                log.info("floating IP reused node=%s address=%s", node, taken.address)
+                return taken
+            log.info("free floating IP %s was taken or released meanwhile; allocating node=%s", free.id, node)
         fip = self.adopter.create(st, node, "allocate floating IP",
                                   lambda: a.create_floating_ip(pool.id, port, description),
                                   self._find(lambda f: f.description == description))
@@ -99,14 +113,19 @@ class FloatingIPs:
         return fip
 
     def _claim(self, node: str, pool_id: str) -> FloatingIP | None:
-        """One of this lab's free floating IPs of the pool, kept from the other threads of this process."""
-        listed = self.caller.call(Stage.FLOATING_IP, node, lambda: self.adapter.list_floating_ips(pool_id),
-                                  what="list floating IPs")
-        with self._lock:
-            for fip in sorted(listed, key=lambda f: f.id):
-                if fip.port_id is None and tags_of(fip).get(TAG_LAB) == self.lab and fip.id not in self._claimed:
-                    self._claimed.add(fip.id)
-                    return fip
+        """One of this lab's free floating IPs of the pool, kept from the other threads of this process; None
+        without a look when the last look, less than ``NONE_FREE_FOR`` seconds ago, found none."""
+        with self._listing:
+            if time.monotonic() < self._none_free_until:
+                return None
+            listed = self.caller.call(Stage.FLOATING_IP, node, lambda: self.adapter.list_floating_ips(pool_id),
+                                      what="list floating IPs")
+            with self._lock:
+                for fip in sorted(listed, key=lambda f: f.id):
+                    if fip.port_id is None and tags_of(fip).get(TAG_LAB) == self.lab and fip.id not in self._claimed:
+                        self._claimed.add(fip.id)
+                        return fip
+            self._none_free_until = time.monotonic() + NONE_FREE_FOR
         return None
 
     def _find(self, pick: Callable[[FloatingIP], bool]) -> Callable[[], FloatingIP | None]:

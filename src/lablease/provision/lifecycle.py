@@ -114,6 +114,13 @@ class Lifecycle(Teardown):
     def listing(self, kind: str, stage: Stage, load: Callable[[], list]) -> list:
         return self.listings.get(kind, lambda: self.caller.call(stage, None, load, what=f"list {kind}"))
 
+    def _pool(self, node: str) -> Network | None:
+        """The floating IP pool's network, from the cached network listing (None: the provider has no pool)."""
+        if not self.p.floating_ip_pool:
+            return None
+        return pool_network(self.listing("networks", Stage.NETWORK, self.adapter.list_networks),
+                            self.p.floating_ip_pool, node)
+
     # -- create ----------------------------------------------------------------------------------
 
     def create(self, track: Track, os_type: str, os_version: str, need: Resources) -> NodeInfo:
@@ -126,9 +133,9 @@ class Lifecycle(Teardown):
         size = select_size(self.listing("sizes", Stage.SIZE, a.list_sizes), need, self.p.allow_sizes,
                            self.p.exclude_sizes, node, boot_from_volume=self.p.boot_from_volume)
         self._stage(track, Stage.NETWORK)
-        all_networks = self.listing("networks", Stage.NETWORK, a.list_networks)
-        pool = pool_network(all_networks, self.p.floating_ip_pool, node) if self.p.floating_ip_pool else None
-        networks = select_networks([n for n in all_networks if pool is None or n.id != pool.id],
+        pool = self._pool(node)
+        networks = select_networks([n for n in self.listing("networks", Stage.NETWORK, a.list_networks)
+                                    if pool is None or n.id != pool.id],
                                    self.p.allow_networks, node, exact=self.p.networks)
         groups = select_security_groups(
             self.listing("security_groups", Stage.NETWORK, a.list_security_groups) if self.p.security_groups else [],
@@ -161,14 +168,13 @@ class Lifecycle(Teardown):
         early = EarlyProbe(self.probe, early_ips[0], self.p.boot_timeout + self.p.ready_timeout, node) \
             if early_ips else None
         try:
-            return self._finish(track, server, server_mark, need, tags, early, image.name, size.name, started, pool)
+            return self._finish(track, server, server_mark, need, tags, early, image.name, size.name, started)
         finally:
             if early is not None:
                 early.cancel()
 
     def _finish(self, track: Track, server: Server, server_mark: int, need: Resources, tags: dict[str, str],
-                early: EarlyProbe | None, image: str, size: str, started: float,
-                pool: Network | None = None) -> NodeInfo:
+                early: EarlyProbe | None, image: str, size: str, started: float) -> NodeInfo:
         node = track.node
         # Volumes need no running server: they are built while it boots, attached once it runs,
         # and their attachments complete while DNS and SSH readiness go on.
@@ -179,6 +185,7 @@ class Lifecycle(Teardown):
         self._stage(track, Stage.BOOT)
         server = self._wait_running(node, server.id, server_mark)
         public_ips = list(server.public_ips)
+        pool = self._pool(node)
         if pool is not None and self.floating is not None:
             self._stage(track, Stage.FLOATING_IP)
             track.floating_unsure = True

@@ -17,6 +17,10 @@ from lablease.testing.components import require_file
 from lablease.testing.processes import ServerProcess
 
 ADMIN = "/devcloud/admin"
+# The private-network shape (docs/devcloud.md): servers on a network whose addresses never answer SSH, and a floating
+# IP pool "ext-net" whose addresses do once associated. start_devcloud gives each its own random 127.x.y.0/24.
+PRIVATE_NETWORK: dict[str, Any] = {"networks": [{"name": "private", "public": False, "reachable": False},
+                                                {"name": "ext-net", "external": True}]}
 
 
 @dataclass
@@ -92,8 +96,13 @@ class DevcloudHandle:
         self._admin("DELETE", "/tokens")
 
     def server_internals(self, server_id: str) -> dict[str, Any]:
-        """devcloud's view of one server: its root directory (readiness markers), ssh state, addresses."""
+        """devcloud's view of one server: its root directory (readiness markers), ssh state, addresses (and
+        ``ssh_addresses``: where its sshd listens, floating IPs included)."""
         return self._admin("GET", f"/servers/{server_id}").json()
+
+    def floating_ips(self) -> list[dict[str, Any]]:
+        """Every floating IP allocated (any project): id, address, server_id, description, status."""
+        return self.resources()["floating_ips"]
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.process.log_tail(chars)

@@ -95,6 +95,7 @@ class FloatingIP:
     network_id: str
     port_id: str | None = None
     description: str = ""
+    revision: int | None = None  # Neutron's revision_number: a conditional update names the one it read
     raw: Any = field(default=None, compare=False, repr=False)
 
 
@@ -194,8 +195,10 @@ class CloudAdapter(ABC):
         """Allocate a floating IP from ``network_id``'s pool, associated with ``port_id`` (one request)."""
         raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
 
-    def associate_floating_ip(self, fip_id: str, port_id: str, description: str) -> FloatingIP:
-        """Associate a free floating IP with ``port_id`` and re-describe it (one request)."""
+    def associate_floating_ip(self, fip_id: str, port_id: str, description: str,
+                              revision: int | None = None) -> FloatingIP | None:
+        """Associate a free floating IP with ``port_id`` and re-describe it (one request), only if it is still at
+        ``revision`` when given; None when another client changed or released it since it was listed."""
         raise NotImplementedError(f"{type(self).__name__} has no floating IPs")
 
     def delete_floating_ip(self, fip_id: str) -> None:

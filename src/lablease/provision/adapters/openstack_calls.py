@@ -92,7 +92,9 @@ def list_security_groups(driver: Any) -> list:
 def _fip(obj: dict[str, Any]) -> FloatingIP:
     return FloatingIP(id=str(obj["id"]), address=str(obj.get("floating_ip_address") or ""),
                       network_id=str(obj.get("floating_network_id") or ""), port_id=obj.get("port_id") or None,
-                      description=str(obj.get("description") or ""), raw=obj)
+                      description=str(obj.get("description") or ""),
+                      revision=obj.get("revision_number") if isinstance(obj.get("revision_number"), int) else None,
+                      raw=obj)
 
 
 def list_floating_ips(driver: Any, network_id: str | None = None) -> list[FloatingIP]:
@@ -113,9 +115,14 @@ def create_floating_ip(driver: Any, network_id: str, port_id: str, description: 
     return _fip(answer["floatingip"])
 
 
-def associate_floating_ip(driver: Any, fip_id: str, port_id: str, description: str) -> FloatingIP:
+def associate_floating_ip(driver: Any, fip_id: str, port_id: str, description: str,
+                          revision: int | None = None) -> FloatingIP:
+    """A PUT; with ``revision``, Neutron's conditional update (``If-Match: revision_number=N``, 412 when the
+    floating IP changed since it was listed; a Neutron without the revision_if_match extension ignores it)."""
     body = {"floatingip": {"port_id": port_id, "description": description}}
-    answer = _v2(driver).network_connection.request(f"{FIPS}/{fip_id}", method="PUT", data=body).object
+    headers = {"If-Match": f"revision_number={revision}"} if revision is not None else None
+    answer = _v2(driver).network_connection.request(f"{FIPS}/{fip_id}", method="PUT", data=body,
+                                                    headers=headers).object
     return _fip(answer["floatingip"])
 
 
@@ -139,8 +146,16 @@ class FloatingIPCalls:
     def create_floating_ip(self, network_id: str, port_id: str, description: str) -> FloatingIP:
         return create_floating_ip(self._driver(), network_id, port_id, description)
 
-    def associate_floating_ip(self, fip_id: str, port_id: str, description: str) -> FloatingIP:
-        return associate_floating_ip(self._driver(), fip_id, port_id, description)
+    def associate_floating_ip(self, fip_id: str, port_id: str, description: str,
+                              revision: int | None = None) -> FloatingIP | None:
+        try:
+            return associate_floating_ip(self._driver(), fip_id, port_id, description, revision)
+        except BaseHTTPError as exc:
+            # 412: changed since listed (another process took it); 404: released; 409: Neutron's own refusal
+            # to move an address another port holds. Each means: not ours to take.
+            if exc.code in (404, 409, 412):
+                return None
+            raise
 
     def delete_floating_ip(self, fip_id: str) -> None:
         try:
