@@ -103,9 +103,14 @@ def test_an_expired_lock_is_destroyed_and_unlocked_while_an_extended_and_a_held_
     assert out.returncode == 0 and f"{kept}: expires" in out.stdout, out.stderr
     assert expiry(lab, kept) >= default_end + timedelta(minutes=29)
     before = expiry(lab, kept)
-    form = lab.http.post(f"/ui/nodes/{kept}/extend", data={"locked_by": OWNER, "hours": "0.1"})  # the node page's
+    # The node page's form: its confirmation page (nothing changes), whose button posts what the page's script
+    # would send (the fields, confirm=yes).
+    page = lab.http.get(f"/ui/nodes/{kept}/extend", params={"locked_by": OWNER, "hours": "0.1"})
+    assert page.status_code == 200 and expiry(lab, kept) == before and "confirm=yes" in page.text
+    form = lab.http.post(f"/ui/nodes/{kept}/extend", json={"locked_by": OWNER, "hours": "0.1", "confirm": "yes"})
     assert form.status_code == 303 and expiry(lab, kept) >= before + timedelta(minutes=5), form.text
-    form = lab.http.post(f"/ui/nodes/{kept}/extend", data={"locked_by": "mallory@lab", "hours": "0.1"})
+    form = lab.http.post(f"/ui/nodes/{kept}/extend", json={"locked_by": "mallory@lab", "hours": "0.1",
+                                                           "confirm": "yes"})
     assert form.status_code == 403 and "only the lock&#39;s owner may" in form.text
     out = lablease(tmp_path, "hold", held, "--hours", "1", "--reason", "debugging an osd crash", "--server", lab.url,
                    "--owner", OWNER)
