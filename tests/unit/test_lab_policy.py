@@ -136,10 +136,12 @@ def test_the_expiry_rule_warns_within_warn_hours_and_expires_after_the_grace(exp
     assert verdict(_node(expires_at=NOW + expires_in, expiry_warned=warned), POLICY, NOW) is expected
 
 
-def test_a_lock_without_expires_at_ends_lock_hours_after_it_was_locked():
-    node = _node(locked_since=NOW - timedelta(hours=3))
+def test_a_lock_without_expires_at_ends_lock_hours_after_it_was_locked_or_became_ready_whichever_is_later():
+    node = _node(locked_since=NOW - timedelta(hours=3), state_since=NOW - timedelta(hours=4))  # a warm node's
     assert expiry_of(node, POLICY) == NOW - timedelta(hours=1)
     assert verdict(node, POLICY, NOW) is Verdict.EXPIRE
+    just_ready = _node(locked_since=NOW - timedelta(hours=3), state_since=NOW)  # its answer is being sent
+    assert expiry_of(just_ready, POLICY) == NOW + timedelta(hours=2)
 
 
 def test_a_held_lock_is_kept_past_its_expiry_until_the_hold_ends():
