@@ -223,3 +223,21 @@ def test_expiry_and_holds_survive_a_restart_and_two_processes_on_postgresql_act_
                interval=0.2)
     assert once_expired(other, held)
     first.assert_nothing_left([expiring, held])
+
+
+def test_a_warm_node_older_than_max_ready_age_is_destroyed_and_replaced_by_a_fresh_one(lab_factory):
+    lab = lab_factory(min_ready={"ubuntu-22.04": 1}, max_ready_age=2)
+    lab.add("node1", "node2")
+
+    def warm() -> list[dict]:
+        return [n for n in lab.http.get("/nodes/").json() if n["state"] == "ready" and not n["locked"]]
+
+    [first] = wait_until(warm, what="a warm node", timeout=30)
+    replaced = wait_until(lambda: [e for e in lab.http.get(f"/nodes/{first['name']}/events/").json()
+                                   if "older than max_ready_age" in str(e["new"])], what="the warm node replaced",
+                          timeout=30, interval=0.2)
+    assert replaced[0]["who"] == "warm-pool" and replaced[0]["new"]["state"] == "destroying"
+    fresh = wait_until(lambda: [n for n in warm() if n["cloud_server_id"] != first["cloud_server_id"]],
+                       what="a fresh warm node", timeout=30, interval=0.2)
+    assert fresh[0]["cloud_server_id"] in {s["id"] for s in lab.cloud.resources()["servers"]}
+    assert first["cloud_server_id"] not in {s["id"] for s in lab.cloud.resources()["servers"]}

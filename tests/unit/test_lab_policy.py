@@ -233,3 +233,11 @@ def test_lablease_list_shows_when_a_lock_expires_or_why_it_is_held():
     assert expires_text({"expires_at": "2026-12-07 11:55:00.000000", "hold_until": "2026-12-07 15:00:00.000000",
                          "hold_reason": "gdb"}, now) == "held 3 h 0 min (gdb)"
     assert expires_text({}, now) == ""
+
+
+def test_max_ready_age_is_seconds_and_never_negative():
+    base = "libcloud:\n  providers:\n    ovh:\n      driver: openstack\n      driver_args: {username: u, password: p, " \
+           "ex_force_auth_url: 'https://auth.example/v3'}\n"
+    assert _config(base + "      max_ready_age: 3600\n").libcloud.providers["ovh"].max_ready_age == 3600
+    with pytest.raises(ConfigError, match="libcloud.providers.ovh.max_ready_age"):
+        _config(base + "      max_ready_age: -1\n")
