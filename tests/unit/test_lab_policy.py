@@ -136,10 +136,12 @@ def test_the_expiry_rule_warns_within_warn_hours_and_expires_after_the_grace(exp
     assert verdict(_node(expires_at=NOW + expires_in, expiry_warned=warned), POLICY, NOW) is expected
 
 
-def test_a_lock_without_expires_at_ends_lock_hours_after_it_was_locked():
-    node = _node(locked_since=NOW - timedelta(hours=3))
+def test_a_lock_without_expires_at_ends_lock_hours_after_it_was_locked_or_became_ready_whichever_is_later():
+    node = _node(locked_since=NOW - timedelta(hours=3), state_since=NOW - timedelta(hours=4))  # a warm node's
     assert expiry_of(node, POLICY) == NOW - timedelta(hours=1)
     assert verdict(node, POLICY, NOW) is Verdict.EXPIRE
+    just_ready = _node(locked_since=NOW - timedelta(hours=3), state_since=NOW)  # its answer is being sent
+    assert expiry_of(just_ready, POLICY) == NOW + timedelta(hours=2)
 
 
 def test_a_held_lock_is_kept_past_its_expiry_until_the_hold_ends():
@@ -231,3 +233,11 @@ def test_lablease_list_shows_when_a_lock_expires_or_why_it_is_held():
     assert expires_text({"expires_at": "2026-12-07 11:55:00.000000", "hold_until": "2026-12-07 15:00:00.000000",
                          "hold_reason": "gdb"}, now) == "held 3 h 0 min (gdb)"
     assert expires_text({}, now) == ""
+
+
+def test_max_ready_age_is_seconds_and_never_negative():
+    base = "libcloud:\n  providers:\n    ovh:\n      driver: openstack\n      driver_args: {username: u, password: p, " \
+           "ex_force_auth_url: 'https://auth.example/v3'}\n"
+    assert _config(base + "      max_ready_age: 3600\n").libcloud.providers["ovh"].max_ready_age == 3600
+    with pytest.raises(ConfigError, match="libcloud.providers.ovh.max_ready_age"):
+        _config(base + "      max_ready_age: -1\n")

@@ -119,6 +119,8 @@ class ProviderConfig(BaseModel):
     refill_backoff_max: float = Field(default=300.0, gt=0, le=86400)
     # seconds between SSH checks of every warm node (0: only when one is lent)
     warm_check_interval: float = Field(default=300.0, ge=0, le=86400)
+    # seconds a warm node may wait to be lent before it is replaced by a fresh one (0: no limit)
+    max_ready_age: float = Field(default=0.0, ge=0, le=366 * 86400)
     # lock expiry and holds of this machine type (config/policy.py); none: locks last until unlocked
     policy: LockPolicy | None = None
 

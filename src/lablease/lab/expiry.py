@@ -2,7 +2,8 @@
 
 A locked cloud node of a machine type with a ``policy`` (config/policy.py) expires at its ``expires_at``
 (set when its lock was answered: ``lock_hours`` from then, or less if the lock asked; a lock whose row has
-none, say one taken before the policy existed, expires ``lock_hours`` after ``locked_since``). From
+none, say one taken before the policy existed, expires ``lock_hours`` after it was locked or became ready,
+whichever came later). From
 ``warn_hours`` before that it gets one ``expiring`` event and counts in ``lablease_locks_expiring``; from
 ``grace_hours`` after it, and while no hold keeps it (``hold_until`` in the future), the reconciler's pass
 moves it to ``destroying`` (who: ``expiry``, its last error naming the rule), destroys it and frees it.
@@ -57,8 +58,10 @@ def expiry_of(node: NodeRecord, policy: LockPolicy | None) -> datetime | None:
         return None
     if node.expires_at is not None:
         return node.expires_at
-    start = node.locked_since or node.state_since
-    return start + hours(policy.lock_hours) if start is not None else None
+    # No expiry written (a lock taken before the policy, or one whose answer is being sent): from the later of
+    # its lock and its move to ready, so a node just provisioned is never expired before its lock is answered.
+    starts = [t for t in (node.locked_since, node.state_since) if t is not None]
+    return max(starts) + hours(policy.lock_hours) if starts else None
 
 
 def held(node: NodeRecord, now: datetime) -> bool:

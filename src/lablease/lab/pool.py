@@ -16,6 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from lablease.lab.busy import Busy
@@ -24,6 +25,7 @@ from lablease.store import NodeFilter, NodeRecord, NodeState, Unavailable
 from lablease.store.errors import Conflict
 from lablease.store.eligibility import LOCK
 from lablease.store.pool import POOL_OWNER
+from lablease.store.records import utcnow
 
 if TYPE_CHECKING:
     from lablease.lab.health import ProviderHealth
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 5.0  # seconds a warm node has to answer its re-check over SSH
+TOO_OLD = "warm node older than max_ready_age ({:g} s); destroyed and replaced by a fresh one"
 SURPLUS = "surplus warm node: min_ready is lower than the warm nodes there are; destroyed and freed"
 FAILED_CHECK = "failed its periodic check over SSH while warm; replaced"
 
@@ -58,6 +61,7 @@ class WarmPool:
         self.want = {key: count for key, count in provider.min_ready.items() if count > 0}
         self.interval = interval
         self.check_interval = provider.warm_check_interval
+        self.max_age = provider.max_ready_age  # seconds a warm node may wait to be lent (0: for ever)
         self._next_check = time.monotonic() + self.check_interval
         self._launches: list[tuple[NodeRecord, Future, int]] = []  # node, launch, health.failures at its start
         self._claims = Busy()  # locks taking warm nodes right now: the pool waits, so they get the idle records
@@ -90,6 +94,8 @@ class WarmPool:
             try:
                 self._finish_launches()
                 if not (self.lab.draining or self._claims.count > 0):
+                    if self.max_age > 0:
+                        self.retire_old()
                     if self.health.may_refill():
                         self.top_up()
                     if self.check_interval > 0 and time.monotonic() >= self._next_check:
@@ -182,6 +188,15 @@ class WarmPool:
             log.info("warm pool %s: draining %d surplus warm nodes (min_ready %s): %s", self.worker.machine_type,
                      len(surplus), self.want or "none", ", ".join(n.name for n in surplus))
         return self._retire(surplus, SURPLUS)
+
+    def retire_old(self) -> list[str]:
+        """Destroy the warm nodes ready for longer than ``max_ready_age`` (top-ups replace them with fresh ones)."""
+        cutoff = utcnow() - timedelta(seconds=self.max_age)
+        old = [n for n in self._warm_nodes() if n.state_since is not None and n.state_since < cutoff]
+        if old:
+            log.info("warm pool %s: replacing %d warm node(s) older than max_ready_age (%g s): %s",
+                     self.worker.machine_type, len(old), self.max_age, ", ".join(n.name for n in old))
+        return self._retire(old, TOO_OLD.format(self.max_age))
 
     def check_warm(self) -> list[str]:
         """Check every warm node over SSH as a lock would; destroy the ones that fail (top-ups replace them)."""
