@@ -39,6 +39,7 @@ class Cloud:
     settings: dict[str, Any]
     servers: Callable[[], list[str]]  # ids of the servers it holds
     volumes: Callable[[], list[str]]
+    refusal: str  # what its refusal of one server too many says
     host_keys: Callable[[], dict[str, str]] | None = None  # server id -> the host key its sshd presents
 
 
@@ -49,7 +50,7 @@ def _devcloud(workdir: Path, key: Path, request: pytest.FixtureRequest) -> tuple
     cloud = start_devcloud(workdir, _merge(TEST_DEFAULTS, CLOUD))
     settings = devcloud_lab_data(cloud, key, machine_type="x", **TIMINGS)["libcloud"]["providers"]["x"]
     return Cloud(settings, lambda: [s["id"] for s in cloud.resources()["servers"]],
-                 lambda: [v["id"] for v in cloud.resources()["volumes"]]), cloud.stop
+                 lambda: [v["id"] for v in cloud.resources()["volumes"]], "Quota exceeded for instances"), cloud.stop
 
 
 def _ec2(workdir: Path, key: Path, request: pytest.FixtureRequest) -> tuple[Cloud, Callable[[], None]]:
@@ -63,6 +64,7 @@ def _ec2(workdir: Path, key: Path, request: pytest.FixtureRequest) -> tuple[Clou
                             **TIMINGS)["libcloud"]["providers"]["x"]
     return Cloud(settings, lambda: [i["id"] for i in ec2.instances() if i["state"] != "terminated"],
                  lambda: [v["id"] for v in ec2.volumes()],  # lablease's and each instance's root volume
+                 "InstanceLimitExceeded",
                  lambda: {i["id"]: i["host_key"] for i in ec2.instances()}), ec2.reset
 
 
@@ -106,11 +108,11 @@ class Lab:
                 (False, "idle", None, None), node
 
 
-@pytest.fixture(scope="module", params=sorted(SECOND_CLOUDS))
-def stack(request, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, Any, Path]]:
-    """BIND, the DNS service, the clouds ``first`` (a devcloud) and ``second`` (the parameter), each with a quota
-    of 2 servers, and the lab's key, shared by this module's tests: each test leaves both clouds and the zone
-    empty (they check it)."""
+@pytest.fixture(scope="module")
+def common(request, tmp_path_factory) -> Iterator[tuple[Cloud, Any, Any, Path]]:
+    """BIND, the DNS service, the cloud ``first`` (a devcloud with a quota of 2 servers) and the lab's key, shared
+    by this module's tests whichever the second cloud: each test leaves the clouds and the zone empty (they check
+    it)."""
     from lablease.testing.bind import start_bind
     from lablease.testing.dns import start_dns_service
 
@@ -124,12 +126,21 @@ def stack(request, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, An
         stops.append(dns.stop)
         first, stop = _devcloud(work / "first", key, request)
         stops.append(stop)
-        second, stop = SECOND_CLOUDS[request.param](work / "second", key, request)
-        stops.append(stop)
-        yield {"first": first, "second": second}, bind, dns, key
+        yield first, bind, dns, key
     finally:
         for stop in reversed(stops):
             stop()
+
+
+@pytest.fixture(scope="module", params=sorted(SECOND_CLOUDS))
+def stack(request, common, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, Any, Path]]:
+    """``common`` and the cloud ``second`` (the parameter, room for 2 servers)."""
+    first, bind, dns, key = common
+    second, stop = SECOND_CLOUDS[request.param](tmp_path_factory.mktemp(f"second-{request.param}"), key, request)
+    try:
+        yield {"first": first, "second": second}, bind, dns, key
+    finally:
+        stop()
 
 
 @pytest.fixture
@@ -231,7 +242,7 @@ def test_a_mixed_lock_more_than_both_clouds_hold_is_503_and_leaves_nothing_in_ei
     r = lab.lock_many(5)
 
     assert r.status_code == 503, r.text
-    assert "quota exceeded" in r.json()["message"]
+    assert "quota exceeded" in r.json()["message"] and lab.clouds["second"].refusal in r.json()["message"], r.text
     lab.assert_nothing_left(names)
     r = lab.lock_many(4)  # the rollback really gave the room back
     assert r.status_code == 200, r.text
