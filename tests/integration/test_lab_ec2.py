@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 DOMAIN = "lab.example"
 OWNER = "tester@lab"
-CLOUD = {"boot_delay": 0.5, "volume_delay": 0.1, "ssh": {"enabled": True, "delay": 0.3, "runcmd_delay": 0.1}}
+CLOUD = {"boot_delay": 0.3, "volume_delay": 0.1, "ssh": {"enabled": True, "delay": 0.2, "runcmd_delay": 0.1}}
 TIMEOUTS = {"boot_timeout": 30, "ready_timeout": 30, "volume_timeout": 20, "delete_timeout": 20}
 
 
@@ -132,12 +132,15 @@ def test_teuthology_lock_gets_ssh_ready_ec2_and_openstack_nodes_from_one_service
         assert {n: listed[n]["machine_type"] for n in listed} == {**{n: "aws" for n in aws}, **{n: "ovh" for n in ovh}}
 
         # teuthology's --unlock of one EC2 node (it spends ~25 s trying to SSH to a name only this test's BIND
-        # knows), lablease's CLI for the rest.
-        first, second = sorted(aws)
-        ok(tl("--unlock", "--owner", OWNER, first))
-        assert [i["tags"]["Name"] for i in live_instances(ec2)] == ["aws002"]
-        assert bind.addresses("aws001") == set()
-        ok(lablease("unlock", "--server", server.url, "--owner", OWNER, second, *sorted(ovh)))
+        # knows), once: on SQLite; lablease's CLI for the rest (on PostgreSQL for all: the database is not what
+        # teuthology's --unlock exercises).
+        rest = sorted([*aws, *ovh])
+        if database == "sqlite":
+            first = rest.pop(0)
+            ok(tl("--unlock", "--owner", OWNER, first))
+            assert [i["tags"]["Name"] for i in live_instances(ec2)] == ["aws002"]
+            assert bind.addresses("aws001") == set()
+        ok(lablease("unlock", "--server", server.url, "--owner", OWNER, *rest))
         assert_nothing_left(ec2, stack, ["aws001", "aws002", "ovh001", "ovh002"])
         after = {n["name"]: n for n in httpx.get(f"{server.url}/nodes/", timeout=30).json()}
         assert all(not after[n]["locked"] and after[n]["state"] == "idle" for n in [*aws, *ovh])

@@ -1,8 +1,10 @@
 """A machine type served by several clouds (``libcloud.machine_types``), end to end: `lablease serve` over HTTP
 with two real clouds on loopback, the DNS service in front of a real BIND.
 
-Type ``mixed`` is the first cloud (a quota of 2 servers), then the second. The second cloud is a parameter
-(``SECOND_CLOUDS``): today a second devcloud; EC2 (moto) joins as another entry once its adapter lands.
+Type ``mixed`` is the first cloud (a devcloud with a quota of 2 servers), then the second, which has room for 2
+servers too. The second cloud is a parameter (``SECOND_CLOUDS``): a second devcloud, or EC2 (the test worker's
+shared moto harness with an instance limit of 2: ``InstanceLimitExceeded``, a quota refusal, beyond it; a real sshd
+per running instance). Each node gets one 1 GB volume.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
+from lablease.provision.devlab import devcloud_lab_data, ec2_lab_data, generate_lab_key
 from lablease.testing.lockserver import start_lock_server
 
 pytestmark = pytest.mark.integration
@@ -26,7 +28,8 @@ OWNER = "alice@lab"
 QUOTA = {"instances": 2, "volumes": 10, "cores": 100, "ram": 400000}
 CLOUD = {"boot_delay": 0.3, "volume_delay": 0.1, "ssh": {"enabled": True, "delay": 0.2, "runcmd_delay": 0.1},
          "quotas": QUOTA}
-TIMINGS = {"max_parallel": 10, "launch_retries": 2, "boot_timeout": 30, "ready_timeout": 30, "delete_timeout": 4}
+TIMINGS = {"max_parallel": 10, "launch_retries": 2, "boot_timeout": 30, "ready_timeout": 30, "volume_timeout": 20,
+           "delete_timeout": 4}
 
 
 @dataclass
@@ -36,21 +39,39 @@ class Cloud:
     settings: dict[str, Any]
     servers: Callable[[], list[str]]  # ids of the servers it holds
     volumes: Callable[[], list[str]]
+    refusal: str  # what its refusal of one server too many says
+    host_keys: Callable[[], dict[str, str]] | None = None  # server id -> the host key its sshd presents
 
 
-def _devcloud(workdir: Path, key: Path) -> tuple[Cloud, Callable[[], None]]:
+def _devcloud(workdir: Path, key: Path, request: pytest.FixtureRequest) -> tuple[Cloud, Callable[[], None]]:
     from lablease.testing.devcloud import _merge, start_devcloud
     from tests.fixtures.devcloud import TEST_DEFAULTS
 
     cloud = start_devcloud(workdir, _merge(TEST_DEFAULTS, CLOUD))
     settings = devcloud_lab_data(cloud, key, machine_type="x", **TIMINGS)["libcloud"]["providers"]["x"]
     return Cloud(settings, lambda: [s["id"] for s in cloud.resources()["servers"]],
-                 lambda: [v["id"] for v in cloud.resources()["volumes"]]), cloud.stop
+                 lambda: [v["id"] for v in cloud.resources()["volumes"]], "Quota exceeded for instances"), cloud.stop
+
+
+def _ec2(workdir: Path, key: Path, request: pytest.FixtureRequest) -> tuple[Cloud, Callable[[], None]]:
+    """The worker's shared moto harness (tests/fixtures/moto_ec2.py), reset with an instance limit of 2 for the
+    module and reset again at its end (the process is shared: it is not stopped)."""
+    from lablease.testing.moto_ec2 import READY_COMMAND
+
+    ec2 = request.getfixturevalue("_moto_ec2_shared").get()
+    ec2.reset(max_instances=2, pending_seconds=0.3)
+    settings = ec2_lab_data(ec2, key, machine_type="x", ready_command=READY_COMMAND, api_timeout=5,
+                            **TIMINGS)["libcloud"]["providers"]["x"]
+    return Cloud(settings, lambda: [i["id"] for i in ec2.instances() if i["state"] != "terminated"],
+                 lambda: [v["id"] for v in ec2.volumes()],  # lablease's and each instance's root volume
+                 "InstanceLimitExceeded",
+                 lambda: {i["id"]: i["host_key"] for i in ec2.instances()}), ec2.reset
 
 
 # The second cloud of type mixed, by name: each entry starts one with room for 2 servers (in ``workdir``, the lab
-# logging in with ``key``) and returns it with its stop.
-SECOND_CLOUDS: dict[str, Callable[[Path, Path], tuple[Cloud, Callable[[], None]]]] = {"devcloud": _devcloud}
+# logging in with ``key``; ``request`` for shared fixtures) and returns it with its stop.
+SECOND_CLOUDS: dict[str, Callable[[Path, Path, pytest.FixtureRequest], tuple[Cloud, Callable[[], None]]]] = {
+    "devcloud": _devcloud, "ec2": _ec2}
 
 
 class Lab:
@@ -87,11 +108,11 @@ class Lab:
                 (False, "idle", None, None), node
 
 
-@pytest.fixture(scope="module", params=sorted(SECOND_CLOUDS))
-def stack(request, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, Any, Path]]:
-    """BIND, the DNS service, the clouds ``first`` (a devcloud) and ``second`` (the parameter), each with a quota
-    of 2 servers, and the lab's key, shared by this module's tests: each test leaves both clouds and the zone
-    empty (they check it)."""
+@pytest.fixture(scope="module")
+def common(request, tmp_path_factory) -> Iterator[tuple[Cloud, Any, Any, Path]]:
+    """BIND, the DNS service, the cloud ``first`` (a devcloud with a quota of 2 servers) and the lab's key, shared
+    by this module's tests whichever the second cloud: each test leaves the clouds and the zone empty (they check
+    it)."""
     from lablease.testing.bind import start_bind
     from lablease.testing.dns import start_dns_service
 
@@ -103,14 +124,23 @@ def stack(request, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, An
         stops.append(bind.stop)
         dns = start_dns_service(work / "dns", bind, allow_pattern=r"node[0-9]+")
         stops.append(dns.stop)
-        first, stop = _devcloud(work / "first", key)
+        first, stop = _devcloud(work / "first", key, request)
         stops.append(stop)
-        second, stop = SECOND_CLOUDS[request.param](work / "second", key)
-        stops.append(stop)
-        yield {"first": first, "second": second}, bind, dns, key
+        yield first, bind, dns, key
     finally:
         for stop in reversed(stops):
             stop()
+
+
+@pytest.fixture(scope="module", params=sorted(SECOND_CLOUDS))
+def stack(request, common, tmp_path_factory) -> Iterator[tuple[dict[str, Cloud], Any, Any, Path]]:
+    """``common`` and the cloud ``second`` (the parameter, room for 2 servers)."""
+    first, bind, dns, key = common
+    second, stop = SECOND_CLOUDS[request.param](tmp_path_factory.mktemp(f"second-{request.param}"), key, request)
+    try:
+        yield {"first": first, "second": second}, bind, dns, key
+    finally:
+        stop()
 
 
 @pytest.fixture
@@ -124,7 +154,8 @@ def lab_factory(stack, tmp_path) -> Iterator[Callable[[dict[str, Any] | None], L
         libcloud: dict[str, Any] = {"providers": {p: c.settings for p, c in clouds.items()}}
         if machine_types is not None:
             libcloud["machine_types"] = machine_types
-        top = {"lab_domain": DOMAIN, "nsupdate_url": dns.update_url, "libcloud": libcloud}
+        top = {"lab_domain": DOMAIN, "nsupdate_url": dns.update_url, "libcloud": libcloud,
+               "openstack": {"volumes": {"count": 1, "size": 1}}}
         server = start_lock_server(tmp_path / "lab", database_url=f"sqlite:///{tmp_path / 'lab.db'}",
                                    lab_domain=DOMAIN, top=top)
         lab = Lab(server.url, clouds, bind)
@@ -152,7 +183,10 @@ def test_lock_many_of_a_mixed_type_takes_what_the_first_cloud_can_give_and_the_r
     assert {n["state"] for n in nodes} == {"ready"} and all(n["ssh_pub_key"] for n in nodes)
     assert Counter(n["provider"] for n in nodes) == {"first": 2, "second": 2}
     for node in nodes:  # each record names the provider whose cloud holds its server
-        assert node["cloud_server_id"] in lab.clouds[node["provider"]].servers()
+        cloud = lab.clouds[node["provider"]]
+        assert node["cloud_server_id"] in cloud.servers()
+        if cloud.host_keys is not None:  # ssh_pub_key: the key the server's sshd presents
+            assert node["ssh_pub_key"] == cloud.host_keys()[node["cloud_server_id"]]
         assert node["machine_type"] == "mixed"
         assert lab.bind.addresses(node["name"].split(".")[0]) == set(node["addresses"])
     assert lab.held() == {"first": 2, "second": 2}
@@ -192,7 +226,7 @@ def test_a_node_locked_alone_also_falls_back_and_each_provider_reconciles_and_fo
     # the second cloud's server belongs to a record of type mixed, not of type second: it is not a leak
     assert sorted(r["machine_type"] for r in reports) == ["first", "second"]
     for report in reports:
-        assert (report["found"], report["actions"]) == ({"servers": [], "volumes": [], "dns": []}, []), report
+        assert (any(report["found"].values()), report["actions"]) == (False, []), report
     forced = lab.http.post(f"/lab/nodes/{names[2]}/force-unlock/", params={"by": "root@admin"})
     assert forced.status_code == 200, forced.text
     assert (forced.json()["state"], forced.json()["provider"]) == ("idle", None)
@@ -208,7 +242,7 @@ def test_a_mixed_lock_more_than_both_clouds_hold_is_503_and_leaves_nothing_in_ei
     r = lab.lock_many(5)
 
     assert r.status_code == 503, r.text
-    assert "quota exceeded" in r.json()["message"]
+    assert "quota exceeded" in r.json()["message"] and lab.clouds["second"].refusal in r.json()["message"], r.text
     lab.assert_nothing_left(names)
     r = lab.lock_many(4)  # the rollback really gave the room back
     assert r.status_code == 200, r.text
@@ -217,6 +251,7 @@ def test_a_mixed_lock_more_than_both_clouds_hold_is_503_and_leaves_nothing_in_ei
     lab.assert_nothing_left(names)
 
 
+@pytest.mark.parametrize("stack", ["devcloud"], indirect=True)  # the first cloud alone: one second cloud is enough
 def test_a_single_provider_type_keeps_to_its_own_cloud_without_machine_types(lab_factory):
     lab = lab_factory(None)
     names = lab.add(3, "first")

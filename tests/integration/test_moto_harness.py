@@ -287,6 +287,20 @@ def test_each_fault_kind_answers_as_ec2_does_once_and_creates_nothing(moto_ec2, 
     assert moto_ec2.admin.faults()["rules"][0]["fired"] == 1
 
 
+def test_an_instance_limit_refuses_launches_beyond_it_as_ec2_does_until_an_instance_is_terminated(moto_ec2):
+    moto_ec2.reset(max_instances=2, pending_seconds=0)
+    driver = moto_ec2.driver()
+    image, size = pick(driver)
+    first, _ = (driver.create_node(name=f"l{i}", size=size, image=image) for i in range(2))
+    with pytest.raises(Exception) as failure:
+        driver.create_node(name="l2", size=size, image=image)
+    assert "InstanceLimitExceeded" in str(failure.value)
+    assert len(moto_ec2.instances()) == 2
+    driver.destroy_node(first)  # terminated instances do not count
+    driver.create_node(name="l3", size=size, image=image)
+    assert sorted(i["state"] for i in moto_ec2.instances()) == ["running", "running", "terminated"]
+
+
 def test_a_fault_answer_is_ec2s_error_document(moto_ec2):
     moto_ec2.admin.add_fault("Describe*", "throttle")
     resp = httpx.get(moto_ec2.endpoint, params={"Action": "DescribeVolumes", "Version": "2016-11-15"},

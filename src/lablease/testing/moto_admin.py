@@ -12,7 +12,7 @@
     GET    /volumes             moto's volumes, status as answered (``creating`` during the delay)
     POST   /reset               as just started: moto emptied, new VPC/subnet (same cidr), sshds stopped,
                                 faults, delays and counts as in the settings; the body may override
-                                public_ips, pending_seconds, volume_creating_seconds, faults, seed
+                                public_ips, pending_seconds, volume_creating_seconds, faults, seed, max_instances
                                 until the next reset; answers /network
 
 Bad input answers 400 {"message": ...}.

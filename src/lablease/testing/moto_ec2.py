@@ -160,7 +160,7 @@ class MotoEc2Handle:
         """Back to the state just after start: moto emptied, a new VPC and subnet (same 127.x cidr), every
         sshd stopped, faults, delays and request counts as in the settings.
 
-        ``overrides`` (public_ips, pending_seconds, volume_creating_seconds, faults, seed) hold until
+        ``overrides`` (public_ips, pending_seconds, volume_creating_seconds, faults, seed, max_instances) hold until
         the next reset, e.g. ``reset(public_ips="loopback")``.
         """
         resp = httpx.post(f"{self.endpoint}{ADMIN}/reset", json=overrides, timeout=30)

@@ -146,6 +146,16 @@ class Ec2AsEc2:
             # EC2 answers IncorrectState for a volume attached nowhere (API_DetachVolume.html,
             # errors-overview.html); moto 5.2 crashes looking up the missing instance.
             return Answer.error(400, "IncorrectState", f"Volume '{volume_id}' is in the 'available' state.")
+        limit = self.world.settings.max_instances
+        if req.action == "RunInstances" and limit is not None:
+            # EC2 refuses a launch beyond the account's limit on instances running at once (pending and
+            # running ones count, terminated ones not) with InstanceLimitExceeded (errors-overview.html);
+            # moto has no such limit.
+            with self.world.moto_lock:
+                live = sum(i["state"] in ("pending", "running") for i in self.world.instances())
+            if live + int(req.params.get("MinCount") or 1) > limit:
+                return Answer.error(400, "InstanceLimitExceeded", "You have requested more instances "
+                                    f"({live} running) than your current instance limit of {limit} allows.")
         return None
 
     def _answer(self, environ: dict[str, Any], req: Ec2Request) -> Answer:

@@ -85,6 +85,8 @@ class MotoSettings:
     ssh: start one real sshd per running instance (port ``ssh_port`` on its addresses).
     amis: the images registered (moto's format: ami_id, name, owner_id, creation_date, ...).
     faults: initial fault rules (see moto_faults.FaultRule), seed: their random sequence.
+    max_instances: the account's limit on instances it runs at once (pending or running); a
+        RunInstances beyond it is ``InstanceLimitExceeded``, as on EC2. None: no limit.
     """
 
     region: str = "us-east-1"
@@ -98,6 +100,7 @@ class MotoSettings:
     amis: list[dict[str, Any]] = field(default_factory=lambda: [dict(a) for a in DEFAULT_AMIS])
     faults: list[dict[str, Any]] = field(default_factory=list)
     seed: int = 0
+    max_instances: int | None = None
 
     def __post_init__(self) -> None:
         if self.cidr is None:
@@ -107,6 +110,8 @@ class MotoSettings:
             raise NotLoopback(f"refusing subnet {self.cidr}: instances of the moto harness live in 127.0.0.0/8 only")
         if net.prefixlen < 16 or net.prefixlen > 28:
             raise ValueError(f"subnet {self.cidr}: EC2 subnets are /16 to /28")
+        if self.max_instances is not None and self.max_instances < 0:
+            raise ValueError("max_instances must be >= 0")
         if self.public_ips not in ("none", "loopback"):
             raise ValueError(f"public_ips must be 'none' or 'loopback', not {self.public_ips!r}")
 

@@ -18,7 +18,7 @@ from lablease.testing.moto_request import ClientTokens
 from lablease.testing.moto_settings import MotoSettings, require_loopback
 
 log = logging.getLogger(__name__)
-RESETTABLE = {"public_ips", "pending_seconds", "volume_creating_seconds", "faults", "seed"}
+RESETTABLE = {"public_ips", "pending_seconds", "volume_creating_seconds", "faults", "seed", "max_instances"}
 
 
 @dataclass
