@@ -17,6 +17,7 @@ from lablease.client.policy import register as register_policy
 from lablease.client.render import (
     LiveProgress,
     PlainProgress,
+    console_logs,
     events_table,
     list_table,
     locked_table,
@@ -244,6 +245,9 @@ def status(
     else:
         session.out.print(record_grid(node))
         session.out.print(events_table(session.out, events) if events else "no events", markup=False)
+        for heading, text in console_logs(events):
+            session.out.print(heading, markup=False, highlight=False)
+            session.out.print(text.rstrip("\n"), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
