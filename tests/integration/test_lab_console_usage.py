@@ -8,11 +8,14 @@ test starts its own lab service on its own database.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from datetime import datetime
 
 from lablease.provision.devlab import devcloud_lab_data, generate_lab_key
 from lablease.testing.lockserver import start_lock_server
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.integration
 DOMAIN = "lab.example"
 OWNER = "alice@lab"
 PANIC = "Kernel panic - not syncing: VFS: Unable to mount root fs; db_password: hunter2"
+PRICE = 0.36  # per node-hour: 0.0001 per second
 CLOUD = {"boot_delay": 0.1, "volume_delay": 0.05, "ssh": {"enabled": True, "delay": 0.05, "runcmd_delay": 0.05},
          "faults": {"boot_error": {"match_name": "node9", "console": PANIC}}}
 
@@ -49,7 +53,8 @@ def stack(tmp_path_factory):
 def lab(stack, tmp_path):
     cloud, bind, dns, key = stack
     top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="dev",
-                            boot_timeout=30, ready_timeout=30, delete_timeout=10, launch_retries=1)
+                            boot_timeout=30, ready_timeout=30, delete_timeout=10, launch_retries=1,
+                            price_per_hour=PRICE)
     url = f"sqlite:///{tmp_path / 'lab.db'}"
     server = start_lock_server(tmp_path / "lab", database_url=url, lab_domain=DOMAIN, top=top)
     yield Lab(server.url, cloud, bind, key, url, server)
@@ -79,3 +84,67 @@ def test_a_failed_boot_keeps_the_servers_console_log_in_its_failure_event_and_la
     page = lab.http.get(f"/ui/nodes/{name}")
     assert page.status_code == 200 and "Console log of a failed boot" in page.text and "Kernel panic" in page.text
     lab.assert_nothing_left([name])
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def expected_usage(events: dict[str, list[dict]]) -> dict[str, tuple[float, float]]:
+    """(in use, provisioning) seconds per node, read from its events: provisioning from the state move to
+    provisioning to the move to ready; in use from ready to the move to destroying."""
+    out = {}
+    for name, trail in events.items():
+        use = prov = 0.0
+        started = ready = None
+        for e in trail:
+            state = (e["new"] or {}).get("state")
+            if state == "provisioning":
+                started = _at(e["at"])
+            elif state == "ready":
+                prov += (_at(e["at"]) - started).total_seconds()
+                ready = _at(e["at"])
+            elif state == "destroying":
+                use += (_at(e["at"]) - ready).total_seconds()
+        out[name] = (use, prov)
+    return out
+
+
+def test_usage_of_a_scripted_sequence_of_locks_matches_the_node_events_to_the_second(lab, tmp_path):
+    names = lab.add("node1", "node2", "node3")
+    bob = "bob@lab"
+    first = [n["name"] for n in lab.lock_many(2).json()]  # alice: two nodes
+    [second] = [n["name"] for n in lab.http.post("/nodes/lock_many/", json={
+        "count": 1, "machine_type": "dev", "locked_by": bob, "description": "job 2"}).json()]
+    assert lab.unlock_many(first[:1]).status_code == 200
+    [again] = [n["name"] for n in lab.lock_many(1).json()]  # alice again, on the node just freed
+    assert lab.unlock_many([first[1], again]).status_code == 200
+    assert lab.unlock_many([second], owner=bob).status_code == 200
+    lab.assert_nothing_left(names)
+
+    assert again == first[0]  # the only free node: alice's two locks of it both count
+
+    per_node = expected_usage({n: lab.http.get(f"/nodes/{n}/events/").json() for n in names})
+    owners = {"alice@lab": (first[0], first[1]), bob: (second,)}
+    by_owner = {r["key"]: r for r in lab.http.get("/lab/usage/", params={"by": "owner"}).json()["rows"]}
+    assert set(by_owner) == set(owners) and (by_owner["alice@lab"]["locks"], by_owner[bob]["locks"]) == (3, 1)
+    for owner, held in owners.items():
+        row = by_owner[owner]
+        use, prov = (sum(per_node[n][i] for n in held) for i in (0, 1))
+        assert abs(row["node_seconds"] - use) < 0.002 and abs(row["provisioning_seconds"] - prov) < 0.002, row
+        assert abs(row["cost"] - (use + prov) / 3600 * PRICE) < 1e-4
+    [by_type] = lab.http.get("/lab/usage/", params={"by": "type"}).json()["rows"]
+    assert by_type["key"] == "dev" and by_type["locks"] == 4
+    assert abs(by_type["node_seconds"] - sum(u for u, _ in per_node.values())) < 0.002
+
+    out = lablease(tmp_path, "usage", "--by", "owner", "--server", lab.url)
+    assert out.returncode == 0 and "alice@lab" in out.stdout and bob in out.stdout, out.stderr
+    as_json = lablease(tmp_path, "usage", "--by", "type", "--json", "--since", "2000-01-01", "--server", lab.url)
+    assert json.loads(as_json.stdout)["rows"][0]["node_seconds"] == by_type["node_seconds"]
+    assert lab.http.get("/lab/usage/", params={"since": "yesterday"}).status_code == 400
+    page = lab.http.get("/ui/usage")
+    assert page.status_code == 200 and "alice@lab" in page.text and "<svg" in page.text
+    metrics = lab.http.get("/metrics").text
+    counted = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                  if line.startswith("lablease_node_seconds_total{"))
+    assert abs(counted - by_type["node_seconds"]) < 0.01, metrics

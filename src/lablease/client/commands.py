@@ -14,6 +14,7 @@ import typer
 
 from lablease.client.force import force_unlock
 from lablease.client.policy import register as register_policy
+from lablease.client.usage import register as register_usage
 from lablease.client.render import (
     LiveProgress,
     PlainProgress,
@@ -256,3 +257,4 @@ def register(app: typer.Typer) -> None:
                           ("summary", summary), ("status", status)):
         app.command(name, epilog=EXIT_CODES)(command)
     register_policy(app)  # extend, hold, release (client/policy.py)
+    register_usage(app)  # usage (client/usage.py)
