@@ -1,7 +1,7 @@
 """Usage: node-seconds per owner and machine type, computed from the node event table (issue 22).
 
 Every lock, state move and unlock is already a row of ``node_events``, so usage needs no table of its own.
-A node is *in use* by its owner from the moment its lock is answered (``provisioning -> ready`` while
+The machine type is the one the node's events last named (its creation), else its record's. A node is *in use* by its owner from the moment its lock is answered (``provisioning -> ready`` while
 locked, or a warm node's claim) until its unlock or destroy starts (``ready -> destroying``, an unlock, a
 return to the warm pool); *provisioning* (locked and ``provisioning``: from the lock to ready, or to the
 failure that released it) is counted apart. A provider's ``price_per_hour`` prices both: the server exists,
@@ -66,7 +66,7 @@ def read_trail(store: NodeStore) -> list[Trail]:
 def spans(trail: Iterable[Trail], machine_types: Mapping[str, str]) -> list[Span]:
     """The in-use and provisioning spans of every node in ``trail`` (oldest first per node)."""
     now_of: dict[str, dict[str, Any]] = defaultdict(lambda: {"state": None, "locked": False, "owner": None,
-                                                            "provider": None, "open": None})
+                                                            "provider": None, "type": None, "open": None})
     out: list[Span] = []
     for event in trail:
         node = now_of[event.node]
@@ -79,12 +79,14 @@ def spans(trail: Iterable[Trail], machine_types: Mapping[str, str]) -> list[Span
             node["owner"] = new["locked_by"]
         if new.get("provider"):
             node["provider"] = new["provider"]
+        if new.get("machine_type"):  # the node's creation or update: its type then (a removed node keeps it)
+            node["type"] = new["machine_type"]
         kind = (USE if node["state"] == "ready" else PROVISIONING if node["state"] == "provisioning" else None) \
             if node["locked"] and node["owner"] else None
         opened = node["open"]
         if opened is not None and (opened.kind, opened.owner) == (kind, node["owner"]):
             continue
-        machine_type = machine_types.get(event.node, "")
+        machine_type = node["type"] or machine_types.get(event.node, "")
         if opened is not None:
             out.append(Span(**{**opened.__dict__, "end": event.at}))
         node["open"] = None if kind is None else Span(event.node, machine_type, node["owner"],
