@@ -50,15 +50,29 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def lab(stack, tmp_path):
+def lab_factory(stack, tmp_path):
+    """``start(**provider)``: a lab service of machine type dev on the module's cloud, with its own database."""
     cloud, bind, dns, key = stack
-    top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="dev",
-                            boot_timeout=30, ready_timeout=30, delete_timeout=10, launch_retries=1,
-                            price_per_hour=PRICE)
-    url = f"sqlite:///{tmp_path / 'lab.db'}"
-    server = start_lock_server(tmp_path / "lab", database_url=url, lab_domain=DOMAIN, top=top)
-    yield Lab(server.url, cloud, bind, key, url, server)
-    server.stop()
+    started = []
+
+    def start(**provider) -> Lab:  # noqa: ANN003
+        settings = {"boot_timeout": 30, "ready_timeout": 30, "delete_timeout": 10, "launch_retries": 1,
+                    "price_per_hour": PRICE, **provider}
+        top = devcloud_lab_data(cloud, key, nsupdate_url=dns.update_url, lab_domain=DOMAIN, machine_type="dev",
+                                **settings)
+        url = f"sqlite:///{tmp_path / f'lab{len(started)}.db'}"
+        server = start_lock_server(tmp_path / f"lab{len(started)}", database_url=url, lab_domain=DOMAIN, top=top)
+        started.append(server)
+        return Lab(server.url, cloud, bind, key, url, server)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def lab(lab_factory):
+    return lab_factory()
 
 
 def lablease(home, *args: str) -> subprocess.CompletedProcess:  # noqa: ANN001
@@ -83,6 +97,23 @@ def test_a_failed_boot_keeps_the_servers_console_log_in_its_failure_event_and_la
     assert "Kernel panic - not syncing" in out.stdout and "hunter2" not in out.stdout
     page = lab.http.get(f"/ui/nodes/{name}")
     assert page.status_code == 200 and "Console log of a failed boot" in page.text and "Kernel panic" in page.text
+    lab.assert_nothing_left([name])
+
+
+def test_a_server_that_runs_but_never_answers_ssh_keeps_its_console_log_in_the_ssh_failure_event(lab_factory, stack):
+    cloud = stack[0]
+    lab = lab_factory(ready_timeout=2)
+    [name] = lab.add("node8")
+    cloud.set_faults({"boot_error": {"match_name": "node8", "mode": "no_ssh",
+                                     "console": "cloud-init[612]: ERROR: could not start sshd"}})
+    try:
+        answer = lab.lock_many(1)
+    finally:
+        cloud.set_faults(CLOUD["faults"])
+    assert answer.status_code == 503, answer.text
+    [failed] = [e["new"] for e in lab.http.get(f"/nodes/{name}/events/").json()
+                if e["action"] == "stage" and (e["new"] or {}).get("status") == "failed"]
+    assert failed["stage"] == "ssh" and "could not start sshd" in failed["console"], failed
     lab.assert_nothing_left([name])
 
 
