@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
 from tests.browser.conftest import playwright_expect
@@ -11,9 +15,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 expect = playwright_expect()
 
 
-def test_the_node_page_shows_its_record_its_cloud_parts_and_every_event_with_its_error(lab, page, shot):
+def test_the_node_page_shows_its_record_its_cloud_parts_every_event_with_its_error_and_the_failed_boots_console(
+        lab, page, shot, tmp_path):
     [name] = lab.add("node41")  # a name no other test uses: its events outlive the record
-    lab.cloud.set_faults({"server_error": {"probability": 1.0, "match_name": "node41"}})
+    lab.cloud.set_faults({"boot_error": {"match_name": "node41", "console": "Kernel panic - not syncing: test"}})
     failed = lab.lock_many(1)  # both attempts fail at boot: undone, 503 with the cloud's reason
     assert failed.status_code == 503 and "went to ERROR" in failed.json()["message"], failed.text
     lab.cloud.clear_faults()
@@ -46,7 +51,13 @@ def test_the_node_page_shows_its_record_its_cloud_parts_and_every_event_with_its
     for attempt in ("status=retry attempt=1", "status=failed attempt=2"):
         expect(events.filter(has_text=f"stage=boot {attempt}").locator("td.error-text")).to_contain_text("went to ERROR")
     expect(events.filter(has_text="stage=ssh").first).to_be_visible()
+    consoles = page.locator("section", has=page.get_by_role("heading", name="Console log of a failed boot"))
+    expect(consoles.locator("pre.console")).to_have_count(2)  # the retried attempt's and the failed one's
+    expect(consoles.locator("pre.console").first).to_contain_text("Kernel panic - not syncing: test")
     shot(page, "node-page", full_page=True)
+    consoles.screenshot(path=str(tmp_path / "console.png"))
+    if os.environ.get("LABLEASE_DOCS_SCREENSHOTS"):  # the docs' picture of the node page's console section
+        shutil.copyfile(tmp_path / "console.png", Path(os.environ["LABLEASE_DOCS_SCREENSHOTS"]) / "dashboard-console.png")
 
 
 def test_unlock_from_the_page_is_refused_with_the_apis_message_unless_by_the_owner(lab, page, shot):

@@ -183,3 +183,17 @@ def test_the_lab_policy_example_of_docs_lab_service_md_passes_config_check(tmp_p
     out = subprocess.run([sys.executable, "-m", "lablease", "config", "check", "--config", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "libcloud.providers.ovh.policy" in out.stderr + out.stdout
+
+
+def test_the_usage_example_of_docs_lab_service_md_passes_config_check_and_a_negative_price_does_not(tmp_path):
+    from lablease.provision.devlab import generate_lab_key
+
+    path, key = tmp_path / "teuthology.yaml", generate_lab_key(tmp_path / "lab_ed25519")
+    path.write_text(_moved(doc_blocks("lab-service.md")["lab-usage"], {"/etc/lablease/lab_ed25519": str(key)}))
+    out = subprocess.run([sys.executable, "-m", "lablease", "config", "check", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    path.write_text(path.read_text().replace("price_per_hour: 0.036", "price_per_hour: -1"))
+    out = subprocess.run([sys.executable, "-m", "lablease", "config", "check", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "price_per_hour" in out.stderr + out.stdout

@@ -207,3 +207,14 @@ def test_config_check_connect_signs_in_to_ec2_and_names_the_ami_and_instance_typ
                for line in lines), lines
     assert any(line.startswith("ok    aws: size: 'm5.large'") for line in lines), lines
     assert ec2.driver_args()["secret"] not in result.output
+
+
+def test_the_ec2_adapter_reads_an_instances_console_output_with_get_console_output(lab):
+    make, ec2, bind = lab
+    prov = make()
+    node = prov.create("node1", "ubuntu", "22.04", {})
+    text = prov.adapter.console_output(node.server_id)
+    assert text is not None and "Linux version" in text  # moto's sample console, base64-decoded
+    assert ec2.admin.request_counts()["GetConsoleOutput"] == 1
+    prov.destroy("node1")
+    assert_nothing_left(ec2, bind, ("node1",))

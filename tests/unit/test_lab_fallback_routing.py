@@ -153,7 +153,8 @@ class FakeStore:
     def __init__(self) -> None:
         self.stages: list[tuple[str, str, str, str]] = []
 
-    def record_stage(self, name: str, stage: str, status: str, attempt: int, message: str, *, who: str) -> None:
+    def record_stage(self, name: str, stage: str, status: str, attempt: int, message: str, *, who: str,
+                     console: str = "") -> None:
         self.stages.append((name, stage, status, message))
 
 

@@ -14,9 +14,11 @@ import typer
 
 from lablease.client.force import force_unlock
 from lablease.client.policy import register as register_policy
+from lablease.client.usage import register as register_usage
 from lablease.client.render import (
     LiveProgress,
     PlainProgress,
+    console_logs,
     events_table,
     list_table,
     locked_table,
@@ -244,6 +246,9 @@ def status(
     else:
         session.out.print(record_grid(node))
         session.out.print(events_table(session.out, events) if events else "no events", markup=False)
+        for heading, text in console_logs(events):
+            session.out.print(heading, markup=False, highlight=False)
+            session.out.print(text.rstrip("\n"), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -252,3 +257,4 @@ def register(app: typer.Typer) -> None:
                           ("summary", summary), ("status", status)):
         app.command(name, epilog=EXIT_CODES)(command)
     register_policy(app)  # extend, hold, release (client/policy.py)
+    register_usage(app)  # usage (client/usage.py)

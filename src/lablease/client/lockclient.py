@@ -144,6 +144,10 @@ class LockClient:
         """An owner's ``change`` (extend, hold, release) of a cloud lock's terms; the node with its new terms."""
         return self._call("POST", f"/lab/nodes/{name}/{change}/", json={"locked_by": locked_by, **fields})
 
+    def usage(self, since: str | None = None, by: str = "owner") -> dict[str, Any]:
+        """Node-seconds per owner or machine type since ``since`` (GET /lab/usage/)."""
+        return self._call("GET", "/lab/usage/", params={"by": by, **({"since": since} if since else {})})
+
     def events(self, name: str, count: int | None = None) -> list[dict[str, Any]]:
         """The node's event trail, oldest first (a lablease extension: 404 on paddles)."""
         params = {"count": count} if count is not None else {}

@@ -176,7 +176,7 @@ def _short(value: Any, width: int = 40) -> str:
 
 def change_text(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str:
     """An event's change as ``key: old → new``; an event without an old side lists its new values."""
-    new = {k: v for k, v in (new or {}).items() if k != "error"}
+    new = {k: v for k, v in (new or {}).items() if k not in ("error", "console")}
     if not old:
         return " ".join(f"{k}={_short(v)}" for k, v in new.items())
     keys = list(dict.fromkeys([*old, *new]))
@@ -191,6 +191,17 @@ def events_table(console: Console, events: list[dict[str, Any]]) -> Table:
         table.add_row((e.get("at") or "")[:19], e.get("action") or "", e.get("who") or "",
                       change_text(e.get("old"), new), str(new.get("error") or new.get("last_error") or ""))
     return table
+
+
+def console_logs(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each failed boot's console log kept with its event, oldest first: (heading, text)."""
+    out = []
+    for e in events:
+        new = e.get("new") or {}
+        if new.get("console"):
+            out.append((f"console of {new.get('stage')} {new.get('status')} at {(e.get('at') or '')[:19]} "
+                        f"(attempt {new.get('attempt', 1)}):", str(new["console"])))
+    return out
 
 
 def progress_line(event: dict[str, Any]) -> str:

@@ -2,6 +2,6 @@
 
 from lablease.config.errors import ConfigError
 from lablease.config.loader import load_yaml_file, validate_section
-from lablease.config.redact import REDACTED, is_secret_key, redact, redact_text
+from lablease.config.redact import REDACTED, is_secret_key, redact, redact_log, redact_text
 
-__all__ = ["ConfigError", "REDACTED", "is_secret_key", "load_yaml_file", "redact", "redact_text", "validate_section"]
+__all__ = ["ConfigError", "REDACTED", "is_secret_key", "load_yaml_file", "redact", "redact_log", "redact_text", "validate_section"]

@@ -94,6 +94,7 @@ class ProviderConfig(BaseModel):
     ec2: EC2Options | None = None  # driver ec2 only: AMIs, subnet, key pair, volume type (config/ec2.py)
     max_parallel: int = Field(default=10, ge=1, le=200)
     launch_retries: int = Field(default=3, ge=1, le=20)
+    price_per_hour: float | None = Field(default=None, ge=0)  # one node-hour's price: lablease usage's cost
     boot_timeout: float = Field(default=600.0, gt=0)
     ready_timeout: float = Field(default=600.0, gt=0)
     ssh_user: str = "ubuntu"

@@ -29,6 +29,21 @@ def redact_text(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
 
 
+# A secret-named setting written out as text: ``password: hunter2``, ``API_KEY=abc``, ``"token": "abc"``.
+_ASSIGNED_SECRET = re.compile(r"(?P<head>\b[\w.-]*" + _SECRET_KEY.pattern + r"[\w.-]*[\"']?\s*[:=]\s*[\"']?)"
+                              r"(?P<value>[^\s\"',;]+)", re.IGNORECASE)
+
+
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
+
+
+def redact_log(text: str) -> str:
+    """Free text from elsewhere (a console log): URL passwords, private keys and every ``secret-name: value``
+    hidden."""
+    text = _PRIVATE_KEY.sub(REDACTED, text)
+    return _ASSIGNED_SECRET.sub(lambda m: m.group("head") + REDACTED, redact_text(text))
+
+
 def redact(value: Any, *, secret: bool = False) -> Any:
     """Return a deep copy of ``value`` with every secret-named key's value replaced by ``***``,
     and the password of every URL hidden.

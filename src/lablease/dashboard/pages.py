@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from lablease.client.render import change_text, fingerprint, summary_rows
+from lablease.client.render import change_text, console_logs, fingerprint, summary_rows
 from lablease.dashboard import history
 from lablease.dashboard.chart import step_chart
 from lablease.dashboard.views import (
@@ -132,7 +132,8 @@ def node_page(request: Request, record: NodeRecord) -> dict[str, Any]:
                  "dns": record.name if record.dns_written else "", "addresses": list(record.addresses),
                  "host_key": fingerprint(record.ssh_pub_key), "attempt": record.attempt_id or ""}
     return {"node": node, "row": row, "cloud": cloud, "parts": parts, "events": events,
-            "events_total": len(trail), "events_shown": min(len(trail), EVENTS_SHOWN), "lab": state.lab is not None}
+            "events_total": len(trail), "events_shown": min(len(trail), EVENTS_SHOWN), "lab": state.lab is not None,
+            "consoles": list(reversed(console_logs([e.to_json() for e in trail[-EVENTS_SHOWN:]])))}
 
 
 def summary_page(request: Request) -> dict[str, Any]:

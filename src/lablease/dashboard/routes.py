@@ -64,6 +64,14 @@ def summary(request: Request) -> HTMLResponse:
     return render(request, "summary.html", {"page": "summary", **pages.summary_page(request)})
 
 
+@router.get("/ui/usage", response_class=HTMLResponse)
+def usage(request: Request, by: str = "owner", days: str = "7") -> HTMLResponse:
+    """Node-hours per owner or machine type over a period (``days`` 1, 7 or 30), with a chart of the last day."""
+    from lablease.dashboard.usage import usage_page
+
+    return render(request, "usage.html", {"page": "usage", **usage_page(request, by, days)})
+
+
 def _record(request: Request, name: str) -> NodeRecord | None:
     try:
         return request.app.state.store.get(name)

@@ -10,7 +10,9 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
+from lablease.devcloud import console
 from lablease.devcloud.bootvolume import (
     PREPPING_FAILED, attach_boot_volume, availability_zone, boolean, boot_device, check_disk, server_volumes_gone,
 )
@@ -182,6 +184,8 @@ def make_router(cloud: Cloud, life: Lifecycle, auth) -> APIRouter:
             return Response(status_code=202)
         with cloud.lock:
             server = get_server(cloud, token, server_id)
+            if action == "os-getConsoleOutput":  # Nova answers 200 with the log's last lines
+                return JSONResponse(console.output(server, body[action]))
             allowed = {"reboot": ("ACTIVE", "ACTIVE"), "os-stop": ("ACTIVE", "SHUTOFF"),
                        "os-start": ("SHUTOFF", "ACTIVE")}
             if action not in allowed:
@@ -283,6 +287,7 @@ def _create(cloud: Cloud, life: Lifecycle, request: Request, token: Token, body:
             break
         server.addresses.append((net.name, addr))
     server.root = life.server_root(server.id)
+    console.created(server)
     cloud.servers[server.id] = server
     life.server_created(server, fails, message)
     log.info("server created id=%s name=%s flavor=%s image=%s zone=%s boot_volume=%s", server.id, name, flavor.name,

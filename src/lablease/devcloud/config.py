@@ -124,6 +124,15 @@ class ResourceFault(_Strict):
     message: str | None = None
 
 
+class BootFault(_Strict):
+    """Servers whose name matches boot badly: ``error`` goes to ERROR, ``no_ssh`` runs but never starts sshd;
+    either way ``console`` ends the server's console log (os-getConsoleOutput)."""
+
+    match_name: str = "-"  # fnmatch pattern against the server's name; the default matches no lablease name
+    console: str = "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+    mode: Literal["error", "no_ssh"] = "error"
+
+
 class FaultConfig(_Strict):
     seed: int = 0
     rate_limits: list[RateLimitFault] = []
@@ -137,6 +146,7 @@ class FaultConfig(_Strict):
     # match_name: the floating IP's description (allocate) or the server's name (associate)
     floating_ip_error: ResourceFault = ResourceFault()  # allocation answers 409 IpAddressGenerationFailure
     associate_error: ResourceFault = ResourceFault()  # association answers 200; the IP stays DOWN, never reachable
+    boot_error: BootFault = BootFault()
 
 
 def _default_flavors() -> list[FlavorConfig]:

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lablease.devcloud import console
 from lablease.devcloud.sshd import SshdManager, login_users
 from lablease.devcloud.state import Cloud, Server, Volume, utcnow
 from lablease.devcloud.userdata import parse_user_data
@@ -64,6 +65,11 @@ class Lifecycle:
                 return
             server.updated = utcnow()
             server.task_state = None
+            console.kernel(server)
+            fault = console.boot_fault(cloud.faults.boot_error, server.name)
+            if fault is not None:
+                console.write(server, fault.console)
+                fails = fails or fault.mode == "error"
             if fails:
                 server.status = "ERROR"
                 server.fault = {"code": 500, "message": message or NO_VALID_HOST, "created": server.updated}
@@ -71,6 +77,9 @@ class Lifecycle:
                 return
             server.status = "ACTIVE"
         log.info("server active id=%s name=%s", server_id, server.name)
+        if fault is not None:  # no_ssh: it runs, and never answers
+            log.info("server never gets ssh id=%s", server_id)
+            return
         ssh = cloud.config.ssh
         if ssh.enabled:
             cloud.schedule(ssh.delay, lambda: self._starter.submit(self._start_sshd_logged, server_id))
@@ -152,6 +161,9 @@ class Lifecycle:
             root = server.root
         if paths is None:
             paths = parse_user_data(user_data).touch_paths
+        with self.cloud.lock:
+            if server_id in self.cloud.servers:
+                console.cloud_init(self.cloud.servers[server_id])
         for path in paths:
             target = root / path.lstrip("/")
             if root.resolve() not in target.resolve().parents:

@@ -23,6 +23,8 @@ from lablease.devcloud.state import Cloud
 from lablease.devcloud.volumes import SIZE_TEXT
 
 Schema = dict[str, Any]
+CONSOLE_ACTION = "POST /compute/v2.1/servers/{server_id}/action"
+CONSOLE_OUTPUT: Schema = {"type": "object", "required": ["output"], "properties": {"output": {"type": "string"}}}
 OBJECT: Schema = {"type": "object"}
 ANY: Schema = {}
 STRING_255: Schema = {"type": "string", "maxLength": 255}
@@ -266,8 +268,12 @@ def request_bodies(cloud: Cloud) -> dict[str, Schema]:
         "device": {"anyOf": [{"type": "string", "pattern": "^/dev/"}, {"type": "null"}]}}}
     address = {"type": "object", "required": ["address"], "properties": {"address": {"type": "string"}}}
     action = {"type": "object", "minProperties": 1, "maxProperties": 1,
-              "propertyNames": {"enum": ["reboot", "os-stop", "os-start", "addFloatingIp", "removeFloatingIp"]},
-              "properties": {"addFloatingIp": address, "removeFloatingIp": address}}
+              "propertyNames": {"enum": ["reboot", "os-stop", "os-start", "addFloatingIp", "removeFloatingIp",
+                                         "os-getConsoleOutput"]},
+              "properties": {"addFloatingIp": address, "removeFloatingIp": address, "os-getConsoleOutput": {
+                  "type": "object", "properties": {"length": {
+                      "anyOf": [{"type": "integer", "minimum": -1}, {"type": "null"}],
+                      "description": "the last N lines; -1 or null: the whole log"}}}}}
     fip = {"type": "object", "properties": {
         "port_id": {"type": ["string", "null"], "description": "a port of one of the project's servers (404 else)"},
         "description": {"type": ["string", "null"], "maxLength": 255}}}
@@ -347,7 +353,9 @@ def document(app: FastAPI, cloud: Cloud, authenticated: set[str]) -> dict[str, A
             if key is not None:
                 ok["content"] = {"application/json": {"schema": {**OBJECT, "required": [key], "properties": {
                     key: IDENTIFIED.get(key, ANY)}}}}
-            operation["responses"] = {str(status): ok, **{
+            extra = {"200": {"description": "os-getConsoleOutput: the server's console log", "content": {
+                "application/json": {"schema": CONSOLE_OUTPUT}}}} if label == CONSOLE_ACTION else {}
+            operation["responses"] = {**extra, str(status): ok, **{
                 str(code): {"description": MEANING[code],
                             "content": {"application/json": {"schema": _fault(code, style)}}}
                 for code in sorted(codes)}}

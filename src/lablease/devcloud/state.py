@@ -90,6 +90,7 @@ class Server:
     availability_zone: str = "nova"
     config_drive: bool = False
     block_devices: list[tuple[str, bool]] = field(default_factory=list)  # (volume id, delete_on_termination)
+    console: list[str] = field(default_factory=list)  # its boot log, as os-getConsoleOutput shows it
 
 
 @dataclass

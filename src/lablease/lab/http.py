@@ -16,6 +16,7 @@ from lablease.lab.bus import LabEvent
 from lablease.lab.health import Health
 from lablease.lab.policy_http import router as policy_router
 from lablease.lab.service import LabService
+from lablease.lab.usage_http import router as usage_router
 from lablease.lockapi.errors import error_docs
 from lablease.lockapi.routes import ADMIN, NodeName, require_admin
 from lablease.lockapi.schemas import NO_NUL, Node
@@ -23,6 +24,7 @@ from lablease.store import NodeStore
 
 router = APIRouter()
 router.include_router(policy_router)  # extend, hold, release (lab.policy_http)
+router.include_router(usage_router)  # usage (lab.usage_http)
 KEEPALIVE_SECONDS = 15.0
 
 

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from lablease.lab.bus import LabEvent
 from lablease.lab.census import census
 from lablease.lab.health import Health, HealthSnapshot
+from lablease.lab.usage import ACTIONS, Trail, last_use_ended
 from lablease.provision.calls import CallObserver
 # The engine's stage buckets (0.1 s to 20 min) suit whole launches and destroys too.
 from lablease.provision.metrics import _BUCKETS as DURATION_BUCKETS
@@ -159,6 +160,11 @@ class LabMetrics:
         self.fallbacks = Counter("lablease_provider_fallbacks_total", "Nodes a provider could not give (quota, "
                                  "capacity) that went to the next provider of their machine type",
                                  ["machine_type", "to"], registry=registry)
+        self.node_seconds = Counter("lablease_node_seconds", "Seconds cloud nodes were in use (lock answered to "
+                                    "unlock or destroy start), added when each node is freed, by machine type and "
+                                    "owner (one series per owner: docs/lab-service.md)", ["machine_type", "owner"],
+                                    registry=registry)
+        self._store = store
         self.refill_failures = Gauge("lablease_warm_pool_refill_failures", "Failed warm-pool refills in a row",
                                      ["machine_type"], registry=registry)
 
@@ -200,6 +206,9 @@ class LabMetrics:
             with self._lock:
                 self._destroy_started[event.node] = event.at
             return
+        if event.status == "freed":
+            self._count_use(event)
+            return
         if event.status not in ("done", "failed"):
             return
         with self._lock:
@@ -207,6 +216,17 @@ class LabMetrics:
         self.destroys.labels(event.machine_type, event.status).inc()
         seconds = event.elapsed if event.elapsed > 0 or started is None else event.at - started
         self.destroy_seconds.labels(event.machine_type).observe(max(0.0, seconds))
+
+    def _count_use(self, event: LabEvent) -> None:
+        """Add the in-use seconds of the lock whose destroy freed ``event.node`` (read from its trail)."""
+        try:
+            trail = [Trail(e.node, e.at, e.new or {}) for e in self._store.events(event.node) if e.action in ACTIONS]
+        except Exception:  # noqa: BLE001 - a metric must never break a destroy; the usage report still has it
+            log.warning("could not read the trail of %s for lablease_node_seconds_total", event.node, exc_info=True)
+            return
+        span = last_use_ended(trail, event.machine_type)
+        if span is not None and span.end is not None:
+            self.node_seconds.labels(event.machine_type, span.owner).inc((span.end - span.start).total_seconds())
 
     def _first_sight(self, machine_type: str) -> None:
         """Create a type's result series at zero, so rate() and alerts see the first failure."""

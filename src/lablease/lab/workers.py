@@ -187,7 +187,8 @@ class ProviderWorker:
                 (event.stage == "ready" and event.status == "done"):
             # A start's message names its step (volume create/attach), not an error: only failures keep theirs.
             error = "" if event.status == "start" else event.message
-            self.store.record_stage(job.record, event.stage, event.status, event.attempt, error, who=self.actor)
+            self.store.record_stage(job.record, event.stage, event.status, event.attempt, error, who=self.actor,
+                                    console=event.console)
 
 
 # Stages whose "start" row says nothing the trail does not already say: image, size and network pick

@@ -21,19 +21,9 @@ from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 from lablease.provision.hints import HintsError, merge_hints
 from lablease.provision.lifecycle import Lifecycle, Track, release_floating, volume_pattern
-from lablease.provision.models import (
-    TAG_ATTEMPT,
-    TAG_LAB,
-    TAG_NODE,
-    CreateRequest,
-    NodeInfo,
-    Outcome,
-    OwnedResources,
-    OwnedServer,
-    OwnedVolume,
-    ProgressCallback,
-    ProgressEvent,
-)
+from lablease.provision.console import failure_console
+from lablease.provision.models import (TAG_ATTEMPT, TAG_LAB, TAG_NODE, CreateRequest, NodeInfo, Outcome,
+                                       OwnedResources, OwnedServer, OwnedVolume, ProgressCallback, ProgressEvent)
 from lablease.provision.parallel import map_interruptible
 from lablease.provision.waiting import cancelled
 
@@ -184,6 +174,7 @@ class Provisioner:
             except BaseException as exc:  # noqa: BLE001 - roll back on anything, even Ctrl-C
                 error = exc if isinstance(exc, ProvisionError) else ProvisionError(
                     track.stage, node, f"unexpected {type(exc).__name__}: {exc}", kind=ErrorKind.BUG)
+                console = failure_console(self.caller, self.adapter, error, track.server_ids)  # before the rollback
                 problems = self.lifecycle.rollback(track)
                 if problems:
                     # Something of this attempt may remain; do not pile more attempts on top of it.
@@ -193,7 +184,7 @@ class Provisioner:
                     raise
                 last = attempt == retries or not error.retryable or self.cancelled
                 self._emit(ProgressEvent(node, error.stage.value, "failed" if last else "retry", attempt, error.message,
-                                         attempt_id=track.attempt_id))
+                                         attempt_id=track.attempt_id, console=console))
                 # A final failure is the caller's to report (the lock's answer and warning, the warm pool's
                 # one line per refill); a warning here too would say it twice.
                 log.log(logging.INFO if last else logging.WARNING, "create failed node=%s attempt=%d/%d stage=%s "

@@ -66,6 +66,7 @@ class ProgressEvent:
     message: str = ""
     attempt_id: str = ""
     made: dict[str, str] = field(default_factory=dict)
+    console: str = ""  # a failed boot or SSH wait: the end of the server's console log (provision.console)
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -228,11 +228,14 @@ class StageLog:
     """Stage events of a node (lab service progress), kept in the node's event trail."""
 
     def record_stage(self, name: str, stage: str, status: str, attempt: int = 1, message: str = "", *,
-                     who: str | None = None) -> None:
-        """Append ``stage status`` (with the attempt and any error) to ``name``'s events; the row is unchanged."""
+                     who: str | None = None, console: str = "") -> None:
+        """Append ``stage status`` (with the attempt, any error and a failed boot's console log) to ``name``'s
+        events; the row is unchanged."""
         new: dict[str, Any] = {"stage": stage, "status": status, "attempt": attempt}
         if message:
             new["error"] = message
+        if console:
+            new["console"] = console
 
         def run(conn: Connection) -> None:
             self._event(conn, [self._event_row(name, "stage", who, utcnow(), None, new)])  # type: ignore[attr-defined]

@@ -160,7 +160,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    const filters = document.querySelector("form.filters");
+    const filters = document.querySelector("form.filters:not(.usage-period)");
     if (filters) enhanceFilters(filters);
     document.querySelectorAll("form[data-confirm]").forEach(enhanceUnlock);
     document.addEventListener("click", (e) => {

@@ -147,6 +147,10 @@ class CloudAdapter(ABC):
         maxTotalRAMSize, …); None when the cloud does not say (``config check --connect`` compares nothing)."""
         return None
 
+    def console_output(self, server_id: str) -> str | None:
+        """The server's console log (its last lines) as the cloud keeps it; None when this cloud shows none."""
+        return None
+
     @abstractmethod
     def list_security_groups(self) -> list[SecurityGroup]: ...
 

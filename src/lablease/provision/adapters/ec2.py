@@ -291,6 +291,10 @@ class EC2Adapter(CloudAdapter):
         listed = self._instances(driver._build_filters({"tag-key": TAG_LAB, "instance-state-name": list(_LIVE)}))
         return self._recent_servers.complete(listed)
 
+    def console_output(self, server_id: str) -> str | None:
+        driver = self._driver()  # GetConsoleOutput: the instance's serial console (decoded), None while it has none
+        return driver.ex_get_console_output(Node(server_id, None, None, [], [], driver)).get("output")
+
     def delete_server(self, server_id: str) -> None:
         self._recent_servers.drop(server_id)
         driver = self._driver()

@@ -85,6 +85,7 @@ def unknown_driver_args(driver_args: dict[str, Any]) -> list[str]:
 
 # Above libcloud's own 5 s grace, so this check (under the auth lock) always comes first.
 _EXPIRY_MARGIN = dt.timedelta(seconds=10)
+CONSOLE_LINES = 100  # os-getConsoleOutput asks for the log's last lines (provision.console keeps the last 4 KB)
 
 
 def _usable(expires: dt.datetime) -> bool:
@@ -206,6 +207,11 @@ class OpenStackAdapter(calls.FloatingIPCalls, CloudAdapter):
     def get_server(self, server_id: str) -> Server | None:
         node = self._driver().ex_get_node_details(server_id)
         return None if node is None else self._server(node)
+
+    def console_output(self, server_id: str) -> str | None:
+        driver = self._driver()
+        answer = driver.ex_get_console_output(Node(server_id, None, None, [], [], driver), length=CONSOLE_LINES)
+        return answer.get("output") if isinstance(answer, dict) else None
 
     def list_servers(self) -> list[Server]:
         return [self._server(n) for n in calls.list_servers(self._driver())]
