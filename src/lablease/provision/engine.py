@@ -82,6 +82,7 @@ class Provisioner:
 
     def __enter__(self) -> "Provisioner":
         return self
+
     def __exit__(self, *_: object) -> None:
         self.close()
 
