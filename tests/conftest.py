@@ -32,9 +32,10 @@ def _root_log_handlers_are_the_tests_own():
 # its 4 xdist workers in collection order (--dist loadfile), and a long file handed out last is the tail
 # of the whole run. The soak runs its own 2-minute clock, so it goes first of all.
 LONGEST_FIRST = (
-    "test_soak.py", "test_provision_faults.py", "test_lab_service.py", "test_lock_api_fuzz.py",
-    "test_devcloud_api_fuzz.py", "test_lab_reconciler.py", "test_lab_ec2.py", "test_provision_devcloud.py",
-    "test_lock_concurrency.py", "test_operator_cli.py", "test_lab_pool_faults.py",
+    "test_devcloud_api_fuzz.py", "test_soak.py", "test_provision_faults.py", "test_lock_api_fuzz.py",
+    "test_lab_service.py", "test_lock_concurrency.py", "test_lab_ec2.py", "test_devcloud_demo.py",
+    "test_lab_policy.py", "test_lab_pool_faults.py", "test_provision_devcloud.py", "test_lab_crash.py",
+    "test_lab_reconciler.py", "test_teuthology_client.py", "test_lab_fallback.py",
 )
 
 
