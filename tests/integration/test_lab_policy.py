@@ -129,7 +129,7 @@ def test_an_expired_lock_is_destroyed_and_unlocked_while_an_extended_and_a_held_
     # No pass ran within its 1 s, so it was not warned; the extended one, in its warning window, is now.
     assert moves(lab, short)[-2:] == [("state", "expiry", "destroying"), ("state", "expiry", "idle")]
     assert acts[("warn", kept)]["done"] and ("expiring", "expiry", None) in moves(lab, kept)
-    assert [s["name"] for s in lab.cloud.resources()["servers"]] == ["node1", "node2"]
+    assert sorted(s["name"] for s in lab.cloud.resources()["servers"]) == ["node1", "node2"]
     assert lab.bind.addresses("node3") == set()
     metrics = lab.http.get("/metrics").text
     assert 'lablease_locks_held{machine_type="dev"} 1.0' in metrics

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from lablease.lab.usage import read_trail, report, spans
 from lablease.lockapi.errors import error_docs
+from lablease.lockapi.schemas import TIME_EXAMPLE, TIME_TEXT
 from lablease.store import InvalidRequest, NodeStore
 from lablease.store.records import utcnow
 
@@ -71,8 +72,8 @@ def prices_of(request: Request) -> dict[str, float | None]:
     200: {"model": Usage, "description": "usage since `since` (default: 30 days ago) until now, one row per owner "
                                          "or machine type, largest first; cost is null without a price_per_hour"},
     **error_docs(400, 413, 503, said={400: "since is not a date or an ISO time", 503: "the database kept failing"})})
-async def usage(request: Request, since: str | None = Query(None, max_length=64, description="a date or ISO time "
-                                                                                          "(UTC unless zoned)"),
+async def usage(request: Request, since: str | None = Query(None, max_length=64, pattern=TIME_TEXT,
+                                                          description=f"a date or a time like {TIME_EXAMPLE}"),
                 by: Literal["owner", "type"] = Query("owner")) -> JSONResponse:
     """Node-seconds per owner or machine type from the node events: in use from a lock's answer to its unlock or
     destroy, provisioning counted apart, priced by each provider's price_per_hour."""

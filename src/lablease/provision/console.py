@@ -11,6 +11,7 @@ import logging
 
 from lablease.config.redact import redact_log
 from lablease.provision.calls import CloudCaller
+from lablease.provision.errorkinds import ErrorKind
 from lablease.provision.errors import ProvisionError, Stage
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,13 @@ def failure_console(caller: CloudCaller, adapter, error: ProvisionError, server_
     when the cloud shows none or the call fails (a failure's report never waits on a second failure)."""
     if error.stage not in CONSOLE_STAGES or not server_ids:
         return ""
+    if error.kind is ErrorKind.UNREACHABLE or caller.unreachable:
+        return ""  # a cloud that does not answer has no console to give: the failure's report must not wait on it
     server_id = server_ids[-1]
     try:
+        # One try (idempotent=False: a 5xx is not repeated): the log is a courtesy, the rollback comes first.
         text = caller.call(error.stage, error.node, lambda: adapter.console_output(server_id),
-                           what="console output")
+                           what="console output", idempotent=False)
     except Exception as exc:  # noqa: BLE001
         log.info("no console output node=%s server=%s error=%s", error.node, server_id, exc)
         return ""
