@@ -11,6 +11,7 @@ Expiries here are seconds (hours may be fractional); the reconciler's passes are
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -184,6 +185,10 @@ def test_a_lock_over_the_owners_quota_is_refused_before_anything_is_claimed_and_
     assert [n for n, v in nodes.items() if v["locked"]] == warm
     out = lablease(tmp_path, "lock-many", "2", "-m", "dev", "--server", lab.url, "--owner", "tester@lab")
     assert out.returncode == 3 and reason in out.stderr
+    page = lab.http.get("/ui/usage")  # the dashboard shows each limited owner's use of its quota
+    assert page.status_code == 200 and "Quota use now" in page.text, page.text[-2000:]
+    row = re.search(r"tester@lab</a></th>\s*<td class=\"num\">(.*?)</td>\s*<td>(.*?)</td>", page.text)
+    assert row and row.groups() == ("1 / —", "dev: 1 / 2"), page.text[-2000:]
     assert lab.unlock_many(warm, owner="tester@lab").status_code == 200
 
 

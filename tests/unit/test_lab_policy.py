@@ -241,3 +241,19 @@ def test_max_ready_age_is_seconds_and_never_negative():
     assert _config(base + "      max_ready_age: 3600\n").libcloud.providers["ovh"].max_ready_age == 3600
     with pytest.raises(ConfigError, match="libcloud.providers.ovh.max_ready_age"):
         _config(base + "      max_ready_age: -1\n")
+
+
+def test_quota_use_lists_each_limited_owner_with_what_it_holds_against_each_limit():
+    from lablease.config.policy import Quotas
+    from lablease.lab.quota import quota_use
+    from lablease.store import NodeRecord
+
+    quotas = Quotas.model_validate({"default": {"machine_types": {"dev": 2}},
+                                    "owners": {"big@lab": {"nodes": 10}, "free@lab": {"machine_types": {}}}})
+    held = [NodeRecord(id=i, name=f"n{i}", machine_type=t, locked=True, locked_by=o)
+            for i, (t, o) in enumerate([("dev", "a@lab"), ("dev", "a@lab"), ("other", "a@lab"), ("dev", "big@lab")])]
+    held.append(NodeRecord(id=9, name="idle", machine_type="dev", locked=False))
+    rows = {r["owner"]: r for r in quota_use(quotas, held)}
+    assert rows["a@lab"] == {"owner": "a@lab", "held": 3, "limit": None, "types": [("dev", 2, 2)]}
+    assert rows["big@lab"] == {"owner": "big@lab", "held": 1, "limit": 10, "types": [("dev", 1, 2)]}
+    assert rows["free@lab"]["held"] == 0  # named in owners: shown even while it holds nothing

@@ -55,3 +55,19 @@ def limited(quotas: Quotas, owner: str) -> bool:
     """Whether any quota applies to ``owner`` (else the check needs no look at the store)."""
     limits = quotas.limits_for(owner)
     return limits.nodes is not None or bool(limits.machine_types)
+
+
+def quota_use(quotas: Quotas, held: Iterable[NodeRecord]) -> list[dict]:
+    """Per owner a quota applies to (one holding cloud nodes, or named in ``quotas.owners``): the cloud nodes it
+    holds now against its limits, in all (``limit`` None: none) and per machine type (``types``: type, held,
+    limit). ``held`` are the cloud nodes locked now; the dashboard's usage page shows this."""
+    locked = [n for n in held if n.locked and n.locked_by]
+    rows = []
+    for owner in sorted({n.locked_by or "" for n in locked} | set(quotas.owners)):
+        limits = quotas.limits_for(owner)
+        if limits.nodes is None and not limits.machine_types:
+            continue
+        mine = Counter(n.machine_type or "" for n in locked if n.locked_by == owner)
+        rows.append({"owner": owner, "held": sum(mine.values()), "limit": limits.nodes,
+                     "types": [(t, mine[t], limit) for t, limit in sorted(limits.machine_types.items())]})
+    return rows
